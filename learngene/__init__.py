@@ -1,0 +1,6 @@
+"""learngene: initialize vision transformers of any depth from one small learngene (SWS)."""
+from learngene import models  # noqa: F401  (registers the Aux-Nets with timm)
+from learngene.errors import LearngeneError
+
+__version__ = "0.1.0"
+__all__ = ["LearngeneError", "models"]

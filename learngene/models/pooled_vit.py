@@ -1,0 +1,106 @@
+"""Stem and head shared by the Aux-Nets, laid out exactly like the Des-Nets they expand into.
+
+Des-Nets are timm ``VisionTransformer(class_token=False, global_pool="avg")``: patch embed, learned
+position embedding for the patch tokens only, blocks, mean over tokens, then ``fc_norm`` and
+``head``. The Aux-Nets here use the same parameter names and the same order of operations (pool
+*before* the final LayerNorm, eps 1e-6), so an Aux-Net and the Des-Net expanded to its own layout
+compute the same function. The SWS reference code normalizes tokens before pooling instead, which
+makes the expanded Des-Net a different function; we avoid that mismatch.
+"""
+from __future__ import annotations
+
+import torch
+from timm.layers import LayerNorm, PatchEmbed, calculate_drop_path_rates, drop_path, trunc_normal_
+from timm.models.vision_transformer import Block, init_weights_vit_timm
+from timm.models._manipulate import named_apply
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+
+class PooledViT(nn.Module):
+    """A ViT without cls token that averages its tokens; subclasses decide how layers are applied.
+
+    ``num_layers`` is the number of *applied* layers, which sets the per-layer drop-path rates.
+    """
+
+    def __init__(self, num_layers: int, img_size=224, patch_size=16, in_chans=3, num_classes=1000, embed_dim=768,
+                 num_heads=12, mlp_ratio=4.0, qkv_bias=True, drop_rate=0.0, drop_path_rate=0.0):
+        super().__init__()
+        self.num_classes = num_classes
+        self.in_chans = in_chans
+        self.num_features = self.head_hidden_size = self.embed_dim = embed_dim
+        self.num_heads = num_heads
+        self.mlp_ratio = mlp_ratio
+        self.qkv_bias = qkv_bias
+        self.global_pool = "avg"
+        self.num_prefix_tokens = 0
+        self.grad_checkpointing = False
+        self.patch_embed = PatchEmbed(img_size=img_size, patch_size=patch_size, in_chans=in_chans, embed_dim=embed_dim)
+        self.pos_embed = nn.Parameter(torch.zeros(1, self.patch_embed.num_patches, embed_dim))
+        self.pos_drop = nn.Dropout(drop_rate)
+        self.layer_drop_path = calculate_drop_path_rates(drop_path_rate, num_layers)
+        self.fc_norm = LayerNorm(embed_dim)
+        self.head_drop = nn.Dropout(drop_rate)
+        self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
+
+    def make_block(self) -> Block:
+        # Drop path is applied per applied layer in apply_layer, so the block itself has none.
+        return Block(self.embed_dim, self.num_heads, mlp_ratio=self.mlp_ratio, qkv_bias=self.qkv_bias,
+                     norm_layer=LayerNorm)
+
+    def init_weights(self) -> None:
+        trunc_normal_(self.pos_embed, std=0.02)
+        named_apply(init_weights_vit_timm, self)
+
+    def apply_layer(self, block: nn.Module, x: torch.Tensor, layer: int) -> torch.Tensor:
+        """Run ``block`` as applied layer number ``layer`` (which fixes its drop-path rate)."""
+        if self.grad_checkpointing and torch.is_grad_enabled():
+            return checkpoint(self._residual_layer, block, x, layer, use_reentrant=False)
+        return self._residual_layer(block, x, layer)
+
+    def _residual_layer(self, block: nn.Module, x: torch.Tensor, layer: int) -> torch.Tensor:
+        p = self.layer_drop_path[layer]
+        x = x + drop_path(block.ls1(block.attn(block.norm1(x))), p, self.training)
+        return x + drop_path(block.ls2(block.mlp(block.norm2(x))), p, self.training)
+
+    def forward_layers(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pos_drop(self.patch_embed(x) + self.pos_embed)
+        return self.forward_layers(x)
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = self.head_drop(self.fc_norm(x.mean(dim=1)))
+        return x if pre_logits else self.head(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    # timm model conventions, so optimizers, EMA and training scripts treat it like any timm ViT.
+    @torch.jit.ignore
+    def no_weight_decay(self) -> set[str]:
+        return {"pos_embed"}
+
+    @torch.jit.ignore
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.grad_checkpointing = enable
+
+    @torch.jit.ignore
+    def get_classifier(self) -> nn.Module:
+        return self.head
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        self.num_classes = num_classes
+        self.head = nn.Linear(self.embed_dim, num_classes) if num_classes > 0 else nn.Identity()
+
+    def architecture_args(self) -> dict:
+        """Constructor arguments that rebuild this architecture (JSON-serializable)."""
+        return dict(img_size=list(self.patch_embed.img_size), patch_size=list(self.patch_embed.patch_size),
+                    in_chans=self.in_chans, num_classes=self.num_classes, embed_dim=self.embed_dim,
+                    num_heads=self.num_heads, mlp_ratio=self.mlp_ratio, qkv_bias=self.qkv_bias)
+
+    def des_model_args(self, depth: int) -> dict:
+        """Arguments for the timm VisionTransformer Des-Net of ``depth`` layers matching this Aux-Net."""
+        args = self.architecture_args()
+        return dict(args, depth=depth, class_token=False, global_pool="avg")
