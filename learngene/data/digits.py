@@ -1,0 +1,76 @@
+"""scikit-learn's bundled handwritten digits (1,797 real 8x8 images), held in memory as tensors.
+
+It is the toolkit's quick, offline dataset: small enough for tests and CPU runs, real enough to learn.
+The train/val split is fixed (stratified, ``random_state=0``): 1,437 training and 360 validation images.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+from torch.utils.data import Dataset
+
+NUM_CLASSES = 10
+NATIVE_SIZE = 8
+MAX_PIXEL = 16.0  # load_digits pixel values are integers 0..16
+VAL_FRACTION = 0.2
+SPLIT_SEED = 0
+
+
+class DigitsDataset(Dataset):
+    """Normalized (1, S, S) float images and int labels; optional random translation per item.
+
+    ``shift`` > 0 moves each image by a random integer offset in [-shift, shift] pixels on both axes,
+    filling the uncovered border with background (raw pixel 0). The offsets come from torch's global
+    RNG, which DataLoader workers are also seeded from, so a run that restores that RNG repeats them.
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, background: float, shift: int = 0):
+        self.images = images
+        self.labels = labels
+        self.background = background
+        self.shift = shift
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        image = self.images[index]
+        if self.shift:
+            image = self._translate(image)
+        return image, int(self.labels[index])
+
+    def _translate(self, image: torch.Tensor) -> torch.Tensor:
+        s = self.shift
+        height, width = image.shape[-2:]
+        padded = F.pad(image, (s, s, s, s), value=self.background)
+        top, left = torch.randint(0, 2 * s + 1, (2,)).tolist()
+        return padded[:, top:top + height, left:left + width]
+
+
+def load_digits_splits(img_size: int, shift: int = 0) -> tuple[DigitsDataset, DigitsDataset, float, float]:
+    """Return ``(train, val, mean, std)``; images scaled to [0, 1], resized, then normalized.
+
+    ``mean`` and ``std`` are the pixel statistics of the whole (resized) training split, so the
+    normalization never depends on how many training images a run uses.
+    """
+    digits = load_digits()
+    images = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / MAX_PIXEL
+    labels = torch.tensor(digits.target, dtype=torch.long)
+    train_idx, val_idx = train_test_split(
+        np.arange(len(labels)), test_size=VAL_FRACTION, stratify=digits.target, random_state=SPLIT_SEED
+    )
+    train_idx, val_idx = torch.from_numpy(train_idx), torch.from_numpy(val_idx)
+    if img_size != NATIVE_SIZE:
+        # antialias only matters when shrinking; resizing once here keeps items cheap
+        images = F.interpolate(images, size=(img_size, img_size), mode="bilinear", align_corners=False, antialias=True)
+
+    std, mean = torch.std_mean(images[train_idx])
+    mean, std = mean.item(), std.item()
+    images = (images - mean) / std
+    background = (0.0 - mean) / std
+    train = DigitsDataset(images[train_idx], labels[train_idx], background, shift=shift)
+    val = DigitsDataset(images[val_idx], labels[val_idx], background)
+    return train, val, mean, std
