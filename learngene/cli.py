@@ -1,6 +1,7 @@
 """Shared plumbing for the thin ``tools/*.py`` scripts."""
 from __future__ import annotations
 
+import argparse
 import functools
 import sys
 from typing import Callable, Sequence
@@ -21,3 +22,10 @@ def entry_point(main: Callable[[Sequence[str] | None], int]) -> Callable[[Sequen
 
     return wrapped
 
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one ``error: ...`` line and exit code 2 like every other bad input."""
+
+    def error(self, message: str):
+        raise LearngeneError(f"{message} (see {self.prog} --help)")

@@ -20,6 +20,7 @@ import random
 from typing import Sequence
 
 from learngene.errors import LearngeneError
+from learngene.models.sws_aux import check_stage_sizes
 
 ORDER_NAMES = (
     "front-mid-last",
@@ -30,15 +31,6 @@ ORDER_NAMES = (
     "last-mid-front",
 )
 STRATEGIES = ("cyclic", "random", "shuffled")
-
-
-def check_stage_sizes(stage_sizes: Sequence[int]) -> tuple[int, ...]:
-    sizes = tuple(stage_sizes)
-    if not sizes:
-        raise LearngeneError("stage_sizes is empty: give at least one stage, e.g. stage_sizes=[3,3,4,3,3]")
-    if any(not isinstance(n, int) or isinstance(n, bool) or n < 1 for n in sizes):
-        raise LearngeneError(f"stage_sizes {list(sizes)} must all be positive integers, e.g. [3,3,4,3,3]")
-    return sizes
 
 
 def check_depth(depth: int) -> int:

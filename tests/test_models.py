@@ -1,0 +1,56 @@
+import pytest
+import timm
+import torch
+
+import learngene  # noqa: F401
+from learngene.errors import LearngeneError
+from learngene.expand import expand_sws, load_expanded
+
+
+def test_each_stage_is_one_registered_block(tiny_aux):
+    assert tiny_aux.stage_sizes == (3, 3, 4, 3, 3)
+    assert tiny_aux.layer_stages == [0, 0, 0, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 4, 4, 4]
+    state = tiny_aux.state_dict()
+    assert sorted({k.split(".")[1] for k in state if k.startswith("stages.")}) == ["0", "1", "2", "3", "4"]
+    # One copy per stage: no aliased tensors for safetensors or EMA to trip over.
+    assert len({t.data_ptr() for t in state.values()}) == len(state)
+    one_block = sum(p.numel() for p in tiny_aux.stages[0].parameters())
+    rest = sum(p.numel() for n, p in tiny_aux.named_parameters() if not n.startswith("stages."))
+    assert sum(p.numel() for p in tiny_aux.parameters()) == 5 * one_block + rest
+
+
+def test_shared_block_gets_summed_gradient_of_its_layers(tiny_aux):
+    # The same function with every applied layer unshared: timm's ViT with the Aux-Net's own layout.
+    des = timm.create_model("vit_tiny_patch16_224", **tiny_aux.des_model_args(16)).eval()
+    load_expanded(des, expand_sws(tiny_aux.state_dict(), tiny_aux.layer_stages))
+    x = torch.randn(2, 1, 8, 8)
+    tiny_aux(x).sum().backward()
+    des(x).sum().backward()
+    for stage, layers in [(0, [0, 1, 2]), (2, [6, 7, 8, 9]), (4, [13, 14, 15])]:
+        for name, param in tiny_aux.stages[stage].named_parameters():
+            summed = sum(des.blocks[i].get_parameter(name).grad for i in layers)
+            torch.testing.assert_close(param.grad, summed, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("size,dim,heads", [("tiny", 192, 3), ("small", 384, 6), ("base", 768, 12)])
+def test_registered_widths(size, dim, heads):
+    model = timm.create_model(f"sws_aux_vit_{size}_patch16_224", img_size=32, num_classes=0)
+    assert (model.embed_dim, model.num_heads, model.patch_embed.patch_size) == (dim, heads, (16, 16))
+    assert model.stages[0].attn.qkv.weight.shape == (3 * dim, dim)
+
+
+def test_custom_stage_sizes_and_bad_ones():
+    model = timm.create_model("sws_aux_vit_tiny_patch16_224", img_size=8, patch_size=2, in_chans=1, num_classes=3,
+                              embed_dim=16, num_heads=2, stage_sizes=(1, 2))
+    assert model.layer_stages == [0, 1, 1]
+    assert model(torch.randn(1, 1, 8, 8)).shape == (1, 3)
+    for bad in [(), (3, 0), (2, -1)]:
+        with pytest.raises(LearngeneError, match="stage_sizes"):
+            timm.create_model("sws_aux_vit_tiny_patch16_224", img_size=8, patch_size=2, stage_sizes=bad)
+
+
+def test_drop_path_rates_follow_applied_layers():
+    model = timm.create_model("sws_aux_vit_tiny_patch16_224", img_size=8, patch_size=2, embed_dim=16, num_heads=2,
+                              drop_path_rate=0.1)
+    assert len(model.layer_drop_path) == 16
+    assert model.layer_drop_path[0] == 0.0 and model.layer_drop_path[-1] == pytest.approx(0.1)
