@@ -95,17 +95,19 @@ def build_loaders(
 
     The train order depends only on ``(seed, epoch)``: call ``train_loader.sampler.set_epoch(epoch)``
     before each epoch. The sampler is a ``DistributedSampler`` even in a single process, or timm's
-    ``RepeatAugSampler`` with ``repeated_aug`` (whose order depends on the epoch alone). Every process
-    gets the whole validation set, in order.
+    ``RepeatAugSampler`` (seeded as below) with ``repeated_aug``. Every process gets the whole
+    validation set, in order.
     """
     train, val, info = build_datasets(cfg)
     if cfg.batch_size < 1:
         raise LearngeneError(f"data.batch_size must be positive, got {cfg.batch_size}")
     num_replicas, rank = (dist.get_world_size(), dist.get_rank()) if distributed else (1, 0)
     if cfg.repeated_aug:
-        sampler = RepeatAugSampler(train, num_replicas=num_replicas, rank=rank, shuffle=True)
+        sampler = SeededRepeatAugSampler(train, seed, num_replicas=num_replicas, rank=rank, shuffle=True)
     else:
-        sampler = DistributedSampler(train, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=True)
+        sampler = DistributedSampler(
+            train, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=True
+        )
     if len(sampler) < cfg.batch_size:
         raise LearngeneError(
             f"data.batch_size {cfg.batch_size} is larger than the {len(sampler)} training images each process "
@@ -117,6 +119,18 @@ def build_loaders(
     train_loader = DataLoader(train, sampler=sampler, drop_last=True, **common)
     val_loader = DataLoader(val, shuffle=False, drop_last=False, **common)
     return train_loader, val_loader, info
+
+
+class SeededRepeatAugSampler(RepeatAugSampler):
+    """timm's RepeatAugSampler shuffles by epoch alone; like DistributedSampler, shuffle by seed + epoch."""
+
+    def __init__(self, dataset: Dataset, seed: int, **kwargs):
+        super().__init__(dataset, **kwargs)
+        self.seed = seed
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        super().set_epoch(self.seed + epoch)
 
 
 def build_mixup(cfg: DataConfig, num_classes: int) -> Optional[Mixup]:

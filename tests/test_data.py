@@ -1,0 +1,313 @@
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import pickle
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+import torchvision.datasets.cifar
+from PIL import Image
+from sklearn.datasets import load_digits
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, Mixup
+from timm.data.distributed_sampler import RepeatAugSampler
+from timm.data.random_erasing import RandomErasing
+from torch.utils.data import DistributedSampler
+
+from learngene.data import DataConfig, build_datasets, build_loaders, build_mixup
+from learngene.errors import LearngeneError
+
+
+def _stack(dataset):
+    images, labels = zip(*(dataset[i] for i in range(len(dataset))))
+    return torch.stack(images), list(labels)
+
+
+def _raise_message(cfg):
+    with pytest.raises(LearngeneError) as e:
+        build_datasets(cfg)
+    message = str(e.value)
+    assert "\n" not in message
+    return message
+
+
+# ---------------------------------------------------------------- digits
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return build_datasets(DataConfig())
+
+
+def test_digits_split_is_exact_and_stratified(digits):
+    train, val, info = digits
+    assert (info.num_train, info.num_val, len(train), len(val)) == (1437, 360, 1437, 360)
+    assert (info.num_classes, info.in_chans, info.img_size) == (10, 1, 8)
+    full = Counter(load_digits().target.tolist())
+    train_counts, val_counts = Counter(_stack(train)[1]), Counter(_stack(val)[1])
+    assert train_counts + val_counts == full
+    for label, n in full.items():
+        assert abs(val_counts[label] - 0.2 * n) <= 1  # stratified: every class keeps its 20 % share
+
+
+def test_digits_normalized_with_training_stats(digits):
+    train, val, info = digits
+    (mean,), (std,) = info.mean, info.std
+    train_images, _ = _stack(train)
+    assert train_images.shape == (1437, 1, 8, 8)
+    assert train_images.mean().item() == pytest.approx(0.0, abs=1e-5)
+    assert train_images.std(correction=0).item() == pytest.approx(1.0, abs=1e-5)
+    # undoing the normalization gives back the raw 0..16 pixel levels, for val as well
+    for images in (train_images, _stack(val)[0]):
+        levels = (images * std + mean) * 16
+        assert torch.allclose(levels, levels.round(), atol=1e-4)
+        assert levels.round().min() == 0 and levels.round().max() == 16
+
+
+def test_digits_resized_to_img_size():
+    train, val, info = build_datasets(DataConfig(img_size=16))
+    image, _ = train[0]
+    assert image.shape == (1, 16, 16) and val[0][0].shape == (1, 16, 16)
+    assert info.img_size == 16
+    train_images, _ = _stack(train)
+    assert train_images.mean().item() == pytest.approx(0.0, abs=1e-5)
+    assert train_images.std(correction=0).item() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_train_limit_keeps_the_first_images(digits):
+    full_train, _, _ = digits
+    train, val, info = build_datasets(DataConfig(train_limit=100))
+    assert (len(train), info.num_train, info.num_val) == (100, 100, 360)
+    for i in (0, 57, 99):
+        assert torch.equal(train[i][0], full_train[i][0]) and train[i][1] == full_train[i][1]
+
+
+def _epoch_labels(loader, epoch):
+    loader.sampler.set_epoch(epoch)
+    return torch.cat([y for _, y in loader]).tolist()
+
+
+def test_train_order_depends_only_on_seed_and_epoch():
+    cfg = DataConfig(batch_size=128)
+    train_loader, val_loader, _ = build_loaders(cfg, seed=3)
+    assert isinstance(train_loader.sampler, DistributedSampler)
+    assert len(train_loader) == 1437 // 128
+    assert all(len(y) == 128 for _, y in train_loader)  # drop_last: full batches only
+
+    first = _epoch_labels(train_loader, 1)
+    again = _epoch_labels(build_loaders(cfg, seed=3)[0], 1)
+    assert first == again
+    assert first != _epoch_labels(train_loader, 2)
+    assert first != _epoch_labels(build_loaders(cfg, seed=4)[0], 1)
+
+    # validation: everything, in dataset order, last batch kept
+    sizes = [len(y) for _, y in val_loader]
+    assert sizes == [128, 128, 104]
+    assert torch.cat([y for _, y in val_loader]).tolist() == _stack(val_loader.dataset)[1]
+
+
+def test_repeated_aug_uses_timm_sampler_seeded():
+    cfg = DataConfig(repeated_aug=True, batch_size=64)
+    train_loader, _, _ = build_loaders(cfg, seed=0)
+    assert isinstance(train_loader.sampler, RepeatAugSampler)
+    # DeiT's sampler: each image three times in a row, then cut to a multiple of 256 for one process
+    train_loader.sampler.set_epoch(5)
+    indices = list(train_loader.sampler)
+    assert len(indices) == 1437 // 256 * 256
+    assert all(indices[i] == indices[i + 1] == indices[i + 2] for i in range(0, len(indices) - 2, 3))
+    assert _epoch_labels(train_loader, 5) == _epoch_labels(build_loaders(cfg, seed=0)[0], 5)
+    assert _epoch_labels(train_loader, 5) != _epoch_labels(train_loader, 6)
+    assert _epoch_labels(train_loader, 5) != _epoch_labels(build_loaders(cfg, seed=1)[0], 5)
+
+
+def _translations(image, shift, background):
+    """Every translation of ``image`` by offsets in [-shift, shift], with background filling the border."""
+    size = image.shape[-1]
+    padded = torch.nn.functional.pad(image, (shift,) * 4, value=background)
+    return [padded[:, t:t + size, l:l + size] for t in range(2 * shift + 1) for l in range(2 * shift + 1)]
+
+
+def test_digits_shift_translates_training_images_only(digits):
+    plain_train, plain_val, info = digits
+    train, val, _ = build_datasets(DataConfig(digits_shift=2))
+    background = -info.mean[0] / info.std[0]
+    torch.manual_seed(0)
+    shifted = [train[i] for i in range(40)]
+    changed = 0
+    for i, (image, label) in enumerate(shifted):
+        original, original_label = plain_train[i]
+        assert label == original_label
+        assert any(torch.equal(image, t) for t in _translations(original, 2, background))
+        changed += not torch.equal(image, original)
+    assert changed > 20  # 24 of 25 offsets move the image
+    torch.manual_seed(0)  # offsets come from torch's global RNG: restoring it repeats them
+    assert all(torch.equal(train[i][0], shifted[i][0]) for i in range(40))
+    assert all(torch.equal(val[i][0], plain_val[i][0]) for i in range(0, 360, 37))
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_shifted_batches_repeat_when_the_global_rng_is_restored(num_workers):
+    cfg = DataConfig(digits_shift=1, batch_size=32, train_limit=64, num_workers=num_workers)
+    train_loader, _, _ = build_loaders(cfg, seed=0)
+    torch.manual_seed(7)  # workers are seeded from the main process's RNG when an epoch starts
+    batches = [x for x, _ in train_loader]
+    assert len(batches) == 2 and batches[0].shape == (32, 1, 8, 8) and batches[0].dtype == torch.float32
+    torch.manual_seed(7)
+    assert all(torch.equal(a, b) for a, b in zip(batches, (x for x, _ in train_loader)))
+    assert not all(torch.equal(a, b) for a, b in zip(batches, (x for x, _ in train_loader)))
+
+
+def test_bad_digits_configs():
+    assert "imagefolder" in _raise_message(DataConfig(name="mnist"))
+    with pytest.raises(LearngeneError, match="batch_size 2000"):
+        build_loaders(DataConfig(batch_size=2000), seed=0)
+
+
+def test_build_mixup():
+    assert build_mixup(DataConfig(smoothing=0.1), 10) is None
+    mixup = build_mixup(DataConfig(mixup=0.8, cutmix=1.0, smoothing=0.1, batch_size=4), 10)
+    assert isinstance(mixup, Mixup)
+    assert (mixup.mixup_alpha, mixup.cutmix_alpha, mixup.label_smoothing, mixup.num_classes) == (0.8, 1.0, 0.1, 10)
+    x, target = mixup(torch.randn(4, 1, 8, 8), torch.tensor([0, 1, 2, 3]))
+    assert x.shape == (4, 1, 8, 8) and target.shape == (4, 10)
+    assert torch.allclose(target.sum(1), torch.ones(4))
+    with pytest.raises(LearngeneError, match="even"):
+        build_mixup(DataConfig(mixup=0.8, batch_size=5), 10)
+
+
+# ---------------------------------------------------------------- imagefolder
+
+
+def _write_pngs(folder, classes, per_class=4, size=16, seed=0):
+    rng = np.random.default_rng(seed)
+    pixels = {}
+    for name in classes:
+        (folder / name).mkdir(parents=True)
+        for i in range(per_class):
+            array = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+            path = folder / name / f"{i}.png"
+            Image.fromarray(array).save(path)
+            pixels[str(path)] = array
+    return pixels
+
+
+def _unnormalize(image):
+    mean = torch.tensor(IMAGENET_DEFAULT_MEAN).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_DEFAULT_STD).view(3, 1, 1)
+    return image * std + mean
+
+
+def test_imagefolder_loads_classes_and_images(tmp_path):
+    _write_pngs(tmp_path / "train", ["cat", "dog"])
+    val_pixels = _write_pngs(tmp_path / "val", ["cat", "dog"], seed=1)
+    cfg = DataConfig(name="imagefolder", root=str(tmp_path), img_size=16, crop_pct=1.0, batch_size=4)
+    train, val, info = build_datasets(cfg)
+    assert train.classes == val.classes == ["cat", "dog"]
+    assert (info.num_classes, info.in_chans, info.img_size, info.num_train, info.num_val) == (2, 3, 16, 8, 8)
+    assert info.mean == IMAGENET_DEFAULT_MEAN and info.std == IMAGENET_DEFAULT_STD
+    assert [train[i][1] for i in range(8)] == [0, 0, 0, 0, 1, 1, 1, 1]
+    assert train[0][0].shape == (3, 16, 16)
+    # eval at the native size with crop_pct 1: the PNG's pixels, ImageNet-normalized
+    for (path, _), i in zip(val.samples, range(8)):
+        expected = torch.from_numpy(val_pixels[path]).permute(2, 0, 1) / 255
+        assert torch.allclose(_unnormalize(val[i][0]), expected, atol=1e-5)
+
+    train_loader, val_loader, _ = build_loaders(cfg, seed=0)
+    assert [x.shape for x, _ in train_loader] == [(4, 3, 16, 16)] * 2
+    assert sum(len(y) for _, y in val_loader) == 8
+
+
+def test_imagefolder_training_transform_follows_config(tmp_path):
+    _write_pngs(tmp_path / "train", ["a", "b"])
+    _write_pngs(tmp_path / "val", ["a", "b"])
+    cfg = DataConfig(
+        name="imagefolder", root=str(tmp_path), img_size=12, auto_augment="rand-m9-mstd0.5-inc1", reprob=0.25
+    )
+    train, val, _ = build_datasets(cfg)
+    steps = train.transform.transforms
+    assert any(isinstance(t, RandomErasing) and t.probability == 0.25 for t in steps)
+    assert any("RandAugment" in type(t).__name__ for t in steps)
+    assert train[0][0].shape == val[0][0].shape == (3, 12, 12)
+
+
+def test_imagefolder_errors(tmp_path):
+    assert "data.root is empty" in _raise_message(DataConfig(name="imagefolder"))
+    assert "is not a folder" in _raise_message(DataConfig(name="imagefolder", root=str(tmp_path / "nope")))
+
+    _write_pngs(tmp_path / "train", ["a", "b"])
+    message = _raise_message(DataConfig(name="imagefolder", root=str(tmp_path)))
+    assert f"missing folder {tmp_path / 'val'}" in message and "train/<class>/<image>" in message
+
+    _write_pngs(tmp_path / "val", ["a", "c"])
+    message = _raise_message(DataConfig(name="imagefolder", root=str(tmp_path)))
+    assert "class folders differ" in message and "only in train: ['b']" in message and "only in val: ['c']" in message
+
+    (tmp_path / "val" / "b").mkdir()  # a class folder without images
+    assert str(tmp_path / "val") in _raise_message(DataConfig(name="imagefolder", root=str(tmp_path)))
+
+
+# ---------------------------------------------------------------- CIFAR
+
+
+def _write_cifar(root, cifar10: bool, per_file=2, seed=0):
+    """Tiny files in torchvision's CIFAR layout; returns (train, test) as (uint8 HWC arrays, labels)."""
+    rng = np.random.default_rng(seed)
+    if cifar10:
+        folder, train_files, test_file = "cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], "test_batch"
+        meta, meta_key, label_key, num_classes = "batches.meta", "label_names", "labels", 10
+    else:
+        folder, train_files, test_file = "cifar-100-python", ["train"], "test"
+        meta, meta_key, label_key, num_classes = "meta", "fine_label_names", "fine_labels", 100
+    (root / folder).mkdir(parents=True)
+    splits = {}
+    for split, files, n in (("train", train_files, per_file), ("test", [test_file], 3)):
+        arrays, labels = [], []
+        for name in files:
+            data = rng.integers(0, 256, (n, 3 * 32 * 32), dtype=np.uint8)
+            batch_labels = rng.integers(0, num_classes, n).tolist()
+            with open(root / folder / name, "wb") as f:
+                pickle.dump({"data": data, label_key: batch_labels}, f)
+            arrays.append(data.reshape(n, 3, 32, 32).transpose(0, 2, 3, 1))
+            labels += batch_labels
+        splits[split] = (np.concatenate(arrays), labels)
+    with open(root / folder / meta, "wb") as f:
+        pickle.dump({meta_key: [f"class{i}" for i in range(num_classes)]}, f)
+    return splits["train"], splits["test"]
+
+
+@pytest.fixture
+def skip_cifar_md5(monkeypatch):
+    """Generated files cannot match torchvision's md5 sums: check only that they exist."""
+    check_integrity = torchvision.datasets.cifar.check_integrity
+    monkeypatch.setattr(torchvision.datasets.cifar, "check_integrity", lambda path, md5=None: check_integrity(path))
+
+
+@pytest.mark.parametrize("name", ["cifar10", "cifar100"])
+def test_cifar_loads_torchvision_files(tmp_path, skip_cifar_md5, name):
+    (train_pixels, train_labels), (test_pixels, test_labels) = _write_cifar(tmp_path, cifar10=name == "cifar10")
+    cfg = DataConfig(name=name, root=str(tmp_path), img_size=32, crop_pct=1.0, batch_size=2)
+    train, val, info = build_datasets(cfg)
+    num_classes = 10 if name == "cifar10" else 100
+    assert (info.num_classes, info.in_chans, info.img_size) == (num_classes, 3, 32)
+    assert (info.num_train, info.num_val) == (len(train_labels), 3)
+    assert [train[i][1] for i in range(len(train))] == train_labels
+    assert train[0][0].shape == (3, 32, 32)
+    for i in range(3):
+        image, label = val[i]
+        assert label == test_labels[i]
+        assert torch.allclose(_unnormalize(image), torch.from_numpy(test_pixels[i]).permute(2, 0, 1) / 255, atol=1e-5)
+
+    resized, _, _ = build_datasets(DataConfig(name=name, root=str(tmp_path), img_size=48))
+    assert resized[0][0].shape == (3, 48, 48)
+
+
+def test_cifar_errors(tmp_path):
+    message = _raise_message(DataConfig(name="cifar10", root=str(tmp_path)))
+    assert f"missing folder {tmp_path / 'cifar-10-batches-py'}" in message and "cifar-10-python.tar.gz" in message
+    assert "cifar-100-python" in _raise_message(DataConfig(name="cifar100", root=str(tmp_path)))
+    assert "data.root is empty" in _raise_message(DataConfig(name="cifar10"))
+
+    _write_cifar(tmp_path, cifar10=True)  # real torchvision checks: the generated files fail their md5
+    assert "missing or corrupted" in _raise_message(DataConfig(name="cifar10", root=str(tmp_path)))
