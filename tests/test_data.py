@@ -1,7 +1,3 @@
-import os
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
 import pickle
 from collections import Counter
 
@@ -161,6 +157,7 @@ def test_shifted_batches_repeat_when_the_global_rng_is_restored(num_workers):
 
 def test_bad_digits_configs():
     assert "imagefolder" in _raise_message(DataConfig(name="mnist"))
+    assert "digits_shift" in _raise_message(DataConfig(digits_shift=-1))
     with pytest.raises(LearngeneError, match="batch_size 2000"):
         build_loaders(DataConfig(batch_size=2000), seed=0)
 

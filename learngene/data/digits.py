@@ -70,7 +70,7 @@ def load_digits_splits(img_size: int, shift: int = 0) -> tuple[DigitsDataset, Di
     std, mean = torch.std_mean(images[train_idx])
     mean, std = mean.item(), std.item()
     images = (images - mean) / std
-    background = (0.0 - mean) / std
+    background = -mean / std  # raw pixel 0, normalized
     train = DigitsDataset(images[train_idx], labels[train_idx], background, shift=shift)
     val = DigitsDataset(images[val_idx], labels[val_idx], background)
     return train, val, mean, std

@@ -62,6 +62,8 @@ def build_datasets(cfg: DataConfig) -> tuple[Dataset, Dataset, DatasetInfo]:
         raise LearngeneError(f"unknown data.name {cfg.name!r}: choose one of {', '.join(DATASET_NAMES)}")
     if cfg.img_size < 1:
         raise LearngeneError(f"data.img_size must be a positive number of pixels, got {cfg.img_size}")
+    if cfg.digits_shift < 0:
+        raise LearngeneError(f"data.digits_shift must be 0 (off) or a positive pixel count, got {cfg.digits_shift}")
     if cfg.name == "digits":
         train, val, mean, std = digits.load_digits_splits(cfg.img_size, shift=cfg.digits_shift)
         num_classes, in_chans, mean, std = digits.NUM_CLASSES, 1, (mean,), (std,)
