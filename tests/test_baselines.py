@@ -1,13 +1,21 @@
-"""TLEG, Simple-LG and Vanilla-LG initializers."""
+"""TLEG, Simple-LG and Vanilla-LG initializers, and tools/expand.py for every method."""
+import json
+import sys
+from pathlib import Path
+
 import pytest
 import timm
 import torch
 
 import learngene  # noqa: F401  (registers the Aux-Nets)
-from learngene.baselines import expand_simple_lg, expand_tleg, expand_vanilla_lg
+from learngene.baselines import expand_simple_lg, expand_tleg, expand_vanilla_lg, select_weights
+from learngene.checkpoint import load_learngene, load_model_folder, save_learngene, save_model_folder
 from learngene.errors import LearngeneError
 from learngene.expand import load_expanded
 from learngene.models.registry import des_architecture
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+import expand  # noqa: E402
 
 TINY = dict(img_size=8, patch_size=2, in_chans=1, num_classes=10, embed_dim=32, num_heads=4)
 TINY_DES = dict(TINY, class_token=False, global_pool="avg")
@@ -85,8 +93,9 @@ def test_simple_lg_expands_blocks_cyclically():
 
 def test_vanilla_lg_puts_last_ancestry_blocks_on_top():
     ancestry, target = des_net(6, seed=1).state_dict(), des_net(8, seed=2).state_dict()
-    state = expand_vanilla_lg(ancestry, target)
+    state, copied = expand_vanilla_lg(ancestry, target)
     assert list(state) == list(target)
+    assert copied == [k for k in target if k.startswith(("blocks.5.", "blocks.6.", "blocks.7.", "fc_norm.", "head."))]
     for i in range(8):
         expected = ancestry[f"blocks.{i - 2}.mlp.fc1.weight"] if i >= 5 else target[f"blocks.{i}.mlp.fc1.weight"]
         assert torch.equal(state[f"blocks.{i}.mlp.fc1.weight"], expected)
@@ -95,7 +104,7 @@ def test_vanilla_lg_puts_last_ancestry_blocks_on_top():
     for key in ("fc_norm.weight", "head.weight"):
         assert torch.equal(state[key], ancestry[key])
     other_labels = des_net(8, seed=2, num_classes=5).state_dict()
-    assert torch.equal(expand_vanilla_lg(ancestry, other_labels, 1)["head.weight"], other_labels["head.weight"])
+    assert torch.equal(expand_vanilla_lg(ancestry, other_labels, 1)[0]["head.weight"], other_labels["head.weight"])
 
 
 def test_vanilla_lg_errors():
@@ -104,3 +113,97 @@ def test_vanilla_lg_errors():
         expand_vanilla_lg(ancestry, des_net(2).state_dict(), num_layers=3)
     with pytest.raises(LearngeneError, match="width"):
         expand_vanilla_lg(ancestry, des_net(4, embed_dim=64).state_dict())
+
+
+# tools/expand.py: every method writes the same timm local-dir folder.
+
+@pytest.fixture
+def sources(tmp_path):
+    """A TLEG learngene file, a 5-layer ViT folder (Simple-LG) and a 6-layer ancestry folder."""
+    tleg = tmp_path / "tleg.safetensors"
+    save_learngene(tleg_aux(num_layers=6), tleg, kind="tleg")
+    save_model_folder(des_net(5, seed=3), tmp_path / "five")
+    save_model_folder(des_net(6, seed=4), tmp_path / "ancestry")
+    return tmp_path
+
+
+def run_expand(out, *argv):
+    assert expand.main([*map(str, argv), "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors", "plan.json"]
+    return load_model_folder(out).state_dict(), json.loads((out / "plan.json").read_text())
+
+
+def test_tool_tleg(sources):
+    state, plan = run_expand(sources / "out", sources / "tleg.safetensors", "--method", "tleg", "--depth", "4")
+    learngene = load_learngene(sources / "tleg.safetensors")
+    expected = expand_tleg(learngene.state_dict, 4)
+    assert sorted(state) == sorted(expected) and all(torch.equal(state[k], v) for k, v in expected.items())
+    assert plan["method"] == "tleg" and plan["coefficients"] == [0, 0.25, 0.5, 0.75]
+    assert plan["parameters_stored"] == sum(t.numel() for t in learngene.state_dict.values())
+
+
+def test_tool_simple_lg_and_pf(sources):
+    five = load_model_folder(sources / "five")
+    state, plan = run_expand(sources / "s", sources / "five", "--method", "simple-lg", "--depth", "7")
+    assert plan["layer_sources"] == [0, 0, 1, 1, 2, 3, 4] and plan["method"] == "simple-lg"
+    assert plan["parameters_stored"] == sum(p.numel() for p in five.parameters())
+    assert torch.equal(state["blocks.1.mlp.fc2.weight"], five.blocks[0].mlp.fc2.weight)
+    state, plan = run_expand(sources / "pf", sources / "five", "--method", "pf")
+    assert all(torch.equal(state[k], v) for k, v in five.state_dict().items())
+    assert plan["parameters_stored"] == sum(p.numel() for p in five.parameters())
+
+
+def test_tool_vanilla_lg(sources):
+    ancestry = load_model_folder(sources / "ancestry").state_dict()
+    state, plan = run_expand(sources / "v", sources / "ancestry", "--method", "vanilla-lg", "--depth", "4",
+                             "--num-layers", "2", "--seed", "7")
+    fresh = des_net(4, seed=7).state_dict()  # the Des-Net's own init under the same seed
+    assert torch.equal(state["blocks.1.attn.qkv.weight"], fresh["blocks.1.attn.qkv.weight"])
+    assert torch.equal(state["pos_embed"], fresh["pos_embed"])
+    assert torch.equal(state["blocks.2.attn.qkv.weight"], ancestry["blocks.4.attn.qkv.weight"])
+    block = sum(v.numel() for k, v in ancestry.items() if k.startswith("blocks.0."))
+    head = sum(v.numel() for k, v in ancestry.items() if k.startswith(("head.", "fc_norm.")))
+    assert plan["parameters_stored"] == 2 * block + head
+
+
+@pytest.mark.parametrize("extra", [[], ["--head-aware", "--elements", "random", "--layers", "last"]])
+def test_tool_weight_selection(sources, extra):
+    parent = load_model_folder(sources / "ancestry")
+    state, plan = run_expand(sources / "w", sources / "ancestry", "--method", "weight-selection", "--depth", "3",
+                             "--model-args", '{"embed_dim": 16, "num_heads": 2}', *extra)
+    child = des_net(3, seed=0, embed_dim=16, num_heads=2).state_dict()
+    options = dict(layers="last", elements="random", head_aware=True, num_heads=(4, 2)) if extra else {}
+    expected = select_weights(parent.state_dict(), child, **options)
+    assert all(torch.equal(state[k], v) for k, v in expected.items())
+    assert plan["parameters_stored"] == sum(p.numel() for p in parent.parameters())
+
+
+def test_tool_scratch(sources):
+    state, plan = run_expand(sources / "a", sources / "tleg.safetensors", "--method", "scratch", "--depth", "3",
+                             "--seed", "5")
+    expected = des_net(3, seed=5).state_dict()
+    assert sorted(state) == sorted(expected) and all(torch.equal(state[k], v) for k, v in expected.items())
+    assert plan["parameters_stored"] == 0
+    state, _ = run_expand(sources / "b", "--method", "scratch", "--model", "vit_tiny_patch16_224", "--depth", "2",
+                          "--model-args", json.dumps(TINY_DES))
+    assert "blocks.1.mlp.fc1.weight" in state and "blocks.2.mlp.fc1.weight" not in state
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["tleg.safetensors", "--method", "sws", "--depth", "3"], "not a SWSAuxViT"),
+    (["ancestry", "--method", "weight-selection", "--order", "front-last-mid"], "--order does not apply"),
+    (["--method", "scratch", "--depth", "3"], "scratch needs --model"),
+    (["--method", "tleg", "--depth", "3"], "tleg needs a source"),
+    (["five", "--method", "pf", "--depth", "6"], "give its depth (5)"),
+    (["five", "--method", "vanilla-lg", "--depth", "6", "--num-layers", "6"], "num_layers 6 must be between 1"),
+    (["ancestry", "--method", "weight-selection", "--depth", "7"], "cannot deepen"),
+    (["ancestry", "--method", "scratch", "--model-args", "[1]"], "must be a JSON object"),
+    (["five", "--method", "tleg", "--depth", "3"], "is a model folder, not a learngene file"),
+    (["tleg.safetensors", "--method", "simple-lg", "--depth", "3"], "is not a model folder"),
+])
+def test_tool_errors(sources, capsys, argv, message):
+    argv = [str(sources / a) if (sources / a).exists() else a for a in argv]
+    assert expand.main([*argv, "--out", str(sources / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and message in err[0]
+    assert not (sources / "out").exists()

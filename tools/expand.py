@@ -1,57 +1,91 @@
-"""Expand a learngene into a Des-Net of any depth, written as a timm local-dir model folder.
+"""Initialize a Des-Net with SWS or a baseline, written as a timm local-dir model folder.
 
     python tools/expand.py runs/digits/aux/learngene.safetensors --depth 12 --out runs/des12
+    python tools/expand.py runs/digits/tleg/learngene.safetensors --method tleg --depth 12 --out runs/tleg12
+    python tools/expand.py runs/digits/ancestry/model --method weight-selection --depth 6 --out runs/ws6
+    python tools/expand.py runs/digits/aux/learngene.safetensors --method scratch --depth 12 --out runs/scratch12
     python -c "import timm; timm.create_model('local-dir:runs/des12', pretrained=True)"   # no learngene needed
+
+Every method writes the same kind of folder; ``plan.json`` records the method, its choices and the
+parameters stored to initialize (see learngene/baselines/methods.py and docs/baselines.md).
 """
 from __future__ import annotations
 
-import timm
+import argparse
+import inspect
+import json
 
-from learngene.checkpoint import load_learngene, save_model_folder
+from learngene.baselines.methods import METHODS
+from learngene.baselines.weight_selection import ELEMENT_SELECTIONS, LAYER_SELECTIONS
+from learngene.checkpoint import save_model_folder
 from learngene.cli import ArgumentParser, entry_point
 from learngene.errors import LearngeneError
-from learngene.expand import ORDER_NAMES, STRATEGIES, expand_sws, load_expanded, make_plan
-from learngene.models.registry import des_architecture
+from learngene.expand import ORDER_NAMES, STRATEGIES
 
 
-def parse_args(argv):
+def json_object(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise argparse.ArgumentTypeError(f"not JSON ({e})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("must be a JSON object like '{\"embed_dim\": 192}'")
+    return value
+
+
+def make_parser() -> ArgumentParser:
     parser = ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("learngene", help="learngene file written by tools/train_aux.py")
-    parser.add_argument("--depth", type=int, required=True, help="number of Des-Net layers (>= 1)")
+    parser.add_argument("source", nargs="?",
+                        help="learngene file (sws, tleg), trained timm model folder (simple-lg, vanilla-lg, "
+                             "weight-selection, pf), or nothing (scratch, with --model)")
+    parser.add_argument("--method", default="sws", choices=list(METHODS), help="initializer (default sws)")
+    parser.add_argument("--depth", type=int, default=None,
+                        help="number of Des-Net layers (>= 1); weight-selection, scratch and pf default to the "
+                             "source's")
     parser.add_argument("--out", required=True, help="output folder (must not exist or be empty)")
+    parser.add_argument("--num-classes", type=int, default=None,
+                        help="Des-Net classes; when it differs from the source's, the head keeps timm's init")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of random plans and selections and of any weights left at timm's init")
     parser.add_argument("--strategy", default="cyclic", choices=STRATEGIES,
-                        help="cyclic (default); random: random layers per stage, stage order kept; "
+                        help="sws: cyclic (default); random: random layers per stage, stage order kept; "
                              "shuffled: any stage at any position (ablation)")
     parser.add_argument("--order", default=None,
-                        help=f"cyclic stage order: one of {', '.join(ORDER_NAMES)} or a permutation like 0,1,2,3,4 "
-                             "(default front-mid-last)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random and shuffled strategies")
-    parser.add_argument("--num-classes", type=int, default=None,
-                        help="Des-Net classes; when it differs from the learngene's, the head keeps timm's init")
-    return parser.parse_args(argv)
+                        help=f"sws, simple-lg: cyclic stage order, one of {', '.join(ORDER_NAMES)} or a "
+                             "permutation like 0,1,2,3,4 (default front-mid-last)")
+    parser.add_argument("--num-layers", type=int, default=3, help="vanilla-lg: ancestry blocks put on top (default 3)")
+    parser.add_argument("--model", default=None,
+                        help="weight-selection, scratch: timm model name of the Des-Net (default the source's)")
+    parser.add_argument("--model-args", type=json_object, default=None,
+                        help="weight-selection, scratch: JSON constructor overrides, e.g. "
+                             "'{\"embed_dim\": 192, \"num_heads\": 3}'")
+    parser.add_argument("--layers", default="first", choices=LAYER_SELECTIONS, help="weight-selection: layers")
+    parser.add_argument("--elements", default="uniform", choices=ELEMENT_SELECTIONS,
+                        help="weight-selection: elements per axis")
+    parser.add_argument("--head-aware", action="store_true",
+                        help="weight-selection: keep attention heads whole in fused qkv and proj")
+    return parser
 
 
 @entry_point
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    learngene = load_learngene(args.learngene)
-    if learngene.kind != "sws":
-        raise LearngeneError(f"{args.learngene} is a {learngene.kind!r} learngene, not an SWS one")
-    aux_args = learngene.model_args
-    if args.order is not None and args.strategy != "cyclic":
-        raise LearngeneError("--order applies to --strategy cyclic only")
-    plan = make_plan(args.depth, aux_args["stage_sizes"], args.strategy, args.order, args.seed, source=args.learngene)
-    num_classes = aux_args["num_classes"] if args.num_classes is None else args.num_classes
-    des_args = {k: v for k, v in aux_args.items() if k != "stage_sizes"}
-    des_args.update(depth=args.depth, num_classes=num_classes, class_token=False, global_pool="avg")
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    init_method = METHODS[args.method]
+    accepted = inspect.signature(init_method).parameters
+    options = {name: value for name, value in vars(args).items() if name in accepted}
+    for name, value in vars(args).items():
+        if name not in accepted and name not in ("method", "out") and value != parser.get_default(name):
+            raise LearngeneError(f"--{name.replace('_', '-')} does not apply to --method {args.method}")
 
-    state = expand_sws(learngene.state_dict, plan.layer_sources, include_head=num_classes == aux_args["num_classes"])
-    des = timm.create_model(des_architecture(learngene.model), **des_args)
-    load_expanded(des, state)
-    save_model_folder(des, args.out, extra_files={"plan.json": dict(method="sws", **plan.to_dict())})
+    init = init_method(**options)
+    des = init.build()
+    save_model_folder(des, args.out, extra_files={"plan.json": init.info})
 
     params = sum(p.numel() for p in des.parameters())
-    print(f"wrote {args.out}: depth {args.depth}, {params / 1e6:.3f}M params, {plan.strategy} plan {plan.layer_sources}")
+    plan = f", plan {init.info['layer_sources']}" if "layer_sources" in init.info else ""
+    print(f"wrote {args.out}: {args.method}, depth {init.model_args.get('depth', 'default')}, "
+          f"{params / 1e6:.3f}M params, {init.info['parameters_stored'] / 1e6:.3f}M stored to initialize{plan}")
     return 0
 
 

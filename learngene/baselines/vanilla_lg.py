@@ -16,14 +16,18 @@ ANCESTRY_TOP_PREFIXES = ("fc_norm.", "head.")
 
 
 def expand_vanilla_lg(ancestry_state: dict[str, torch.Tensor], target_state: dict[str, torch.Tensor],
-                      num_layers: int = 3) -> dict[str, torch.Tensor]:
-    """``target_state`` (the Des-Net's own init) with its top blocks replaced by the ancestry's last blocks."""
+                      num_layers: int = 3) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """``target_state`` (the Des-Net's own init) with its top blocks replaced by the ancestry's last blocks.
+
+    Also returns the keys taken from the ancestry (the learngene), in order.
+    """
     ancestry_depth = layer_counts(ancestry_state).get("blocks", 0)
     target_depth = layer_counts(target_state).get("blocks", 0)
     if not isinstance(num_layers, int) or not 1 <= num_layers <= min(ancestry_depth, target_depth):
         raise LearngeneError(f"num_layers {num_layers!r} must be between 1 and the depth of both the ancestry "
                              f"({ancestry_depth}) and the Des-Net ({target_depth})")
     out = {key: value.clone() for key, value in target_state.items()}
+    copied = []
     offset = ancestry_depth - target_depth  # Des-Net block i <- ancestry block i + offset
     for i in range(target_depth - num_layers, target_depth):
         prefix = f"blocks.{i}."
@@ -34,7 +38,9 @@ def expand_vanilla_lg(ancestry_state: dict[str, torch.Tensor], target_state: dic
                 raise LearngeneError(f"ancestry has no {source_key} shaped {tuple(target_state[key].shape)}: "
                                      "Vanilla-LG needs a trained ViT of the Des-Net's width and block layout")
             out[key] = source.clone()
+            copied.append(key)
     for key in (k for k in target_state if k.startswith(ANCESTRY_TOP_PREFIXES)):
         if key in ancestry_state and ancestry_state[key].shape == target_state[key].shape:
             out[key] = ancestry_state[key].clone()  # else another label space: the head stays fresh
-    return out
+            copied.append(key)
+    return out, copied

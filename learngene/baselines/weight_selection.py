@@ -132,7 +132,7 @@ def select_weights(parent_state: dict[str, torch.Tensor], child_state: dict[str,
                                  "weight selection cannot deepen a model; use a parent at least as deep")
         layer_map[group] = layer_indices(parent_counts[group], n_child, layers)
     if head_aware and not any(key.endswith(QKV_SUFFIXES[0]) for key in child_state):
-        raise LearngeneError("head_aware=True needs fused attn.qkv tensors (a timm ViT): drop head_aware for this model")
+        raise LearngeneError("head_aware=True needs fused attn.qkv tensors (a timm ViT): drop it for this model")
 
     selected = {}
     for key, child in child_state.items():

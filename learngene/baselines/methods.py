@@ -1,0 +1,215 @@
+"""Every way this project initializes a Des-Net, SWS and its baselines, behind one interface.
+
+``METHODS[name](source, depth, num_classes=None, **options) -> Initialization``: the Des-Net's complete
+state dict, the timm model it belongs to, and a JSON-serializable ``info`` record (method, source,
+parameters stored to initialize, the plan). ``source`` is a learngene file (sws, tleg), a trained timm
+model folder (simple-lg, vanilla-lg, weight-selection, pf) or nothing (scratch; a learngene or folder
+given to scratch only names the architecture).
+
+The Des-Net architecture is the source's (a learngene's Des-Net, or the folder's model) at ``depth``;
+``model`` / ``model_args`` override it where a method allows a different one (weight-selection,
+scratch). A different ``num_classes`` keeps the target's own head init. Weights the method does not
+provide come from the target's timm default init under ``seed``.
+
+``parameters_stored`` counts what must be kept to initialize: the whole learngene (sws, tleg), the whole
+source model (simple-lg, weight-selection, pf), the tensors copied from the ancestry (vanilla-lg), none
+(scratch).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import timm
+import torch
+from torch import nn
+
+from learngene.baselines.simple_lg import expand_simple_lg
+from learngene.baselines.tleg import expand_tleg
+from learngene.baselines.vanilla_lg import expand_vanilla_lg
+from learngene.baselines.weight_selection import layer_counts, select_weights
+from learngene.checkpoint import load_learngene, load_model_folder
+from learngene.errors import LearngeneError
+from learngene.expand import expand_sws, load_expanded, make_plan
+from learngene.expand.plan import check_depth
+from learngene.models import PooledViT, SWSAuxViT, TLEGAuxViT
+from learngene.models.registry import des_architecture
+
+
+@dataclasses.dataclass
+class Initialization:
+    """A Des-Net's full state dict, the timm model it belongs to, and how it was made (plain data)."""
+
+    state_dict: dict[str, torch.Tensor]
+    architecture: str
+    model_args: dict
+    info: dict
+
+    def build(self) -> nn.Module:
+        model = timm.create_model(self.architecture, **self.model_args)
+        load_expanded(model, self.state_dict)
+        return model
+
+
+def fresh_model(architecture: str, model_args: dict, seed: int) -> nn.Module:
+    """The target with timm's default init, reproducible per ``seed``, leaving the global RNG alone."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        try:
+            return timm.create_model(architecture, **model_args)
+        except (RuntimeError, TypeError, ValueError) as e:
+            raise LearngeneError(f"cannot create {architecture!r} with {model_args}: {e}") from None
+
+
+def count_parameters(tensors) -> int:
+    return sum(t.numel() for t in tensors)
+
+
+def target_args(base_args: dict, depth: int | None, num_classes: int | None, model_args: dict | None = None) -> dict:
+    """``base_args`` with ``model_args`` applied, then ``depth`` and ``num_classes`` where given."""
+    args = {**base_args, **(model_args or {})}
+    if depth is not None:
+        args["depth"] = depth
+    if num_classes is not None:
+        args["num_classes"] = num_classes
+    return args
+
+
+def load_aux_learngene(source: str | None, method: str, model_type: type):
+    """A learngene file's contents and its rebuilt Aux-Net, which must be a ``model_type``."""
+    if source is None:
+        raise LearngeneError(f"{method} needs a source: a learngene file written by tools/train_aux.py")
+    if Path(source).is_dir():
+        raise LearngeneError(f"{source} is a model folder, not a learngene file: folders are sources of simple-lg, "
+                             "vanilla-lg, weight-selection, pf and scratch")
+    learngene = load_learngene(source)
+    aux = learngene.build_aux()
+    if not isinstance(aux, model_type):
+        raise LearngeneError(f"{source} holds a {learngene.model} learngene, not a {model_type.__name__} one: "
+                             "pick the --method that trained it")
+    return learngene, aux
+
+
+def load_source_folder(source: str | None, method: str) -> tuple[nn.Module, str, dict]:
+    """A trained model folder: the model, its timm architecture name and its constructor arguments."""
+    if source is None:
+        raise LearngeneError(f"{method} needs a source: a trained timm model folder")
+    model = load_model_folder(source)
+    config = json.loads((Path(source) / "config.json").read_text())
+    return model, config["architecture"], config.get("model_args", {})
+
+
+def attention_heads(model: nn.Module) -> int:
+    try:
+        return model.blocks[0].attn.num_heads
+    except AttributeError:
+        raise LearngeneError(f"head-aware selection needs timm ViTs, not {type(model).__name__}") from None
+
+
+def with_fresh_head(state: dict, architecture: str, args: dict, seed: int) -> dict:
+    """Complete ``state`` with the target's own init for what it lacks (a head for another label space)."""
+    return {**fresh_model(architecture, args, seed).state_dict(), **state}
+
+
+def init_sws(source: str, depth: int, num_classes: int | None = None, strategy: str = "cyclic", order=None,
+             seed: int = 0) -> Initialization:
+    learngene, aux = load_aux_learngene(source, "sws", SWSAuxViT)
+    if order is not None and strategy != "cyclic":
+        raise LearngeneError("--order applies to --strategy cyclic only")
+    plan = make_plan(depth, aux.stage_sizes, strategy, order, seed, source=source)
+    args = target_args(aux.des_model_args(depth), depth, num_classes)
+    architecture = des_architecture(learngene.model)
+    state = expand_sws(learngene.state_dict, plan.layer_sources, include_head=args["num_classes"] == aux.num_classes)
+    info = dict(method="sws", **plan.to_dict(), parameters_stored=count_parameters(learngene.state_dict.values()))
+    return Initialization(with_fresh_head(state, architecture, args, seed), architecture, args, info)
+
+
+def init_tleg(source: str, depth: int, num_classes: int | None = None, seed: int = 0) -> Initialization:
+    check_depth(depth)
+    learngene, aux = load_aux_learngene(source, "tleg", TLEGAuxViT)
+    args = target_args(aux.des_model_args(depth), depth, num_classes)
+    architecture = des_architecture(learngene.model)
+    state = expand_tleg(learngene.state_dict, depth, include_head=args["num_classes"] == aux.num_classes)
+    info = dict(method="tleg", source=source, coefficients=[i / depth for i in range(depth)],
+                parameters_stored=count_parameters(learngene.state_dict.values()))
+    return Initialization(with_fresh_head(state, architecture, args, seed), architecture, args, info)
+
+
+def init_simple_lg(source: str, depth: int, num_classes: int | None = None, order=None,
+                   seed: int = 0) -> Initialization:
+    model, architecture, base_args = load_source_folder(source, "simple-lg")
+    args = target_args(base_args, depth, num_classes)
+    state, plan = expand_simple_lg(model.state_dict(), depth, order,
+                                   include_head=args["num_classes"] == model.num_classes)
+    plan.source = source
+    info = dict(method="simple-lg", **plan.to_dict(), parameters_stored=count_parameters(model.parameters()))
+    return Initialization(with_fresh_head(state, architecture, args, seed), architecture, args, info)
+
+
+def init_vanilla_lg(source: str, depth: int, num_classes: int | None = None, num_layers: int = 3,
+                    seed: int = 0) -> Initialization:
+    check_depth(depth)
+    ancestry, architecture, base_args = load_source_folder(source, "vanilla-lg")
+    args = target_args(base_args, depth, num_classes)
+    state, copied = expand_vanilla_lg(ancestry.state_dict(), fresh_model(architecture, args, seed).state_dict(),
+                                      num_layers)
+    info = dict(method="vanilla-lg", source=source, num_layers=num_layers, seed=seed,
+                parameters_stored=count_parameters(state[key] for key in copied))
+    return Initialization(state, architecture, args, info)
+
+
+def init_weight_selection(source: str, depth: int, num_classes: int | None = None, model: str | None = None,
+                          model_args: dict | None = None, layers: str = "first", elements: str = "uniform",
+                          head_aware: bool = False, seed: int = 0) -> Initialization:
+    parent, parent_architecture, base_args = load_source_folder(source, "weight-selection")
+    architecture = model or parent_architecture
+    args = target_args(base_args, depth, num_classes, model_args)
+    child = fresh_model(architecture, args, seed)
+    num_heads = (attention_heads(parent), attention_heads(child)) if head_aware else None
+    state = select_weights(parent.state_dict(), child.state_dict(), layers, elements, seed, head_aware, num_heads)
+    info = dict(method="weight-selection", source=source, layers=layers, elements=elements, head_aware=head_aware,
+                seed=seed, parameters_stored=count_parameters(parent.parameters()))
+    return Initialization(state, architecture, args, info)
+
+
+def init_scratch(source: str | None, depth: int | None, num_classes: int | None = None, model: str | None = None,
+                 model_args: dict | None = None, seed: int = 0) -> Initialization:
+    if source is None:
+        if model is None:
+            raise LearngeneError("scratch needs --model (a timm model name) or a source whose architecture to copy")
+        architecture, base_args = model, {}
+    elif Path(source).is_dir():
+        _, architecture, base_args = load_source_folder(source, "scratch")
+    else:  # a learngene file: the architecture of its Des-Nets
+        learngene, aux = load_aux_learngene(source, "scratch", PooledViT)
+        architecture, base_args = des_architecture(learngene.model), aux.des_model_args(depth)
+    architecture = model or architecture
+    args = target_args(base_args, depth, num_classes, model_args)
+    info = dict(method="scratch", source=source, seed=seed, parameters_stored=0)
+    return Initialization(fresh_model(architecture, args, seed).state_dict(), architecture, args, info)
+
+
+def init_pf(source: str, depth: int | None = None, num_classes: int | None = None, seed: int = 0) -> Initialization:
+    """Pre-train-then-fine-tune: the Des-Net is a same-size model trained on the source data, as it is."""
+    model, architecture, base_args = load_source_folder(source, "pf")
+    source_depth = layer_counts(model.state_dict()).get("blocks")
+    if depth is not None and depth != source_depth:
+        raise LearngeneError(f"pf reuses a trained model as it is: give its depth ({source_depth}) or no --depth")
+    args = target_args(base_args, None, num_classes)
+    state = model.state_dict()
+    if num_classes not in (None, model.num_classes):
+        state = {k: v for k, v in state.items() if not k.startswith("head.")}
+    info = dict(method="pf", source=source, parameters_stored=count_parameters(model.parameters()))
+    return Initialization(with_fresh_head(state, architecture, args, seed), architecture, args, info)
+
+
+METHODS = {
+    "sws": init_sws,
+    "tleg": init_tleg,
+    "simple-lg": init_simple_lg,
+    "vanilla-lg": init_vanilla_lg,
+    "weight-selection": init_weight_selection,
+    "scratch": init_scratch,
+    "pf": init_pf,
+}
