@@ -180,6 +180,8 @@ def test_resnet_selection_loads_strict():
     expected = released_rule(parent_state["layer2.2.conv1.weight"].numpy(), (32, 32, 3, 3))  # 4 -> 2: blocks 0, 2
     np.testing.assert_array_equal(selected["layer2.1.conv1.weight"].numpy(), expected)
     assert child.eval()(torch.randn(1, 3, 32, 32)).shape == (1, 10)
+    with pytest.raises(LearngeneError, match="layer selection 'last' maps layer1.0.conv1.weight to layer1.1"):
+        select_weights(parent_state, child.state_dict(), layers="last")
 
 
 def test_errors_name_the_problem():

@@ -145,6 +145,11 @@ def select_weights(parent_state: dict[str, torch.Tensor], child_state: dict[str,
             group = match.group(1)
             parent_key = f"{group}.{layer_map[group][int(match.group(2))]}.{key[match.end():]}"
         parent = parent_state.get(parent_key)
+        fits = parent is not None and parent.dim() == child.dim() and all(
+            c <= p for p, c in zip(parent.shape, child.shape))
+        if not fits and parent_key != key and key in parent_state:
+            raise LearngeneError(f"layer selection {layers!r} maps {key} to {parent_key}, which does not fit it (a "
+                                 "ResNet stage's first block differs from the others): use layers='first'")
         if parent is None or parent.dim() != child.dim():
             raise LearngeneError(f"parent has no tensor {parent_key} shaped like the child's {key} "
                                  f"{tuple(child.shape)}: weight selection needs a parent of the child's family")
