@@ -120,7 +120,7 @@ def init_sws(source: str, depth: int, num_classes: int | None = None, strategy: 
     plan = make_plan(depth, aux.stage_sizes, strategy, order, seed, source=source)
     args = target_args(aux.des_model_args(depth), depth, num_classes)
     architecture = des_architecture(learngene.model)
-    state = expand_sws(learngene.state_dict, plan.layer_sources, include_head=args["num_classes"] == aux.num_classes)
+    state = expand_sws(learngene.state_dict, plan.layer_sources, include_head=num_classes in (None, aux.num_classes))
     info = dict(method="sws", **plan.to_dict(), parameters_stored=count_parameters(learngene.state_dict.values()))
     return Initialization(with_fresh_head(state, architecture, args, seed), architecture, args, info)
 
@@ -130,7 +130,7 @@ def init_tleg(source: str, depth: int, num_classes: int | None = None, seed: int
     learngene, aux = load_aux_learngene(source, "tleg", TLEGAuxViT)
     args = target_args(aux.des_model_args(depth), depth, num_classes)
     architecture = des_architecture(learngene.model)
-    state = expand_tleg(learngene.state_dict, depth, include_head=args["num_classes"] == aux.num_classes)
+    state = expand_tleg(learngene.state_dict, depth, include_head=num_classes in (None, aux.num_classes))
     info = dict(method="tleg", source=source, coefficients=[i / depth for i in range(depth)],
                 parameters_stored=count_parameters(learngene.state_dict.values()))
     return Initialization(with_fresh_head(state, architecture, args, seed), architecture, args, info)
@@ -141,7 +141,7 @@ def init_simple_lg(source: str, depth: int, num_classes: int | None = None, orde
     model, architecture, base_args = load_source_folder(source, "simple-lg")
     args = target_args(base_args, depth, num_classes)
     state, plan = expand_simple_lg(model.state_dict(), depth, order,
-                                   include_head=args["num_classes"] == model.num_classes)
+                                   include_head=num_classes in (None, model.num_classes))
     plan.source = source
     info = dict(method="simple-lg", **plan.to_dict(), parameters_stored=count_parameters(model.parameters()))
     return Initialization(with_fresh_head(state, architecture, args, seed), architecture, args, info)
