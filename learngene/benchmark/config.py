@@ -1,0 +1,55 @@
+"""What `tools/benchmark.py` runs: which training configs make each part, which depths, methods and seeds.
+
+Each trained part (ancestry, learngenes, Des-Net fine-tunes, Trained references) is an ordinary
+training config file (the same ones `tools/finetune.py` and `tools/train_aux.py` take) plus
+``key=value`` overrides, so the benchmark trains nothing a user could not train by hand.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from learngene.errors import LearngeneError
+
+METHODS = ("sws", "sws-random", "tleg", "weight-selection", "simple-lg", "vanilla-lg", "scratch")
+
+
+@dataclass
+class PartConfig:
+    config: str = ""  # a training YAML file (configs/...)
+    overrides: list[str] = field(default_factory=list)  # key=value applied on top of it
+
+
+@dataclass
+class BenchmarkConfig:
+    output: str = "runs/benchmark/digits"
+    depths: list[int] = field(default_factory=lambda: list(range(6, 16)))
+    methods: list[str] = field(default_factory=lambda: list(METHODS))
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # fine-tune seeds; also random plans' seeds
+    learngene_seeds: list[int] = field(default_factory=lambda: [0])  # fine-tune seed i uses learngene seed i % n
+    finetune_epochs: int = 3
+    trained_depths: list[int] = field(default_factory=list)  # Trained references; empty = all depths
+    vanilla_lg_layers: int = 3
+    weight_selection_layers: str = "first"
+    weight_selection_elements: str = "uniform"
+    ancestry: PartConfig = field(default_factory=lambda: PartConfig("configs/digits/ancestry.yaml"))
+    sws_aux: PartConfig = field(default_factory=lambda: PartConfig("configs/digits/aux.yaml"))
+    tleg_aux: PartConfig = field(default_factory=lambda: PartConfig("configs/digits/tleg_aux.yaml"))
+    simple_lg: PartConfig = field(default_factory=lambda: PartConfig("configs/digits/simple_lg.yaml"))
+    finetune: PartConfig = field(default_factory=lambda: PartConfig("configs/digits/des_finetune.yaml"))
+    trained: PartConfig = field(default_factory=lambda: PartConfig("configs/digits/trained.yaml"))
+
+
+def check_benchmark_config(cfg: BenchmarkConfig) -> BenchmarkConfig:
+    unknown = [m for m in cfg.methods if m not in METHODS]
+    if unknown:
+        raise LearngeneError(f"unknown methods {unknown}: choose from {', '.join(METHODS)}")
+    if not cfg.depths or any(d < 1 for d in cfg.depths):
+        raise LearngeneError(f"depths {cfg.depths} must be a non-empty list of positive integers")
+    if not cfg.seeds or not cfg.learngene_seeds:
+        raise LearngeneError("seeds and learngene_seeds must each list at least one seed")
+    if cfg.finetune_epochs < 0:
+        raise LearngeneError(f"finetune_epochs={cfg.finetune_epochs} must be >= 0")
+    outside = [d for d in cfg.trained_depths if d not in cfg.depths]
+    if outside:
+        raise LearngeneError(f"trained_depths {outside} are not among depths {cfg.depths}")
+    return cfg

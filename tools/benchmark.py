@@ -1,0 +1,62 @@
+"""Compare SWS with IMwLM, TLEG and the other baselines across Des-Net depths.
+
+    python tools/benchmark.py                                   # embedded digits benchmark, CPU
+    python tools/benchmark.py --preset quick                    # depths 6 and 12, fewer epochs
+    python tools/benchmark.py --depths 6,9,12 --methods sws,tleg,weight-selection --finetune-epochs 2
+    torchrun --nproc-per-node 8 tools/benchmark.py --config configs/benchmark/imagenet_des_b.yaml data.root=...
+
+Writes results.csv, results.md and PNG plots into the config's output folder. Every finished part is
+cached there: run the same command again to continue an interrupted benchmark.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from learngene.benchmark import Benchmark, BenchmarkConfig
+from learngene.cli import ArgumentParser, entry_point
+from learngene.config import load_config
+from learngene.errors import LearngeneError
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "benchmark"
+PRESETS = {"default": CONFIGS / "digits.yaml", "quick": CONFIGS / "digits_quick.yaml"}
+
+
+def int_list(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x]
+    except ValueError:
+        raise LearngeneError(f"--depths {text!r} must be comma-separated integers, e.g. 6,9,12") from None
+
+
+def parse_args(argv):
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default=None, help="benchmark YAML (default: the preset's)")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="default",
+                        help="digits presets: default (depths 6-15) or quick (depths 6 and 12, fewer epochs)")
+    parser.add_argument("--depths", default=None, help="comma-separated Des-Net depths, e.g. 6,9,12")
+    parser.add_argument("--methods", default=None, help="comma-separated methods, e.g. sws,tleg,weight-selection")
+    parser.add_argument("--finetune-epochs", type=int, default=None, help="epochs of the short fine-tune")
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="benchmark config overrides, e.g. output=runs/bench seeds=[0,1,2]")
+    return parser.parse_args(argv)
+
+
+@entry_point
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    overrides = list(args.overrides)
+    if args.depths:
+        overrides.append(f"depths=[{','.join(map(str, int_list(args.depths)))}]")
+    if args.methods:
+        overrides.append(f"methods=[{args.methods}]")
+    if args.finetune_epochs is not None:
+        overrides.append(f"finetune_epochs={args.finetune_epochs}")
+    cfg = load_config(args.config or PRESETS[args.preset], overrides, BenchmarkConfig)
+    result = Benchmark(cfg).run()
+    stages = ", ".join(f"{k} {v:.0f}s" for k, v in result["wall_seconds"].items())
+    print(f"benchmark done: {result['results_md']} ({stages})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
