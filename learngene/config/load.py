@@ -1,0 +1,77 @@
+"""Loading configs: YAML merged onto the dataclass defaults, then ``key=value`` overrides.
+
+Tools share one command-line convention::
+
+    python tools/train_aux.py --config configs/digits/aux.yaml optim.epochs=5 output=runs/try
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Sequence, TypeVar
+
+import yaml
+from omegaconf import OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
+
+from learngene.checkpoint import atomic_write_text
+from learngene.cli import ArgumentParser
+from learngene.errors import LearngeneError
+
+Schema = TypeVar("Schema")
+
+
+def load_config(path: str | os.PathLike | None, overrides: Sequence[str], schema: type[Schema]) -> Schema:
+    """Return a ``schema`` instance: defaults <- YAML file at ``path`` (if any) <- ``key=value`` overrides."""
+    merged = OmegaConf.structured(schema)
+    layers = []
+    if path:
+        layers.append((str(path), _load_yaml(Path(path))))
+    bad = [o for o in overrides if "=" not in o]
+    if bad:
+        raise LearngeneError(f"override {bad[0]!r} is not key=value: write e.g. optim.lr=1e-3")
+    if overrides:
+        layers.append(("the command line", OmegaConf.from_dotlist(list(overrides))))
+    for source, layer in layers:
+        try:
+            merged = OmegaConf.merge(merged, layer)
+        except ConfigKeyError as e:
+            node = e.full_key.rpartition(".")[0] or "the top level"
+            raise LearngeneError(f"unknown config key {e.full_key!r} in {source}: valid keys of {node} are "
+                                 f"{', '.join(f.name for f in dataclasses.fields(e.object_type))}") from None
+        except OmegaConfBaseException as e:
+            where = f" for {e.full_key!r}" if getattr(e, "full_key", None) else ""
+            raise LearngeneError(f"bad config value{where} in {source}: {str(e).splitlines()[0]}") from None
+    return OmegaConf.to_object(merged)
+
+
+def _load_yaml(path: Path):
+    if not path.is_file():
+        raise LearngeneError(f"config file {path} does not exist: pass an existing YAML file, e.g. configs/digits/aux.yaml")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise LearngeneError(f"config file {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise LearngeneError(f"config file {path} must hold a mapping of keys, not a {type(data).__name__}")
+    return OmegaConf.create(data)
+
+
+def save_config(cfg, path: str | os.PathLike) -> None:
+    """Write the resolved config as YAML (atomically); ``load_config(path, [], type(cfg))`` reads it back."""
+    atomic_write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)), path)
+
+
+def parse_config_args(argv: Sequence[str] | None, schema: type[Schema], default_config: str | os.PathLike | None,
+                      description: str) -> Schema:
+    """The tools' command line: ``[--config FILE] [key=value ...]`` -> a ``schema`` instance."""
+    parser = ArgumentParser(description=description)
+    parser.add_argument("--config", default=default_config,
+                        help=f"YAML config file (default: {default_config or 'none, dataclass defaults'})")
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="config overrides, e.g. optim.epochs=5 data.batch_size=64 output=runs/try")
+    args = parser.parse_args(argv)
+    return load_config(args.config, args.overrides, schema)

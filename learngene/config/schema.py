@@ -1,0 +1,101 @@
+"""The training configuration: one structured dataclass per concern, filled from YAML and ``key=value``.
+
+Every field here is a key a YAML file under ``configs/`` or a command-line override may set, e.g.
+``optim.lr=1e-3`` or ``model.kwargs.embed_dim=64``. ``kwargs`` nodes are free-form dicts passed to
+``timm.create_model``; every other node rejects unknown keys.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from learngene.data import DataConfig
+from learngene.errors import LearngeneError
+
+
+@dataclass
+class ModelConfig:
+    name: str = ""  # a timm model name, or local-dir:DIR for a model folder (tools/expand.py, a finished run)
+    pretrained: bool = False  # timm's pretrained weights; for local-dir: the folder's weights
+    checkpoint: str = ""  # a weights file (safetensors or torch) loaded strictly; overrides `pretrained`
+    kwargs: dict[str, Any] = field(default_factory=dict)  # timm.create_model arguments (img_size, num_classes, ...)
+    drop_path_rate: float = 0.0
+
+
+@dataclass
+class TeacherConfig:
+    name: str = ""  # "" = no teacher (plain CE training); a timm name or local-dir:DIR
+    pretrained: bool = True
+    checkpoint: str = ""
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class DistillConfig:
+    alpha: float = 1.0  # loss = (1 - alpha) * CE + alpha * KD; 1.0 is pure soft distillation (SWS)
+    tau: float = 1.0  # softmax temperature of the KD term
+
+
+@dataclass
+class OptimConfig:
+    opt: str = "adamw"  # any timm optimizer name
+    lr: float = 5e-4
+    lr_base_batch: int = 0  # >0: lr is scaled by (global batch / lr_base_batch), DeiT uses 512; 0: lr as given
+    weight_decay: float = 0.05
+    clip_grad: float = 0.0  # max gradient norm; 0 = no clipping
+    sched: str = "cosine"  # any timm scheduler name
+    sched_on_updates: bool = False  # step the schedule after every optimizer update instead of every epoch
+    epochs: int = 10  # 0 = only evaluate the model
+    warmup_epochs: int = 0
+    warmup_lr: float = 1e-6
+    min_lr: float = 1e-5
+    accum_steps: int = 1  # batches per optimizer update (gradient accumulation)
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    output: str = "runs/default"  # run folder: last.pt, log.csv, summary.json, config.yaml, the final model
+    seed: int = 0
+    resume: str = ""  # "" = fresh run, "auto" = continue OUTPUT/last.pt if it exists, or a last.pt path
+    amp: str = "none"  # none | bf16 | fp16 (fp16 needs CUDA and uses a GradScaler)
+    device: str = "auto"  # auto | cpu | cuda
+    compile: bool = False  # torch.compile the trained model
+    channels_last: bool = False
+    ema: bool = False  # keep a timm ModelEmaV3 copy (evaluated and saved in last.pt; the artifact is not EMA)
+    ema_decay: float = 0.9998
+    deterministic: bool = False  # deterministic algorithms, no cudnn autotuning (bitwise reproducible on CPU)
+
+
+AMP_MODES = ("none", "bf16", "fp16")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def check_train_config(cfg: TrainConfig) -> TrainConfig:
+    """Reject values the dataclass types let through but training cannot use."""
+    problems = []
+    if not cfg.model.name:
+        problems.append("model.name is empty: set a timm model name or local-dir:DIR")
+    if not cfg.output:
+        problems.append("output is empty: set output=runs/NAME")
+    if cfg.amp not in AMP_MODES:
+        problems.append(f"amp={cfg.amp!r} is not one of {', '.join(AMP_MODES)}")
+    if cfg.device not in DEVICES:
+        problems.append(f"device={cfg.device!r} is not one of {', '.join(DEVICES)}")
+    if cfg.optim.epochs < 0:
+        problems.append(f"optim.epochs={cfg.optim.epochs} must be >= 0 (0 only evaluates)")
+    if cfg.optim.accum_steps < 1:
+        problems.append(f"optim.accum_steps={cfg.optim.accum_steps} must be >= 1")
+    if not 0.0 <= cfg.distill.alpha <= 1.0:
+        problems.append(f"distill.alpha={cfg.distill.alpha} must be in [0, 1]")
+    if cfg.distill.tau <= 0:
+        problems.append(f"distill.tau={cfg.distill.tau} must be > 0")
+    if not 0.0 < cfg.ema_decay < 1.0:
+        problems.append(f"ema_decay={cfg.ema_decay} must be in (0, 1)")
+    if problems:
+        raise LearngeneError("; ".join(problems))
+    return cfg

@@ -1,0 +1,6 @@
+"""The training engine shared by tools/train_aux.py and tools/finetune.py."""
+from learngene.engine.evaluate import evaluate
+from learngene.engine.models import build_model, build_student, build_teacher
+from learngene.engine.trainer import SIGTERM_EXIT_CODE, train
+
+__all__ = ["SIGTERM_EXIT_CODE", "build_model", "build_student", "build_teacher", "evaluate", "train"]

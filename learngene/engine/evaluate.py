@@ -1,0 +1,40 @@
+"""Top-1 / top-5 accuracy and cross-entropy of a model on a loader (summed over ranks under torchrun)."""
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+
+
+def autocast(device: torch.device, amp: str):
+    """Mixed precision for ``amp`` in ("none", "bf16", "fp16"); a no-op context for "none"."""
+    dtype = torch.float16 if amp == "fp16" else torch.bfloat16
+    return torch.autocast(device.type, dtype=dtype, enabled=amp != "none")
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: DataLoader, device: torch.device | str, amp: str = "none") -> dict:
+    """``{"top1": %, "top5": %, "loss": mean CE}`` over every image of ``loader`` (top-k capped at the class count).
+
+    Under torchrun each rank passes its own share of the data and the sums are all-reduced, so
+    every rank returns the metrics of the whole set.
+    """
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss, top-1 hits, top-5 hits, images
+    for images, targets in loader:
+        images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+        with autocast(device, amp):
+            logits = model(images)
+        logits = logits.float()
+        hits = logits.topk(min(5, logits.shape[-1]), dim=-1).indices == targets[:, None]
+        sums += torch.stack([F.cross_entropy(logits, targets, reduction="sum"), hits[:, 0].sum(),
+                             hits.any(dim=-1).sum(), torch.tensor(targets.numel(), device=device)]).double()
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(sums)
+    model.train(was_training)
+    loss, top1, top5, count = sums.tolist()
+    return {"top1": 100.0 * top1 / count, "top5": 100.0 * top5 / count, "loss": loss / count}

@@ -1,0 +1,434 @@
+"""The one training engine behind tools/train_aux.py and tools/finetune.py.
+
+``train(cfg)`` trains ``cfg.model`` on ``cfg.data`` with cross-entropy, or by distillation when
+``cfg.teacher.name`` is set, and fills the run folder ``cfg.output``:
+
+* ``config.yaml``  the resolved config;
+* ``last.pt``      the training state, rewritten (atomically) after every epoch and on SIGTERM;
+* ``log.csv``      one row per finished epoch;
+* ``summary.json`` final metrics and paths;
+* the artifact: ``learngene.safetensors`` for an Aux-Net, else ``model/`` (a timm local-dir folder).
+
+Resuming: ``resume=auto`` continues from ``last.pt``. Every source of randomness (RNG states, the
+sampler order, which depends only on seed and epoch) is restored, so on CPU a run that is killed and
+resumed ends with bitwise the same weights as one that never stopped. A SIGTERM finishes the current
+optimizer update, saves a mid-epoch ``last.pt`` and returns; the resumed run re-draws the skipped
+batches of that epoch (same sampler order, same worker seeds) before continuing.
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import math
+import os
+import shutil
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+from timm.optim import create_optimizer_v2
+from timm.scheduler import create_scheduler_v2
+from timm.utils import ModelEmaV3, random_seed
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from learngene.checkpoint import atomic_torch_save, atomic_write_text, load_torch_file, save_learngene, \
+    save_model_folder
+from learngene.config import TrainConfig, check_train_config, save_config
+from learngene.data import build_loaders, build_mixup
+from learngene.distill import classification_loss, distillation_loss
+from learngene.engine.distributed import Processes, init_processes, shard_loader
+from learngene.engine.evaluate import autocast, evaluate
+from learngene.engine.models import build_student, build_teacher
+from learngene.engine.state import capture_rng, restore_rng
+from learngene.errors import LearngeneError
+from learngene.models import PooledViT
+
+LOG_COLUMNS = ("epoch", "train_loss", "val_loss", "val_top1", "val_top5", "lr", "images_per_s", "seconds")
+SIGTERM_EXIT_CODE = 128 + signal.SIGTERM  # what a shell reports for a process ended by SIGTERM
+
+
+def train(cfg: TrainConfig) -> dict:
+    """Run (or resume) a whole training; return the summary (also in ``OUTPUT/summary.json``).
+
+    With ``optim.epochs=0`` the model is only evaluated. A run stopped by SIGTERM returns
+    ``{"interrupted": True, ...}`` after saving ``last.pt``.
+    """
+    check_train_config(cfg)
+    procs = init_processes(cfg.device)
+    try:
+        if cfg.amp == "fp16" and procs.device.type != "cuda":
+            raise LearngeneError("amp=fp16 needs a CUDA device: use amp=bf16 or amp=none on CPU")
+        configure_determinism(cfg.deterministic)
+        random_seed(cfg.seed, procs.rank)
+        run = Run(cfg, procs)
+        return run.fit() if cfg.optim.epochs > 0 else run.evaluate_only()
+    finally:
+        procs.close()
+
+
+def configure_determinism(deterministic: bool) -> None:
+    torch.backends.cudnn.benchmark = not deterministic
+    torch.backends.cudnn.deterministic = deterministic
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # required by deterministic cuBLAS
+    torch.use_deterministic_algorithms(deterministic)
+
+
+class Run:
+    """Everything one training run holds: data, models, optimizer, schedule, and its progress."""
+
+    def __init__(self, cfg: TrainConfig, procs: Processes):
+        self.cfg, self.procs, self.device = cfg, procs, procs.device
+        self.out = Path(cfg.output)
+        self.last_path = self.out / "last.pt"
+        self.train_loader, val_loader, self.info = build_loaders(cfg.data, seed=cfg.seed,
+                                                                 distributed=procs.distributed)
+        self.val_loader = shard_loader(val_loader, procs)
+        self.mixup = build_mixup(cfg.data, self.info.num_classes)
+        self.model = build_student(cfg.model, self.info).to(self.device)
+        self.teacher = build_teacher(cfg.teacher, self.info).to(self.device) if cfg.teacher.name else None
+        if cfg.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+            if self.teacher is not None:
+                self.teacher.to(memory_format=torch.channels_last)
+
+        # progress, all of it saved in last.pt
+        self.epoch = 0  # epochs finished
+        self.step = 0  # batches done in epoch `self.epoch` (non-zero only in a SIGTERM checkpoint)
+        self.num_updates = 0
+        self.history: list[dict] = []  # the log.csv rows
+        self.teacher_top1: float | None = None
+
+    # -- setup --------------------------------------------------------------------------------------
+
+    def build_optimization(self) -> None:
+        cfg, optim = self.cfg, self.cfg.optim
+        global_batch = cfg.data.batch_size * optim.accum_steps * self.procs.world_size
+        lr = optim.lr * global_batch / optim.lr_base_batch if optim.lr_base_batch else optim.lr
+        fused = {"fused": True} if optim.opt == "adamw" and self.device.type == "cuda" else {}
+        try:
+            self.optimizer = create_optimizer_v2(self.model, optim.opt, lr=lr, weight_decay=optim.weight_decay,
+                                                 **fused)
+            self.updates_per_epoch = math.ceil(len(self.train_loader) / optim.accum_steps)
+            self.scheduler, _ = create_scheduler_v2(
+                self.optimizer, sched=optim.sched, num_epochs=optim.epochs, warmup_epochs=optim.warmup_epochs,
+                warmup_lr=optim.warmup_lr, min_lr=optim.min_lr, step_on_epochs=not optim.sched_on_updates,
+                updates_per_epoch=self.updates_per_epoch)
+        except (AssertionError, ValueError) as e:  # timm's answer to unknown optimizer / scheduler names
+            raise LearngeneError(f"bad optim settings (opt={optim.opt!r}, sched={optim.sched!r}): {e}") from None
+        if self.scheduler is None:
+            raise LearngeneError(f"optim.sched={optim.sched!r} gives no schedule: use cosine, step or constant")
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.amp == "fp16")
+
+        self.train_model = self.model
+        if self.procs.distributed:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.train_model = DistributedDataParallel(self.model, device_ids=ids)
+        # after DDP, which has broadcast rank 0's initial weights to every rank
+        self.ema = ModelEmaV3(self.model, decay=cfg.ema_decay) if cfg.ema else None
+        if cfg.compile:
+            self.train_model = torch.compile(self.train_model)
+
+    # -- the run ------------------------------------------------------------------------------------
+
+    def fit(self) -> dict:
+        state = self.find_resume_state()
+        self.build_optimization()
+        if self.procs.is_main:
+            save_config(self.cfg, self.out / "config.yaml")
+        if state is not None:
+            self.load_state(state)
+        if self.teacher is not None and self.teacher_top1 is None:
+            self.teacher_top1 = evaluate(self.teacher, self.val_loader, self.device, self.cfg.amp)["top1"]
+        if state is not None:  # last, so that nothing above changes where the generators continue from
+            self.restore_rank_rng(state["rng_epoch_start"] if self.step else state["rng"])
+
+        with stop_on_sigterm() as sigterm:
+            while self.epoch < self.cfg.optim.epochs:
+                resume_rng = state["rng"] if state is not None and self.step else None
+                partial = state["partial"] if resume_rng is not None else None
+                finished = self.train_epoch(sigterm, resume_rng, partial)
+                state = None
+                if not finished or self.procs.any([sigterm.is_set()])[0]:
+                    return self.interrupted()
+        return self.finish()
+
+    def train_epoch(self, sigterm: threading.Event, resume_rng: list | None, partial: dict | None) -> bool:
+        """Train epoch ``self.epoch`` from batch ``self.step``; False when stopped early by SIGTERM."""
+        cfg, loader = self.cfg, self.train_loader
+        num_batches, accum = len(loader), cfg.optim.accum_steps
+        progress = partial or {"loss_sum": 0.0, "train_seconds": 0.0}
+        self.train_model.train()
+        self.scheduler.step(self.epoch)
+        self.scheduler.step_update(self.num_updates)
+        loader.sampler.set_epoch(self.epoch)
+        rng_epoch_start = capture_rng()
+        batches = iter(loader)
+        for _ in range(self.step):  # a mid-epoch resume re-draws the batches already trained on
+            next(batches)
+        if resume_rng is not None:
+            self.restore_rank_rng(resume_rng)
+
+        bar = tqdm(total=num_batches, initial=self.step, desc=f"epoch {self.epoch + 1}/{cfg.optim.epochs}",
+                   leave=False, disable=not (self.procs.is_main and sys.stderr.isatty()))
+        start = time.perf_counter()
+        for i in range(self.step, num_batches):
+            images, targets = next(batches)
+            images = images.to(self.device, non_blocking=True)
+            targets = targets.to(self.device, non_blocking=True)
+            if cfg.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            if self.mixup is not None:
+                images, targets = self.mixup(images, targets)
+            update = (i + 1) % accum == 0 or i + 1 == num_batches
+            group_size = min(accum, num_batches - (i - i % accum))  # the last group may be short
+
+            sync = contextlib.nullcontext() if update or not self.procs.distributed else self.train_model.no_sync()
+            with sync:
+                with autocast(self.device, cfg.amp):
+                    logits = self.train_model(images)
+                    loss = self.loss(images, logits, targets)
+                loss_value = loss.item()
+                nonfinite, stop = self.procs.any([not math.isfinite(loss_value), sigterm.is_set()])
+                if nonfinite:
+                    raise LearngeneError(
+                        f"training diverged: loss is {loss_value} at epoch {self.epoch + 1} batch {i + 1}; "
+                        f"{self.last_path} keeps the last good state: lower optim.lr or set optim.clip_grad, "
+                        "then resume=auto")
+                self.scaler.scale(loss / group_size).backward()
+            if update:
+                self.optimizer_step()
+            progress["loss_sum"] += loss_value
+            bar.update()
+            bar.set_postfix(loss=f"{loss_value:.4f}")
+            if update and stop and i + 1 < num_batches:
+                bar.close()
+                self.step = i + 1
+                progress["train_seconds"] += time.perf_counter() - start
+                self.save_state(rng_epoch_start, progress)
+                return False
+        bar.close()
+        progress["train_seconds"] += time.perf_counter() - start
+
+        eval_start = time.perf_counter()
+        metrics = evaluate(self.model, self.val_loader, self.device, cfg.amp)
+        row = {
+            "epoch": self.epoch + 1,
+            "train_loss": progress["loss_sum"] / num_batches,
+            "val_loss": metrics["loss"],
+            "val_top1": metrics["top1"],
+            "val_top5": metrics["top5"],
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "images_per_s": num_batches * cfg.data.batch_size * self.procs.world_size / progress["train_seconds"],
+            "seconds": progress["train_seconds"] + time.perf_counter() - eval_start,
+        }
+        if self.ema is not None:
+            row["ema_val_top1"] = evaluate(self.ema.module, self.val_loader, self.device, cfg.amp)["top1"]
+        self.history.append(row)
+        self.epoch, self.step = self.epoch + 1, 0
+        self.save_state()
+        if self.procs.is_main:
+            print(format_row(row, cfg.optim.epochs), flush=True)
+        return True
+
+    def loss(self, images: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        if self.teacher is None:
+            return classification_loss(logits, targets, self.cfg.data.smoothing)
+        with torch.no_grad():  # the teacher sees the same (mixed) batch, in eval mode
+            teacher_logits = self.teacher(images)
+        return distillation_loss(logits, targets, teacher_logits, self.cfg.distill.alpha, self.cfg.distill.tau,
+                                 self.cfg.data.smoothing)
+
+    def optimizer_step(self) -> None:
+        if self.cfg.optim.clip_grad:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.clip_grad)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.num_updates += 1
+        if self.ema is not None:
+            self.ema.update(self.model, step=self.num_updates)
+        self.scheduler.step_update(self.num_updates)
+
+    # -- checkpoints ----------------------------------------------------------------------------------
+
+    def find_resume_state(self) -> dict | None:
+        resume = self.cfg.resume
+        if not resume:
+            if self.last_path.exists():
+                raise LearngeneError(f"{self.out} already holds a run ({self.last_path}): pass resume=auto to "
+                                     "continue it, or choose another output=")
+            return None
+        if resume == "auto":
+            if not self.last_path.exists():
+                return None
+            path = self.last_path
+        else:
+            path = Path(resume)
+        state = load_torch_file(path, "training state")
+        if not isinstance(state, dict) or "optimizer" not in state or "rng" not in state:
+            raise LearngeneError(f"{path} is not a training state (last.pt) written by this toolkit: "
+                                 "pass resume=auto or a run's last.pt")
+        return state
+
+    def save_state(self, rng_epoch_start: dict | None = None, partial: dict | None = None) -> None:
+        """Write ``last.pt`` (and ``log.csv``); a collective call: every rank contributes its RNG state."""
+        rng = self.procs.all_gather(capture_rng())
+        rng_epoch_start = self.procs.all_gather(rng_epoch_start) if rng_epoch_start is not None else None
+        if not self.procs.is_main:
+            return
+        state = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "model_ema": self.ema.state_dict() if self.ema is not None else None,
+            "epoch": self.epoch,
+            "step": self.step,
+            "num_updates": self.num_updates,
+            "partial": partial,
+            "rng": rng,
+            "rng_epoch_start": rng_epoch_start,
+            "history": self.history,
+            "teacher_top1": self.teacher_top1,
+            "config": OmegaConf.to_container(OmegaConf.structured(self.cfg)),
+        }
+        atomic_torch_save(state, self.last_path)
+        write_log_csv(self.history, self.out / "log.csv")
+
+    def load_state(self, state: dict) -> None:
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError) as e:
+            raise LearngeneError(f"the training state to resume does not fit model {self.cfg.model.name!r}: "
+                                 f"{str(e).strip().splitlines()[0]}") from None
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        if self.ema is not None:
+            if state["model_ema"] is not None:
+                self.ema.load_state_dict(state["model_ema"])
+            else:  # EMA switched on while resuming: start it from the current weights
+                self.ema.set(self.model)
+        self.epoch, self.step, self.num_updates = state["epoch"], state["step"], state["num_updates"]
+        self.history = list(state["history"])
+        self.teacher_top1 = state["teacher_top1"]
+
+    def restore_rank_rng(self, rng_per_rank: list[dict]) -> None:
+        if len(rng_per_rank) == self.procs.world_size:
+            restore_rng(rng_per_rank[self.procs.rank])
+        else:  # resumed on another number of processes: continue reproducibly, though not bitwise
+            random_seed(self.cfg.seed + 1000 * self.epoch, self.procs.rank)
+
+    # -- endings --------------------------------------------------------------------------------------
+
+    def finish(self) -> dict:
+        final = self.history[-1]
+        summary = {
+            "model": self.cfg.model.name,
+            "teacher": self.cfg.teacher.name,
+            "epochs": self.epoch,
+            "val_top1": final["val_top1"],
+            "val_top5": final["val_top5"],
+            "val_loss": final["val_loss"],
+            "seconds": sum(row["seconds"] for row in self.history),
+            "images_per_s": sum(row["images_per_s"] for row in self.history) / len(self.history),
+        }
+        if self.teacher is not None:
+            summary["teacher_top1"] = self.teacher_top1
+        if self.ema is not None:
+            summary["ema_val_top1"] = final["ema_val_top1"]
+        if self.procs.is_main:
+            summary.update(self.paths(artifact=self.save_artifact(summary)))
+            atomic_write_text(json.dumps(summary, indent=2) + "\n", self.out / "summary.json")
+            print(format_summary(summary), flush=True)
+        return summary
+
+    def evaluate_only(self) -> dict:
+        metrics = evaluate(self.model, self.val_loader, self.device, self.cfg.amp)
+        summary = {"model": self.cfg.model.name, "teacher": self.cfg.teacher.name, "epochs": 0,
+                   "val_top1": metrics["top1"], "val_top5": metrics["top5"], "val_loss": metrics["loss"]}
+        if self.teacher is not None:
+            summary["teacher_top1"] = evaluate(self.teacher, self.val_loader, self.device, self.cfg.amp)["top1"]
+        if self.procs.is_main:
+            save_config(self.cfg, self.out / "config.yaml")
+            atomic_write_text(json.dumps(summary, indent=2) + "\n", self.out / "summary.json")
+            print(format_summary(summary), flush=True)
+        return summary
+
+    def interrupted(self) -> dict:
+        if self.procs.is_main:
+            print(f"stopped by SIGTERM at epoch {self.epoch + 1} batch {self.step}: saved {self.last_path}; "
+                  "continue with resume=auto", flush=True)
+        return {"interrupted": True, "epoch": self.epoch, "step": self.step, "last": str(self.last_path)}
+
+    def save_artifact(self, summary: dict) -> Path:
+        """The Aux-Net's learngene file, or a timm model folder for any other model."""
+        model = self.model.cpu()
+        if isinstance(model, PooledViT):
+            path = self.out / "learngene.safetensors"
+            extra = {k: summary[k] for k in ("teacher", "epochs", "val_top1", "teacher_top1") if k in summary}
+            save_learngene(model, path, kind=learngene_kind(model), extra=extra)
+        else:
+            path = self.out / "model"
+            if path.exists():  # written by an earlier finish of this run (resumed after it ended)
+                shutil.rmtree(path)
+            save_model_folder(model, path)
+        return path
+
+    def paths(self, artifact: Path) -> dict:
+        return {"artifact": str(artifact), "last": str(self.last_path), "log": str(self.out / "log.csv"),
+                "summary": str(self.out / "summary.json")}
+
+
+def learngene_kind(model: PooledViT) -> str:
+    """``sws`` for ``sws_aux_*`` models, ``tleg`` for ``tleg_aux_*`` (the registry's naming)."""
+    architecture = model.pretrained_cfg["architecture"]
+    return architecture.split("_aux_")[0] if "_aux_" in architecture else "sws"
+
+
+@contextlib.contextmanager
+def stop_on_sigterm():
+    """Yield an event that SIGTERM sets (instead of killing the process) while the block runs."""
+    event = threading.Event()
+    if threading.current_thread() is not threading.main_thread():  # signal handlers live in the main thread
+        yield event
+        return
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: event.set())
+    try:
+        yield event
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def write_log_csv(history: list[dict], path: Path) -> None:
+    columns = list(LOG_COLUMNS) + [k for k in (history[0] if history else {}) if k not in LOG_COLUMNS]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(history)
+    atomic_write_text(buffer.getvalue(), path)
+
+
+def format_row(row: dict, epochs: int) -> str:
+    ema = f" ema_top1 {row['ema_val_top1']:.2f}" if "ema_val_top1" in row else ""
+    return (f"epoch {row['epoch']}/{epochs}: train_loss {row['train_loss']:.4f} val_loss {row['val_loss']:.4f} "
+            f"val_top1 {row['val_top1']:.2f} val_top5 {row['val_top5']:.2f}{ema} lr {row['lr']:.3g} "
+            f"{row['images_per_s']:.0f} img/s {row['seconds']:.1f} s")
+
+
+def format_summary(summary: dict) -> str:
+    teacher = f" (teacher top1 {summary['teacher_top1']:.2f})" if "teacher_top1" in summary else ""
+    timing = (f" in {summary['seconds']:.1f} s, {summary['images_per_s']:.0f} img/s"
+              if "seconds" in summary else "")
+    written = f"; wrote {summary['artifact']}" if "artifact" in summary else ""
+    return (f"done: {summary['model']} {summary['epochs']} epochs{timing}: val top1 {summary['val_top1']:.2f} "
+            f"top5 {summary['val_top5']:.2f} loss {summary['val_loss']:.4f}{teacher}{written}")

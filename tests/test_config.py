@@ -1,0 +1,83 @@
+from pathlib import Path
+
+import pytest
+
+from learngene.config import TrainConfig, check_train_config, load_config, parse_config_args, save_config
+from learngene.errors import LearngeneError
+
+REPO = Path(__file__).resolve().parents[1]
+SHIPPED_CONFIGS = sorted((REPO / "configs" / "digits").glob("*.yaml")) + sorted(
+    (REPO / "configs" / "imagenet").glob("*.yaml"))
+
+
+def write(tmp_path, text):
+    path = tmp_path / "cfg.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_yaml_then_overrides_onto_defaults(tmp_path):
+    path = write(tmp_path, "model:\n  name: vit_tiny_patch16_224\n  kwargs: {img_size: 8}\noptim:\n  lr: 0.01\n")
+    cfg = load_config(path, ["optim.lr=2e-3", "model.kwargs.stage_sizes=[2,2]", "data.auto_augment=null"],
+                      TrainConfig)
+    assert isinstance(cfg, TrainConfig)
+    assert cfg.model.name == "vit_tiny_patch16_224"
+    assert cfg.model.kwargs == {"img_size": 8, "stage_sizes": [2, 2]}
+    assert cfg.optim.lr == 2e-3 and isinstance(cfg.optim.lr, float)
+    assert cfg.optim.epochs == TrainConfig().optim.epochs  # untouched default
+    assert cfg.data.auto_augment is None
+
+
+def test_unknown_key_lists_the_valid_keys_of_its_node(tmp_path):
+    with pytest.raises(LearngeneError) as e:
+        load_config(None, ["optim.lrr=1"], TrainConfig)
+    message = str(e.value)
+    assert "'optim.lrr'" in message and "the command line" in message
+    assert "valid keys of optim are opt, lr, lr_base_batch, weight_decay" in message
+    assert "\n" not in message
+
+    with pytest.raises(LearngeneError, match=r"'epochs' in .*cfg.yaml: valid keys of the top level are model, "
+                                             r"teacher, distill, data, optim, output"):
+        load_config(write(tmp_path, "epochs: 3\n"), [], TrainConfig)
+
+
+def test_bad_types_and_malformed_input(tmp_path):
+    with pytest.raises(LearngeneError, match=r"bad config value for 'optim.epochs' in the command line: Value 'ten'"):
+        load_config(None, ["optim.epochs=ten"], TrainConfig)
+    with pytest.raises(LearngeneError, match=r"override 'optim.lr' is not key=value"):
+        load_config(None, ["optim.lr"], TrainConfig)
+    with pytest.raises(LearngeneError, match=r"does not exist"):
+        load_config(tmp_path / "missing.yaml", [], TrainConfig)
+    with pytest.raises(LearngeneError, match=r"not valid YAML"):
+        load_config(write(tmp_path, "model: [unclosed\n"), [], TrainConfig)
+    with pytest.raises(LearngeneError, match=r"must hold a mapping"):
+        load_config(write(tmp_path, "- 1\n- 2\n"), [], TrainConfig)
+
+
+def test_check_train_config_rejects_unusable_values():
+    cfg = load_config(None, ["model.name=vit_tiny_patch16_224", "amp=fp32", "optim.accum_steps=0"], TrainConfig)
+    with pytest.raises(LearngeneError, match=r"amp='fp32' is not one of none, bf16, fp16; optim.accum_steps=0"):
+        check_train_config(cfg)
+    assert check_train_config(load_config(None, ["model.name=x"], TrainConfig)).model.name == "x"
+
+
+def test_save_config_round_trips(tmp_path):
+    cfg = load_config(None, ["model.name=vit_tiny_patch16_224", "model.kwargs.img_size=8", "data.mixup=0.5"],
+                      TrainConfig)
+    save_config(cfg, tmp_path / "run" / "config.yaml")
+    assert load_config(tmp_path / "run" / "config.yaml", [], TrainConfig) == cfg
+
+
+def test_parse_config_args_tool_convention(tmp_path):
+    path = write(tmp_path, "model:\n  name: a\n")
+    cfg = parse_config_args(["--config", str(path), "output=runs/x", "seed=3"], TrainConfig, None, "test")
+    assert (cfg.model.name, cfg.output, cfg.seed) == ("a", "runs/x", 3)
+    assert parse_config_args([], TrainConfig, path, "test").model.name == "a"
+    with pytest.raises(LearngeneError, match="unrecognized arguments: --bogus"):
+        parse_config_args(["--bogus"], TrainConfig, None, "test")
+
+
+@pytest.mark.parametrize("path", SHIPPED_CONFIGS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_shipped_configs_load_and_validate(path):
+    cfg = check_train_config(load_config(path, [], TrainConfig))
+    assert cfg.model.name and cfg.output.startswith("runs/")

@@ -1,0 +1,213 @@
+import csv
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from torch.utils.data import DataLoader, TensorDataset
+
+import learngene.engine.trainer as engine_train
+from learngene.checkpoint import load_learngene
+from learngene.config import ModelConfig, OptimConfig, TeacherConfig, TrainConfig, save_config
+from learngene.data import DataConfig, build_datasets
+from learngene.distill import soft_kd_loss
+from learngene.engine import build_model, evaluate, train
+from learngene.engine.trainer import LOG_COLUMNS
+from learngene.errors import LearngeneError
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_VIT = dict(img_size=8, patch_size=2, in_chans=1, num_classes=10, embed_dim=16, depth=2, num_heads=2,
+                class_token=False, global_pool="avg")
+TINY_AUX = dict(img_size=8, patch_size=2, in_chans=1, num_classes=10, embed_dim=16, num_heads=2, stage_sizes=[1, 2])
+
+
+def tiny_config(output, **changes) -> TrainConfig:
+    """A CE run of a 2-layer ViT on 128 digits: 8 batches of 16 per epoch."""
+    cfg = TrainConfig(
+        model=ModelConfig(name="vit_small_patch16_224", kwargs=dict(TINY_VIT)),
+        data=DataConfig(name="digits", batch_size=16, train_limit=128),
+        optim=OptimConfig(lr=3e-3, epochs=2, min_lr=1e-4),
+        output=str(output), device="cpu", deterministic=True,
+    )
+    return dataclasses.replace(cfg, **changes)
+
+
+@pytest.fixture(scope="module")
+def trained_teacher(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("teacher")
+    train(tiny_config(out, data=DataConfig(name="digits", batch_size=32), optim=OptimConfig(lr=3e-3, epochs=3)))
+    return out / "model"
+
+
+def read_log(path: Path) -> list[dict]:
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_ce_run_writes_the_run_folder(tmp_path):
+    summary = train(tiny_config(tmp_path / "run"))
+    run = tmp_path / "run"
+    assert {p.name for p in run.iterdir()} >= {"config.yaml", "last.pt", "log.csv", "summary.json", "model"}
+    rows = read_log(run / "log.csv")
+    assert [r["epoch"] for r in rows] == ["1", "2"] and list(rows[0]) == list(LOG_COLUMNS)
+    assert json.loads((run / "summary.json").read_text()) == summary
+    assert summary["val_top1"] == pytest.approx(float(rows[-1]["val_top1"]))
+    state = torch.load(run / "last.pt", weights_only=True)
+    assert (state["epoch"], state["step"], state["num_updates"]) == (2, 0, 16)
+    # the model folder is stock timm and reproduces the reported accuracy
+    model = build_model(f"local-dir:{run / 'model'}", pretrained=True)
+    _, val, _ = build_datasets(DataConfig(name="digits"))
+    assert evaluate(model, DataLoader(val, batch_size=100), "cpu")["top1"] == pytest.approx(summary["val_top1"])
+
+    with pytest.raises(LearngeneError, match=r"already holds a run .*pass resume=auto"):
+        train(tiny_config(run))
+    again = train(tiny_config(run, resume="auto"))  # finished run: nothing left to train, same result
+    assert again["val_top1"] == summary["val_top1"] and len(read_log(run / "log.csv")) == 2
+
+
+def test_distilling_an_aux_net_reduces_the_kd_loss(tmp_path, trained_teacher):
+    torch.manual_seed(0)
+    init = build_model("sws_aux_vit_tiny_patch16_224", **TINY_AUX)
+    torch.save(init.state_dict(), tmp_path / "init.pt")
+    teacher = build_model(f"local-dir:{trained_teacher}", pretrained=True).eval()
+    _, val, _ = build_datasets(DataConfig(name="digits"))
+    images = torch.stack([val[i][0] for i in range(len(val))])
+
+    def kd_on_val(student):
+        with torch.no_grad():
+            return soft_kd_loss(student.eval()(images), teacher(images), tau=1.0).item()
+
+    cfg = tiny_config(tmp_path / "aux", model=ModelConfig(name="sws_aux_vit_tiny_patch16_224", kwargs=TINY_AUX,
+                                                          checkpoint=str(tmp_path / "init.pt")),
+                      teacher=TeacherConfig(name=f"local-dir:{trained_teacher}"),
+                      data=DataConfig(name="digits", batch_size=32))
+    summary = train(cfg)
+    learngene = load_learngene(tmp_path / "aux" / "learngene.safetensors")
+    assert learngene.kind == "sws" and learngene.model == "sws_aux_vit_tiny_patch16_224"
+    assert learngene.extra["teacher"] == f"local-dir:{trained_teacher}"
+    assert summary["teacher_top1"] == pytest.approx(evaluate(teacher, DataLoader(val, batch_size=64), "cpu")["top1"])
+    before, after = kd_on_val(init), kd_on_val(learngene.build_aux())
+    assert after < 0.5 * before, (before, after)
+    rows = read_log(tmp_path / "aux" / "log.csv")
+    assert float(rows[1]["train_loss"]) < float(rows[0]["train_loss"])  # pure KD: the train loss is the KD loss
+
+
+# A run that dies (SIGKILL) or is stopped (SIGTERM) after its 6th optimizer update, mid-way through epoch 2.
+DRIVER = textwrap.dedent("""
+    import os, signal, sys
+    from learngene.config import TrainConfig, load_config
+    from learngene.engine import train
+    from learngene.engine.trainer import Run
+
+    config, kill_at, sig = sys.argv[1], int(sys.argv[2]), getattr(signal, sys.argv[3])
+    optimizer_step = Run.optimizer_step
+
+    def step_then_signal(self):
+        optimizer_step(self)
+        if self.num_updates == kill_at:
+            os.kill(os.getpid(), sig)
+
+    Run.optimizer_step = step_then_signal
+    summary = train(load_config(config, [], TrainConfig))
+    raise SystemExit(143 if summary.get("interrupted") else 0)
+""")
+
+
+def resumable_config(output, **changes) -> TrainConfig:
+    # every source of randomness: shift augmentation (torch), mixup (numpy), drop path; plus EMA, accumulation
+    cfg = tiny_config(output, seed=3, ema=True, ema_decay=0.9,
+                      model=ModelConfig(name="vit_small_patch16_224", kwargs=TINY_VIT, drop_path_rate=0.1),
+                      data=DataConfig(name="digits", batch_size=16, train_limit=128, digits_shift=1, mixup=0.5),
+                      optim=OptimConfig(lr=3e-3, epochs=3, accum_steps=2, warmup_epochs=1, sched_on_updates=True))
+    return dataclasses.replace(cfg, **changes)
+
+
+def run_driver(tmp_path, cfg, kill_at, sig):
+    save_config(cfg, tmp_path / f"{sig}.yaml")
+    (tmp_path / "driver.py").write_text(DRIVER)
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))  # same threads as this process (conftest)
+    return subprocess.run([sys.executable, str(tmp_path / "driver.py"), str(tmp_path / f"{sig}.yaml"), str(kill_at),
+                           sig], env=env, capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("reference")
+    train(resumable_config(out))
+    return out
+
+
+def assert_same_run(a: Path, b: Path):
+    final_a, final_b = load_file(a / "model" / "model.safetensors"), load_file(b / "model" / "model.safetensors")
+    assert final_a.keys() == final_b.keys()
+    assert all(torch.equal(final_a[k], final_b[k]) for k in final_a)
+    state_a, state_b = (torch.load(p / "last.pt", weights_only=True) for p in (a, b))
+    assert all(torch.equal(state_a["model_ema"][k], state_b["model_ema"][k]) for k in state_a["model_ema"])
+    timing = {"images_per_s", "seconds"}
+    rows_a, rows_b = read_log(a / "log.csv"), read_log(b / "log.csv")
+    assert [{k: v for k, v in r.items() if k not in timing} for r in rows_a] == \
+           [{k: v for k, v in r.items() if k not in timing} for r in rows_b]
+
+
+def test_sigkill_mid_epoch_then_resume_is_bitwise_identical(tmp_path, uninterrupted):
+    out = tmp_path / "killed"
+    result = run_driver(tmp_path, resumable_config(out), kill_at=6, sig="SIGKILL")
+    assert result.returncode == -signal.SIGKILL, result.stderr
+    state = torch.load(out / "last.pt", weights_only=True)
+    assert (state["epoch"], state["step"], state["num_updates"]) == (1, 0, 4)  # epoch 1's checkpoint survived
+
+    train(resumable_config(out, resume="auto"))
+    assert_same_run(uninterrupted, out)
+
+
+def test_sigterm_saves_mid_epoch_and_resume_is_bitwise_identical(tmp_path, uninterrupted):
+    out = tmp_path / "stopped"
+    result = run_driver(tmp_path, resumable_config(out), kill_at=6, sig="SIGTERM")
+    assert result.returncode == 143, result.stderr
+    assert "stopped by SIGTERM" in result.stdout and "resume=auto" in result.stdout
+    state = torch.load(out / "last.pt", weights_only=True)
+    # the signal arrives during update 6; the run stops after the next full update (batches 13-14 of 24)
+    assert (state["epoch"], state["step"], state["num_updates"]) == (1, 6, 7)
+    assert not (out / "summary.json").exists()
+
+    train(resumable_config(out, resume="auto"))
+    assert_same_run(uninterrupted, out)
+
+
+def test_nan_loss_stops_with_error_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
+    calls = []
+    real_loss = engine_train.classification_loss
+
+    def loss_that_turns_nan(*args, **kwargs):
+        calls.append(1)
+        loss = real_loss(*args, **kwargs)
+        return loss * float("nan") if len(calls) == 11 else loss  # batch 3 of epoch 2
+
+    monkeypatch.setattr(engine_train, "classification_loss", loss_that_turns_nan)
+    out = tmp_path / "nan"
+    with pytest.raises(LearngeneError, match=r"training diverged: loss is nan at epoch 2 batch 3; .*last.pt keeps"):
+        train(tiny_config(out))
+    state = torch.load(out / "last.pt", weights_only=True)
+    assert state["epoch"] == 1 and len(read_log(out / "log.csv")) == 1
+    assert all(torch.isfinite(v).all() for v in state["model"].values())
+    assert not (out / "model").exists()
+
+
+def test_evaluate_counts_top1_and_top5():
+    # 4 images; logits rank classes 0 > 1 > ... > 5 for every image
+    logits = torch.arange(6, 0, -1, dtype=torch.float32).repeat(4, 1)
+    targets = torch.tensor([0, 1, 4, 5])  # ranks 1, 2, 5, 6
+    loader = DataLoader(TensorDataset(torch.zeros(4, 1), targets), batch_size=3)
+    model = torch.nn.Module()
+    model.forward = lambda x: logits[: len(x)]
+    metrics = evaluate(model, loader, "cpu")
+    assert metrics["top1"] == 25.0 and metrics["top5"] == 75.0
+    expected = torch.nn.functional.cross_entropy(logits, targets).item()
+    assert metrics["loss"] == pytest.approx(expected, rel=1e-6)
