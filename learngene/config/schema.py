@@ -20,6 +20,9 @@ class ModelConfig:
     checkpoint: str = ""  # a weights file (safetensors or torch) loaded strictly; overrides `pretrained`
     kwargs: dict[str, Any] = field(default_factory=dict)  # timm.create_model arguments (img_size, num_classes, ...)
     drop_path_rate: float = 0.0
+    # >0: a model trained from scratch gets pos_embed ~ trunc_normal(std) instead of timm's std 0.02. With
+    # tiny inputs (digits: 2x2 patches, token std ~0.6) a 0.02 position signal takes hundreds of updates to grow.
+    pos_embed_std: float = 0.0
 
 
 @dataclass

@@ -8,6 +8,8 @@ on top, which may be a safetensors file, a torch state dict, or a training state
 from __future__ import annotations
 
 import timm
+import torch
+from timm.layers import trunc_normal_
 from timm.models import load_checkpoint
 from torch import nn
 
@@ -47,6 +49,10 @@ def build_student(cfg: ModelConfig, info: DatasetInfo) -> nn.Module:
     if cfg.drop_path_rate:
         kwargs["drop_path_rate"] = cfg.drop_path_rate
     model = build_model(cfg.name, pretrained=cfg.pretrained, checkpoint=cfg.checkpoint, **kwargs)
+    if cfg.pos_embed_std and not (cfg.pretrained or cfg.checkpoint):
+        if not isinstance(getattr(model, "pos_embed", None), torch.Tensor):
+            raise LearngeneError(f"model.pos_embed_std is set but {cfg.name!r} has no pos_embed: set it to 0")
+        trunc_normal_(model.pos_embed, std=cfg.pos_embed_std)
     if model.num_classes != info.num_classes:
         raise LearngeneError(f"model {cfg.name!r} predicts {model.num_classes} classes but the data has "
                              f"{info.num_classes}: set model.kwargs.num_classes={info.num_classes}")

@@ -105,6 +105,7 @@ class Run:
         self.num_updates = 0
         self.history: list[dict] = []  # the log.csv rows
         self.teacher_top1: float | None = None
+        self.tensorboard = None
 
     # -- setup --------------------------------------------------------------------------------------
 
@@ -150,14 +151,20 @@ class Run:
         if state is not None:  # last, so that nothing above changes where the generators continue from
             self.restore_rank_rng(state["rng_epoch_start"] if self.step else state["rng"])
 
-        with stop_on_sigterm() as sigterm:
-            while self.epoch < self.cfg.optim.epochs:
-                resume_rng = state["rng"] if state is not None and self.step else None
-                partial = state["partial"] if resume_rng is not None else None
-                finished = self.train_epoch(sigterm, resume_rng, partial)
-                state = None
-                if not finished or self.procs.any([sigterm.is_set()])[0]:
-                    return self.interrupted()
+        if self.procs.is_main:
+            self.tensorboard = open_tensorboard(self.out / "tensorboard")
+        try:
+            with stop_on_sigterm() as sigterm:
+                while self.epoch < self.cfg.optim.epochs:
+                    resume_rng = state["rng"] if state is not None and self.step else None
+                    partial = state["partial"] if resume_rng is not None else None
+                    finished = self.train_epoch(sigterm, resume_rng, partial)
+                    state = None
+                    if not finished or self.procs.any([sigterm.is_set()])[0]:
+                        return self.interrupted()
+        finally:
+            if self.tensorboard is not None:
+                self.tensorboard.close()
         return self.finish()
 
     def train_epoch(self, sigterm: threading.Event, resume_rng: list | None, partial: dict | None) -> bool:
@@ -236,6 +243,9 @@ class Run:
         self.save_state()
         if self.procs.is_main:
             print(format_row(row, cfg.optim.epochs), flush=True)
+        if self.tensorboard is not None:
+            for key, value in row.items():
+                self.tensorboard.add_scalar(key, value, row["epoch"])
         return True
 
     def loss(self, images: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -393,6 +403,15 @@ def learngene_kind(model: PooledViT) -> str:
     """``sws`` for ``sws_aux_*`` models, ``tleg`` for ``tleg_aux_*`` (the registry's naming)."""
     architecture = model.pretrained_cfg["architecture"]
     return architecture.split("_aux_")[0] if "_aux_" in architecture else "sws"
+
+
+def open_tensorboard(folder: Path):
+    """A TensorBoard writer when the tensorboard package is installed, else None (log.csv has the same numbers)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(folder))
 
 
 @contextlib.contextmanager

@@ -1,0 +1,86 @@
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import timm
+
+from learngene.checkpoint import load_learngene, save_model_folder
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+import finetune  # noqa: E402
+import train_aux  # noqa: E402
+
+TINY_VIT = ("model.kwargs={img_size: 8, patch_size: 2, in_chans: 1, num_classes: 10, embed_dim: 16, depth: 2, "
+            "num_heads: 2, class_token: false, global_pool: avg}")
+TINY_AUX = ("model.kwargs={img_size: 8, patch_size: 2, in_chans: 1, num_classes: 10, embed_dim: 16, num_heads: 2, "
+            "stage_sizes: [1, 2]}")
+QUICK = ["data.train_limit=64", "data.batch_size=32", "optim.epochs=1", "device=cpu"]
+
+
+def tiny_folder(path, num_classes=10):
+    torch_model = timm.create_model("vit_small_patch16_224", img_size=8, patch_size=2, in_chans=1,
+                                    num_classes=num_classes, embed_dim=16, depth=2, num_heads=2, class_token=False,
+                                    global_pool="avg")
+    save_model_folder(torch_model, path)
+    return path
+
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    return err
+
+
+def test_bad_config_key_exits_2_with_valid_keys(capsys, tmp_path):
+    assert finetune.main(["optim.lrr=1", f"output={tmp_path}"]) == 2
+    assert "unknown config key 'optim.lrr'" in one_line_error(capsys)
+
+
+def test_missing_data_folder_exits_2(capsys, tmp_path):
+    argv = ["model.name=vit_small_patch16_224", TINY_VIT, "data.name=imagefolder", f"data.root={tmp_path / 'none'}",
+            f"output={tmp_path / 'run'}"]
+    assert finetune.main(argv) == 2
+    assert f"data.root {tmp_path / 'none'} is not a folder" in one_line_error(capsys)
+
+
+def test_teacher_with_other_class_count_exits_2(capsys, tmp_path):
+    teacher = tiny_folder(tmp_path / "teacher5", num_classes=5)
+    argv = ["model.name=sws_aux_vit_tiny_patch16_224", TINY_AUX, f"teacher.name=local-dir:{teacher}", *QUICK,
+            f"output={tmp_path / 'run'}"]
+    assert train_aux.main(argv) == 2
+    assert "teacher" in (err := one_line_error(capsys)) and "predicts 5 classes but the data has 10" in err
+    assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_train_aux_rejects_a_model_that_is_not_an_aux_net(capsys, tmp_path):
+    assert train_aux.main(["model.name=vit_small_patch16_224", f"output={tmp_path}"]) == 2
+    assert "is not an Aux-Net" in one_line_error(capsys)
+
+
+def test_train_aux_writes_a_learngene(capsys, tmp_path):
+    teacher = tiny_folder(tmp_path / "teacher")
+    out = tmp_path / "aux"
+    argv = ["model.name=sws_aux_vit_tiny_patch16_224", TINY_AUX, f"teacher.name=local-dir:{teacher}", *QUICK,
+            f"output={out}"]
+    assert train_aux.main(argv) == 0
+    last_line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last_line.startswith("done: sws_aux_vit_tiny_patch16_224 1 epochs") and "teacher top1" in last_line
+    assert load_learngene(out / "learngene.safetensors").model_args["stage_sizes"] == [1, 2]
+    assert (out / "config.yaml").read_text().count(f"local-dir:{teacher}") == 1
+
+
+def test_finetune_trains_a_model_folder_and_evaluates_only_with_zero_epochs(capsys, tmp_path):
+    des = tiny_folder(tmp_path / "des")
+    assert finetune.main([f"model.name=local-dir:{des}", "model.pretrained=true", *QUICK,
+                          f"output={tmp_path / 'ft'}"]) == 0
+    summary = json.loads((tmp_path / "ft" / "summary.json").read_text())
+    assert summary["epochs"] == 1 and 0 <= summary["val_top1"] <= summary["val_top5"] <= 100
+    assert (tmp_path / "ft" / "model" / "config.json").is_file()
+
+    assert finetune.main([f"model.name=local-dir:{tmp_path / 'ft' / 'model'}", "model.pretrained=true", *QUICK,
+                          "optim.epochs=0", f"output={tmp_path / 'eval'}"]) == 0
+    evaluated = json.loads((tmp_path / "eval" / "summary.json").read_text())
+    assert evaluated["epochs"] == 0 and evaluated["val_top1"] == pytest.approx(summary["val_top1"])
+    assert not (tmp_path / "eval" / "model").exists()

@@ -1,0 +1,33 @@
+"""Distill an Aux-Net from its ancestry (teacher) and write its learngene: OUTPUT/learngene.safetensors.
+
+    python tools/train_aux.py                                    # configs/digits/aux.yaml (CPU, minutes)
+    python tools/train_aux.py optim.epochs=5 output=runs/digits/aux_short
+    torchrun --nproc-per-node 4 tools/train_aux.py --config configs/imagenet/aux_b.yaml data.root=/data/imagenet
+
+Resume an interrupted run with ``resume=auto``; see docs/training.md.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from learngene.cli import entry_point
+from learngene.config import TrainConfig, parse_config_args
+from learngene.engine import SIGTERM_EXIT_CODE, train
+from learngene.errors import LearngeneError
+from learngene.models.registry import des_architecture
+
+DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "digits" / "aux.yaml"
+
+
+@entry_point
+def main(argv=None) -> int:
+    cfg = parse_config_args(argv, TrainConfig, DEFAULT_CONFIG, __doc__.splitlines()[0])
+    if des_architecture(cfg.model.name) == cfg.model.name:  # Aux-Nets are the sws_aux_* / tleg_aux_* models
+        raise LearngeneError(f"model.name {cfg.model.name!r} is not an Aux-Net (sws_aux_* or tleg_aux_*): "
+                             "train other models with tools/finetune.py")
+    summary = train(cfg)
+    return SIGTERM_EXIT_CODE if summary.get("interrupted") else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
