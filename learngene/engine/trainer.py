@@ -65,20 +65,28 @@ def train(cfg: TrainConfig) -> dict:
     try:
         if cfg.amp == "fp16" and procs.device.type != "cuda":
             raise LearngeneError("amp=fp16 needs a CUDA device: use amp=bf16 or amp=none on CPU")
-        configure_determinism(cfg.deterministic)
-        random_seed(cfg.seed, procs.rank)
-        run = Run(cfg, procs)
-        return run.fit() if cfg.optim.epochs > 0 else run.evaluate_only()
+        with determinism(cfg.deterministic):
+            random_seed(cfg.seed, procs.rank)
+            run = Run(cfg, procs)
+            return run.fit() if cfg.optim.epochs > 0 else run.evaluate_only()
     finally:
         procs.close()
 
 
-def configure_determinism(deterministic: bool) -> None:
-    torch.backends.cudnn.benchmark = not deterministic
-    torch.backends.cudnn.deterministic = deterministic
+@contextlib.contextmanager
+def determinism(deterministic: bool):
+    """Deterministic algorithms and no cuDNN autotuning while training, or the fastest kernels."""
+    cudnn = torch.backends.cudnn
+    saved = torch.are_deterministic_algorithms_enabled(), cudnn.benchmark, cudnn.deterministic
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # required by deterministic cuBLAS
     torch.use_deterministic_algorithms(deterministic)
+    cudnn.benchmark, cudnn.deterministic = not deterministic, deterministic
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(saved[0])
+        cudnn.benchmark, cudnn.deterministic = saved[1:]
 
 
 class Run:
@@ -117,11 +125,10 @@ class Run:
         try:
             self.optimizer = create_optimizer_v2(self.model, optim.opt, lr=lr, weight_decay=optim.weight_decay,
                                                  **fused)
-            self.updates_per_epoch = math.ceil(len(self.train_loader) / optim.accum_steps)
             self.scheduler, _ = create_scheduler_v2(
                 self.optimizer, sched=optim.sched, num_epochs=optim.epochs, warmup_epochs=optim.warmup_epochs,
                 warmup_lr=optim.warmup_lr, min_lr=optim.min_lr, step_on_epochs=not optim.sched_on_updates,
-                updates_per_epoch=self.updates_per_epoch)
+                updates_per_epoch=math.ceil(len(self.train_loader) / optim.accum_steps))
         except (AssertionError, ValueError) as e:  # timm's answer to unknown optimizer / scheduler names
             raise LearngeneError(f"bad optim settings (opt={optim.opt!r}, sched={optim.sched!r}): {e}") from None
         if self.scheduler is None:
