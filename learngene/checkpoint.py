@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -161,3 +162,12 @@ def load_model_folder(model_dir: str | os.PathLike, **kwargs) -> torch.nn.Module
     except (SafetensorError, RuntimeError, OSError, ValueError, KeyError) as e:
         first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise LearngeneError(f"cannot load model folder {model_dir}: {first_line}") from None
+
+
+def stored_parameter_count(artifact: str | os.PathLike) -> int:
+    """Number of values stored in a learngene file or a model folder's ``model.safetensors``."""
+    path = Path(artifact)
+    if path.is_dir():
+        path = path / "model.safetensors"
+    with safe_open(str(path), framework="pt") as f:
+        return sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())

@@ -120,9 +120,10 @@ def _cost_table(summary, depths, learngene_seconds: dict[str, float]) -> list[st
             continue
         whole = learngene_seconds[method] + tuned
         ratio = f"{scratch / whole:.1f}x" if scratch else "-"
-        lines.append(f"| {METHOD_LABELS[method]} | {learngene_seconds[method]:.0f} | {tuned:.0f} | {whole:.0f} | {ratio} |")
+        lines.append(f"| {METHOD_LABELS[method]} | {learngene_seconds[method]:.1f} | {tuned:.1f} | {whole:.1f} | "
+                     f"{ratio} |")
     if scratch:
-        lines.append(f"| Trained (from scratch) | 0 | {scratch:.0f} | {scratch:.0f} | 1.0x |")
+        lines.append(f"| Trained (from scratch) | 0 | {scratch:.1f} | {scratch:.1f} | 1.0x |")
     return lines
 
 
@@ -131,7 +132,7 @@ def _learngene_table(learngenes: Sequence[dict], ancestry_top1: float) -> list[s
     for lg in learngenes:
         gap = lg["top1"] - ancestry_top1
         lines.append(f"| {lg['name']} | {lg['params'] / 1e6:.3f} | {lg['top1']:.1f} ± {lg['top1_std']:.1f} | "
-                     f"{gap:+.1f} | {lg['seconds']:.0f} |")
+                     f"{gap:+.1f} | {lg['seconds']:.1f} |")
     return lines
 
 

@@ -19,7 +19,7 @@ from omegaconf import OmegaConf
 from learngene.baselines.methods import METHODS, Initialization
 from learngene.benchmark import report
 from learngene.benchmark.config import BenchmarkConfig, PartConfig, check_benchmark_config
-from learngene.checkpoint import atomic_write_text, save_model_folder
+from learngene.checkpoint import atomic_write_text, save_model_folder, stored_parameter_count
 from learngene.config import TrainConfig, load_config
 from learngene.data import build_loaders
 from learngene.engine import evaluate, train
@@ -102,6 +102,7 @@ class Benchmark:
         finetune = load_config(cfg.finetune.config, cfg.finetune.overrides, TrainConfig)
         self.device = init_processes(finetune.device).device
         self.amp = finetune.amp
+        self.data_name = finetune.data.name
         _, self.val_loader, self.info = build_loaders(finetune.data, seed=0)
 
     # -- parts ------------------------------------------------------------------------------------
@@ -257,8 +258,8 @@ class Benchmark:
         methods = list(cfg.methods)
         markdown = report.markdown_report(summary, cfg.depths, methods, rows, ancestry.result["val_top1"],
                                           params_of(learngenes["sws"][0]), seconds, cfg.finetune_epochs,
-                                          title=f"Benchmark: {self.info.num_classes}-class "
-                                                f"{Path(cfg.output).name}")
+                                          title=f"SWS benchmark on {self.data_name} ({self.info.num_classes} "
+                                                f"classes, {self.info.num_val} validation images)")
         atomic_write_text(markdown, self.out / "results.md")
         for phase, name in (("no-tune", "no_tune.png"), ("fine-tuned", "fine_tuned.png")):
             title = "no tuning after initialization" if phase == "no-tune" else \
@@ -275,4 +276,5 @@ def metrics_of(part: Part) -> dict:
 
 
 def params_of(part: Part) -> int:
-    return int(part.result.get("params", 0))
+    """Parameters of a trained part's artifact (its model folder or learngene file)."""
+    return stored_parameter_count(part.result["artifact"])
