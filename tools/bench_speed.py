@@ -106,6 +106,10 @@ def parse_args(argv):
         raise LearngeneError(f"unknown --sections {sorted(unknown)}: choose from aux, kd, toggles, expand")
     if cuda and not torch.cuda.is_available():
         raise LearngeneError("--device cuda but no CUDA device is visible: run with --device cpu or on a GPU machine")
+    too_small = [f"--{name.replace('_', '-')} {getattr(args, name)}" for name in
+                 ("batch", "rounds", "steps_per_round", "topk", "num_classes") if getattr(args, name) < 1]
+    if too_small:
+        raise LearngeneError(f"{', '.join(too_small)} must be at least 1")
     if args.img_size % 16:
         raise LearngeneError(f"--img-size {args.img_size} must be a multiple of the patch size 16")
     return args
