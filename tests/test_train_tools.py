@@ -1,11 +1,16 @@
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import timm
+import torch
 
-from learngene.checkpoint import load_learngene, save_model_folder
+from learngene.checkpoint import load_learngene, load_model_folder, save_model_folder
+from learngene.data import DataConfig, build_datasets
+from learngene.engine import evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
@@ -84,3 +89,23 @@ def test_finetune_trains_a_model_folder_and_evaluates_only_with_zero_epochs(caps
     evaluated = json.loads((tmp_path / "eval" / "summary.json").read_text())
     assert evaluated["epochs"] == 0 and evaluated["val_top1"] == pytest.approx(summary["val_top1"])
     assert not (tmp_path / "eval" / "model").exists()
+
+
+def test_torchrun_two_cpu_processes(tmp_path):
+    out = tmp_path / "ddp"
+    argv = ["model.name=vit_small_patch16_224", "model.pretrained=false", TINY_VIT, "data.train_limit=128",
+            "data.batch_size=16", "optim.epochs=2", "device=cpu", f"output={out}"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                             str(ROOT / "tools" / "finetune.py"), *argv], env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("done: ") == 1  # rank 0 alone reports
+    summary = json.loads((out / "summary.json").read_text())
+    state = torch.load(out / "last.pt", weights_only=True)
+    assert state["num_updates"] == 2 * 4 and len(state["rng"]) == 2  # 64 images per rank: 4 batches per epoch
+    # validation is split across the ranks and summed: the same numbers as one process on the whole set
+    _, val, _ = build_datasets(DataConfig(name="digits"))
+    metrics = evaluate(load_model_folder(out / "model"), torch.utils.data.DataLoader(val, batch_size=64), "cpu")
+    assert summary["val_top1"] == pytest.approx(metrics["top1"]) and summary["val_loss"] == pytest.approx(
+        metrics["loss"], rel=1e-5)
