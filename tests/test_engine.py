@@ -1,6 +1,7 @@
 import csv
 import dataclasses
 import json
+import math
 import os
 import signal
 import subprocess
@@ -18,7 +19,7 @@ from learngene.checkpoint import load_learngene
 from learngene.config import ModelConfig, OptimConfig, TeacherConfig, TrainConfig, save_config
 from learngene.data import DataConfig, build_datasets
 from learngene.distill import soft_kd_loss
-from learngene.engine import build_model, evaluate, train
+from learngene.engine import build_model, build_teacher, evaluate, train
 from learngene.engine.trainer import LOG_COLUMNS
 from learngene.errors import LearngeneError
 
@@ -211,3 +212,32 @@ def test_evaluate_counts_top1_and_top5():
     assert metrics["top1"] == 25.0 and metrics["top5"] == 75.0
     expected = torch.nn.functional.cross_entropy(logits, targets).item()
     assert metrics["loss"] == pytest.approx(expected, rel=1e-6)
+
+
+def test_teacher_from_a_checkpoint_file_and_levit_head_averaging(tmp_path, trained_teacher):
+    info = build_datasets(DataConfig(name="digits"))[2]
+    from_folder = build_teacher(TeacherConfig(name=f"local-dir:{trained_teacher}"), info)
+    from_file = build_teacher(TeacherConfig(name="vit_small_patch16_224", kwargs=TINY_VIT,
+                                            checkpoint=str(trained_teacher / "model.safetensors")), info)
+    assert not from_file.training and not any(p.requires_grad for p in from_file.parameters())
+    x = torch.randn(3, 1, 8, 8)
+    assert torch.equal(from_file(x), from_folder(x))
+    with pytest.raises(LearngeneError, match=r"teacher.checkpoint .* does not fit 'vit_small_patch16_224'"):
+        build_teacher(TeacherConfig(name="vit_small_patch16_224", kwargs=dict(TINY_VIT, embed_dim=32),
+                                    checkpoint=str(trained_teacher / "model.safetensors")), info)
+
+    imagenet = dataclasses.replace(info, num_classes=1000, in_chans=3)
+    levit = build_teacher(TeacherConfig(name="levit_128s", pretrained=False), imagenet)
+    x = torch.randn(2, 3, 224, 224)
+    features = levit.forward_features(x).mean(1)
+    torch.testing.assert_close(levit(x), (levit.head(features) + levit.head_dist(features)) / 2)
+
+
+def test_bf16_channels_last_clipping_and_epoch_schedule(tmp_path):
+    cfg = tiny_config(tmp_path / "opts", amp="bf16", channels_last=True, deterministic=False,
+                      optim=OptimConfig(lr=3e-3, epochs=2, clip_grad=0.5, warmup_epochs=1, warmup_lr=1e-4))
+    summary = train(cfg)
+    rows = read_log(tmp_path / "opts" / "log.csv")
+    # stepped per epoch: epoch 1 at warmup_lr, epoch 2 half-way down the cosine from 3e-3 to min_lr 1e-5
+    assert [float(r["lr"]) for r in rows] == pytest.approx([1e-4, 1e-5 + 0.5 * (3e-3 - 1e-5)])
+    assert all(math.isfinite(float(r["train_loss"])) for r in rows) and math.isfinite(summary["val_loss"])
