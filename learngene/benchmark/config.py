@@ -26,7 +26,8 @@ class BenchmarkConfig:
     methods: list[str] = field(default_factory=lambda: list(METHODS))
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # fine-tune seeds; also random plans' seeds
     learngene_seeds: list[int] = field(default_factory=lambda: [0])  # fine-tune seed i uses learngene seed i % n
-    finetune_epochs: int = 3
+    finetune_epochs: int = 1
+    workers: int = 2  # parts trained at once, each in its own process (1 = in this process)
     trained_depths: list[int] = field(default_factory=list)  # Trained references; empty = all depths
     vanilla_lg_layers: int = 3
     weight_selection_layers: str = "first"
@@ -47,6 +48,8 @@ def check_benchmark_config(cfg: BenchmarkConfig) -> BenchmarkConfig:
         raise LearngeneError(f"depths {cfg.depths} must be a non-empty list of positive integers")
     if not cfg.seeds or not cfg.learngene_seeds:
         raise LearngeneError("seeds and learngene_seeds must each list at least one seed")
+    if cfg.workers < 1:
+        raise LearngeneError(f"workers={cfg.workers} must be >= 1")
     if cfg.finetune_epochs < 0:
         raise LearngeneError(f"finetune_epochs={cfg.finetune_epochs} must be >= 0")
     outside = [d for d in cfg.trained_depths if d not in cfg.depths]
