@@ -241,3 +241,37 @@ def test_bf16_channels_last_clipping_and_epoch_schedule(tmp_path):
     # stepped per epoch: epoch 1 at warmup_lr, epoch 2 half-way down the cosine from 3e-3 to min_lr 1e-5
     assert [float(r["lr"]) for r in rows] == pytest.approx([1e-4, 1e-5 + 0.5 * (3e-3 - 1e-5)])
     assert all(math.isfinite(float(r["train_loss"])) for r in rows) and math.isfinite(summary["val_loss"])
+
+
+def test_teacher_cache_lets_another_student_replay_the_teacher(tmp_path, trained_teacher, monkeypatch):
+    teacher = TeacherConfig(name=f"local-dir:{trained_teacher}")
+    cache = str(tmp_path / "cache")
+
+    def distill(output, model, cache_dir, **model_kwargs):
+        return tiny_config(tmp_path / output, model=ModelConfig(name=model, kwargs=model_kwargs), teacher=teacher,
+                           distill=dataclasses.replace(TrainConfig().distill, teacher_cache=cache_dir,
+                                                       teacher_cache_topk=10))
+
+    train(distill("sws", "sws_aux_vit_tiny_patch16_224", cache, **TINY_AUX))
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir() if p.suffix == ".safetensors") == \
+        ["epoch0000-rank0of1.safetensors", "epoch0001-rank0of1.safetensors"]
+
+    # A different student (its own init and drop-path draws) replays both epochs: the teacher only
+    # runs on the validation set, never on a training batch.
+    calls = []
+    real_build = engine_train.build_teacher
+
+    def counting_teacher(cfg, info):
+        model = real_build(cfg, info)
+        model.register_forward_hook(lambda module, args, out: calls.append(module.training or args[0].shape[0]))
+        return model
+
+    monkeypatch.setattr(engine_train, "build_teacher", counting_teacher)
+    cached = train(distill("vit_cached", "vit_small_patch16_224", cache, **TINY_VIT))
+    val_batches = math.ceil(360 / 16)
+    assert len(calls) == val_batches
+    calls.clear()
+    online = train(distill("vit_online", "vit_small_patch16_224", "", **TINY_VIT))
+    assert len(calls) == val_batches + 2 * 8
+    # With k = all 10 classes the replayed targets are the teacher's, up to fp16 storage.
+    assert cached["val_loss"] == pytest.approx(online["val_loss"], abs=2e-3)

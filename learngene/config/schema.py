@@ -37,6 +37,10 @@ class TeacherConfig:
 class DistillConfig:
     alpha: float = 1.0  # loss = (1 - alpha) * CE + alpha * KD; 1.0 is pure soft distillation (SWS)
     tau: float = 1.0  # softmax temperature of the KD term
+    # Opt-in teacher-logit cache (docs/performance.md): a folder that records the teacher's top-k outputs in the
+    # first run and replays them in later runs of the same teacher, data config and seed, e.g. other Aux-Nets.
+    teacher_cache: str = ""
+    teacher_cache_topk: int = 10
 
 
 @dataclass

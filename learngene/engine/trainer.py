@@ -43,6 +43,7 @@ from learngene.checkpoint import atomic_torch_save, atomic_write_text, load_torc
 from learngene.config import TrainConfig, check_train_config, save_config
 from learngene.data import build_loaders, build_mixup
 from learngene.distill import classification_loss, distillation_loss
+from learngene.distill.teacher_cache import TeacherLogitCache
 from learngene.engine.distributed import Processes, init_processes, shard_loader
 from learngene.engine.evaluate import autocast, evaluate
 from learngene.engine.models import build_student, build_teacher
@@ -102,6 +103,12 @@ class Run:
         self.mixup = build_mixup(cfg.data, self.info.num_classes)
         self.model = build_student(cfg.model, self.info).to(self.device)
         self.teacher = build_teacher(cfg.teacher, self.info).to(self.device) if cfg.teacher.name else None
+        self.teacher_cache = None
+        if self.teacher is not None and cfg.distill.teacher_cache:
+            self.teacher_cache = TeacherLogitCache(
+                cfg.distill.teacher_cache, teacher=f"{cfg.teacher.name}|{cfg.teacher.checkpoint}", data_cfg=cfg.data,
+                seed=cfg.seed, num_classes=self.info.num_classes, topk=cfg.distill.teacher_cache_topk,
+                rank=procs.rank, world_size=procs.world_size)
         if cfg.channels_last:
             self.model.to(memory_format=torch.channels_last)
             if self.teacher is not None:
@@ -183,6 +190,10 @@ class Run:
         self.scheduler.step(self.epoch)
         self.scheduler.step_update(self.num_updates)
         loader.sampler.set_epoch(self.epoch)
+        if self.teacher_cache is not None:
+            # Augmentation draws must not depend on the student (its init, its drop-path) for another
+            # student to replay this epoch's teacher outputs: start every epoch from (seed, epoch).
+            random_seed(cfg.seed * 100_003 + self.epoch, self.procs.rank)
         rng_epoch_start = capture_rng()
         batches = iter(loader)
         for _ in range(self.step):  # a mid-epoch resume re-draws the batches already trained on
@@ -208,7 +219,7 @@ class Run:
             with sync:
                 with autocast(self.device, cfg.amp):
                     logits = self.train_model(images)
-                    loss = self.loss(images, logits, targets)
+                    loss = self.loss(images, logits, targets, i)
                 loss_value = loss.item()
                 nonfinite, stop = self.procs.any([not math.isfinite(loss_value), sigterm.is_set()])
                 if nonfinite:
@@ -230,6 +241,8 @@ class Run:
                 return False
         bar.close()
         progress["train_seconds"] += time.perf_counter() - start
+        if self.teacher_cache is not None:
+            self.teacher_cache.finish_epoch(self.epoch)
 
         eval_start = time.perf_counter()
         metrics = evaluate(self.model, self.val_loader, self.device, cfg.amp)
@@ -255,11 +268,16 @@ class Run:
                 self.tensorboard.add_scalar(key, value, row["epoch"])
         return True
 
-    def loss(self, images: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def loss(self, images: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor, step: int) -> torch.Tensor:
         if self.teacher is None:
             return classification_loss(logits, targets, self.cfg.data.smoothing)
-        with torch.no_grad():  # the teacher sees the same (mixed) batch, in eval mode
-            teacher_logits = self.teacher(images)
+        cache = self.teacher_cache
+        teacher_logits = cache.lookup(self.epoch, step, images) if cache is not None else None
+        if teacher_logits is None:
+            with torch.no_grad():  # the teacher sees the same (mixed) batch, in eval mode
+                teacher_logits = self.teacher(images)
+            if cache is not None:
+                cache.record(self.epoch, step, images, teacher_logits)
         return distillation_loss(logits, targets, teacher_logits, self.cfg.distill.alpha, self.cfg.distill.tau,
                                  self.cfg.data.smoothing)
 
