@@ -96,3 +96,26 @@ def test_bad_benchmark_input(bench_args, capsys):
     assert "unknown config key 'colour'" in capsys.readouterr().err
     assert benchmark.main([*bench_args, "--depths", "6,x"]) == 2
     assert "comma-separated integers" in capsys.readouterr().err
+
+
+def test_exported_sources_as_for_imagenet(bench_args, tmp_path):
+    """The ImageNet layout: the ancestry and the weight-selection parent are only evaluated and exported
+    (optim.epochs=0, as for pretrained timm models), Vanilla-LG gets its own source."""
+    (tmp_path / "wide.yaml").write_text(CONFIGS["ancestry.yaml"].replace("epochs: 1", "epochs: 0"))
+    (tmp_path / "narrow.yaml").write_text(CONFIGS["ancestry.yaml"].replace("embed_dim: 32", "embed_dim: 16")
+                                          .replace("num_heads: 4", "num_heads: 2"))
+    config = tmp_path / "bench.yaml"
+    text = config.read_text().replace("methods: [sws, weight-selection]", "methods: [weight-selection, vanilla-lg]")
+    text = text.replace(f"ancestry: {{config: {tmp_path / 'ancestry'}.yaml}}", f"ancestry: {{config: {tmp_path / 'wide'}.yaml}}")
+    config.write_text(text + f"weight_selection_parent: {{config: {tmp_path / 'wide'}.yaml}}\n"
+                             f"vanilla_lg_source: {{config: {tmp_path / 'narrow'}.yaml}}\nvanilla_lg_layers: 1\n"
+                             "trained_depths: [3]\nworkers: 1\n")
+    assert benchmark.main(bench_args) == 0
+    out = tmp_path / "bench"
+    assert json.loads((out / "ancestry" / "done.json").read_text())["result"]["epochs"] == 0
+    for source in ("weight-selection", "vanilla-lg"):
+        assert (out / "sources" / source / "run" / "model" / "model.safetensors").is_file()
+    init = json.loads((out / "init" / "vanilla-lg" / "depth2" / "seed0" / "model" / "init.json").read_text())
+    assert init["source"] == str(out / "sources" / "vanilla-lg" / "run" / "model")
+    runs = read_csv(out / "runs.csv")
+    assert {(r["method"], r["depth"]) for r in runs if r["phase"] == "trained"} == {("trained", "3")}

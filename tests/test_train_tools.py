@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import timm
 import torch
+from safetensors.torch import load_file
 
 from learngene.checkpoint import load_learngene, load_model_folder, save_model_folder
 from learngene.data import DataConfig, build_datasets
@@ -88,7 +89,10 @@ def test_finetune_trains_a_model_folder_and_evaluates_only_with_zero_epochs(caps
                           "optim.epochs=0", f"output={tmp_path / 'eval'}"]) == 0
     evaluated = json.loads((tmp_path / "eval" / "summary.json").read_text())
     assert evaluated["epochs"] == 0 and evaluated["val_top1"] == pytest.approx(summary["val_top1"])
-    assert not (tmp_path / "eval" / "model").exists()
+    # The evaluated model is exported too (how a pretrained timm ancestry becomes a model folder).
+    exported = load_file(tmp_path / "eval" / "model" / "model.safetensors")
+    trained = load_file(tmp_path / "ft" / "model" / "model.safetensors")
+    assert exported.keys() == trained.keys() and all(torch.equal(exported[k], trained[k]) for k in trained)
 
 
 def test_torchrun_two_cpu_processes(tmp_path):

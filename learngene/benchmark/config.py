@@ -28,6 +28,7 @@ class BenchmarkConfig:
     learngene_seeds: list[int] = field(default_factory=lambda: [0])  # fine-tune seed i uses learngene seed i % n
     finetune_epochs: int = 1
     workers: int = 2  # parts trained at once, each in its own process (1 = in this process)
+    teacher_cache: bool = True  # the learngenes after the first replay the ancestry's outputs (same data, seed)
     trained_depths: list[int] = field(default_factory=list)  # Trained references; empty = all depths
     vanilla_lg_layers: int = 3
     weight_selection_layers: str = "first"
@@ -38,6 +39,11 @@ class BenchmarkConfig:
     simple_lg: PartConfig = field(default_factory=lambda: PartConfig("configs/digits/simple_lg.yaml"))
     finetune: PartConfig = field(default_factory=lambda: PartConfig("configs/digits/des_finetune.yaml"))
     trained: PartConfig = field(default_factory=lambda: PartConfig("configs/digits/trained.yaml"))
+    # Optional sources; an empty config means: weight selection draws from the ancestry, Vanilla-LG takes the
+    # top blocks of the deepest Trained reference. With optim.epochs=0 a part only evaluates and exports a
+    # pretrained timm model (e.g. ImageNet's vit_large_patch16_224 as the weight-selection parent).
+    weight_selection_parent: PartConfig = field(default_factory=PartConfig)
+    vanilla_lg_source: PartConfig = field(default_factory=PartConfig)
 
 
 def check_benchmark_config(cfg: BenchmarkConfig) -> BenchmarkConfig:

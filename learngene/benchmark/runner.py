@@ -197,14 +197,17 @@ class Benchmark:
 
     # -- parts ------------------------------------------------------------------------------------
 
-    def ancestry(self) -> Part:
-        return train_part(self.out / "ancestry", train_config(self.cfg.ancestry, self.out / "ancestry", []))
+    def part(self, name: str, part: PartConfig) -> Part:
+        return train_part(self.out / name, train_config(part, self.out / name, []))
 
     def learngene_job(self, name: str, part: PartConfig, seed: int, teacher: Part,
                       model: tuple[str, dict] | None = None) -> tuple:
         """An Aux-Net, or (Simple-LG) a plain net whose timm ``model`` name and kwargs are given."""
         path = self.out / "learngenes" / name / f"seed{seed}"
-        cfg = train_config(part, path, [f"seed={seed}", f"teacher.name=local-dir:{teacher.result['artifact']}"])
+        overrides = [f"seed={seed}", f"teacher.name=local-dir:{teacher.result['artifact']}"]
+        if self.cfg.teacher_cache:
+            overrides.append(f"distill.teacher_cache={self.out / 'teacher_cache' / f'seed{seed}'}")
+        cfg = train_config(part, path, overrides)
         if model is not None:
             cfg.model.name, cfg.model.kwargs = model
         return path, cfg, (teacher.key,)
@@ -229,7 +232,10 @@ class Benchmark:
         cfg = self.cfg
         clock = StageClock()
         with clock("ancestry"):
-            ancestry = self.ancestry()
+            ancestry = self.part("ancestry", cfg.ancestry)
+        sources = {method: self.part(f"sources/{method}", part)
+                   for method, part in (("weight-selection", cfg.weight_selection_parent),
+                                        ("vanilla-lg", cfg.vanilla_lg_source)) if part.config and method in cfg.methods}
 
         with clock("learngenes"):
             sws = self.map(train_part, [self.learngene_job("sws", cfg.sws_aux, s, ancestry)
@@ -258,8 +264,8 @@ class Benchmark:
             keys = [(m, d, i, s) for m in cfg.methods for d in cfg.depths for i, s in enumerate(cfg.seeds)]
             jobs = []
             for method, depth, i, seed in keys:
-                source, options = self.source_and_options(method, learngenes, ancestry, trained, i,
-                                                          architecture, des_args)
+                source, options = self.source_and_options(method, learngenes, sources.get(method, ancestry),
+                                                          trained, i, architecture, des_args)
                 jobs.append((self.out, method, method.removesuffix("-random"), depth, seed, source, options,
                              self.finetune_cfg, self.device))
             for (method, depth, _, seed), (init, tuned) in zip(keys, self.map(des_net, jobs)):
@@ -279,9 +285,12 @@ class Benchmark:
                               top5=metrics["top5"], val_loss=metrics["loss"], params=params, params_stored=stored,
                               epochs=epochs, seconds=seconds))
 
-    def source_and_options(self, method: str, learngenes: dict, ancestry: Part, trained: dict, index: int,
+    def source_and_options(self, method: str, learngenes: dict, source: Part, trained: dict, index: int,
                            architecture: str, des_args: dict) -> tuple[Part | None, dict]:
-        """What ``method`` initializes from; fine-tune seed number ``index`` uses learngene seed ``index % n``."""
+        """What ``method`` initializes from; fine-tune seed number ``index`` uses learngene seed ``index % n``.
+
+        ``source`` is the method's configured source part (the ancestry when it has none).
+        """
         cfg = self.cfg
 
         def pick(parts: list[Part]) -> Part:
@@ -292,9 +301,11 @@ class Benchmark:
         if method == "sws-random":
             return pick(learngenes["sws"]), {"strategy": "random"}
         if method == "weight-selection":
-            return ancestry, {"model": architecture, "model_args": des_args, "layers": cfg.weight_selection_layers,
+            return source, {"model": architecture, "model_args": des_args, "layers": cfg.weight_selection_layers,
                               "elements": cfg.weight_selection_elements}
-        if method == "vanilla-lg":  # the top blocks of the deepest same-width model trained here
+        if method == "vanilla-lg":  # a configured source, or the deepest same-width model trained here
+            if self.cfg.vanilla_lg_source.config:
+                return source, {"num_layers": cfg.vanilla_lg_layers}
             deepest = max(d for d, _ in trained)
             return trained[deepest, cfg.seeds[0]], {"num_layers": cfg.vanilla_lg_layers}
         return pick(learngenes["sws"]), {}  # scratch: the learngene only names the Des-Net architecture

@@ -58,7 +58,8 @@ SIGTERM_EXIT_CODE = 128 + signal.SIGTERM  # what a shell reports for a process e
 def train(cfg: TrainConfig) -> dict:
     """Run (or resume) a whole training; return the summary (also in ``OUTPUT/summary.json``).
 
-    With ``optim.epochs=0`` the model is only evaluated. A run stopped by SIGTERM returns
+    With ``optim.epochs=0`` the model is only evaluated (and written as the artifact, e.g. to export a
+    pretrained timm model as a model folder). A run stopped by SIGTERM returns
     ``{"interrupted": True, ...}`` after saving ``last.pt``.
     """
     check_train_config(cfg)
@@ -389,12 +390,13 @@ class Run:
 
     def evaluate_only(self) -> dict:
         metrics = evaluate(self.model, self.val_loader, self.device, self.cfg.amp)
-        summary = {"model": self.cfg.model.name, "teacher": self.cfg.teacher.name, "epochs": 0,
+        summary = {"model": self.cfg.model.name, "teacher": self.cfg.teacher.name, "epochs": 0, "seconds": 0.0,
                    "val_top1": metrics["top1"], "val_top5": metrics["top5"], "val_loss": metrics["loss"]}
         if self.teacher is not None:
             summary["teacher_top1"] = evaluate(self.teacher, self.val_loader, self.device, self.cfg.amp)["top1"]
         if self.procs.is_main:
             save_config(self.cfg, self.out / "config.yaml")
+            summary["artifact"] = str(self.save_artifact(summary))  # e.g. a pretrained ancestry as a model folder
             atomic_write_text(json.dumps(summary, indent=2) + "\n", self.out / "summary.json")
             print(format_summary(summary), flush=True)
         return summary
@@ -472,7 +474,7 @@ def format_row(row: dict, epochs: int) -> str:
 def format_summary(summary: dict) -> str:
     teacher = f" (teacher top1 {summary['teacher_top1']:.2f})" if "teacher_top1" in summary else ""
     timing = (f" in {summary['seconds']:.1f} s, {summary['images_per_s']:.0f} img/s"
-              if "seconds" in summary else "")
+              if summary["epochs"] else "")
     written = f"; wrote {summary['artifact']}" if "artifact" in summary else ""
     return (f"done: {summary['model']} {summary['epochs']} epochs{timing}: val top1 {summary['val_top1']:.2f} "
             f"top5 {summary['val_top5']:.2f} loss {summary['val_loss']:.4f}{teacher}{written}")
