@@ -7,7 +7,7 @@ unfinished training resumes from its ``last.pt``; a part whose key changed is re
 Independent parts (the learngenes, the Trained references, the Des-Nets) run on ``cfg.workers``
 processes at once: the models are small, and two one-thread processes use two CPU cores far better
 than one process with two threads. Under ``torchrun`` the parts run one after the other, each
-trained by all ranks; rank 0 alone writes the cache.
+trained and evaluated by all ranks in one process group; rank 0 alone writes the cache.
 """
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ from learngene.checkpoint import atomic_write_text, save_model_folder, stored_pa
 from learngene.config import TrainConfig, load_config
 from learngene.data import build_loaders
 from learngene.engine import evaluate, train
-from learngene.engine.distributed import init_processes
+from learngene.engine.distributed import init_processes, shard_loader
 
 DONE = "done.json"
 WAIT_SECONDS = 2.0  # how often non-zero ranks look for the part rank 0 is writing
@@ -68,18 +68,14 @@ def read_done(path: Path, key: str) -> Part | None:
     return None
 
 
-def cached(path: Path, key: str, compute: Callable[[Path], dict], every_rank: bool = False) -> Part:
+def cached(path: Path, key: str, compute: Callable[[Path], dict]) -> Part:
     """Reuse ``path`` when its ``done.json`` carries ``key``; else clear it and ``compute(path) -> dict``.
 
-    ``every_rank``: under torchrun all ranks compute (a training); otherwise rank 0 computes and the
-    others wait for its result.
+    Under torchrun every rank computes (trainings and evaluations are collective); rank 0 alone writes
+    the cache, and the other ranks take its result.
     """
     part = read_done(path, key)
     if part is not None:
-        return part
-    if rank() != 0 and not every_rank:
-        while (part := read_done(path, key)) is None:
-            time.sleep(WAIT_SECONDS)
         return part
     stamp = path / "key.txt"
     if rank() == 0:
@@ -90,7 +86,10 @@ def cached(path: Path, key: str, compute: Callable[[Path], dict], every_rank: bo
     result = compute(path)
     if rank() == 0:
         atomic_write_text(json.dumps({"key": key, "result": result}, indent=2) + "\n", path / DONE)
-    return Part(path, key, result)
+        return Part(path, key, result)
+    while (part := read_done(path, key)) is None:  # rank 0 saves the artifacts and records the result
+        time.sleep(WAIT_SECONDS)
+    return part
 
 
 def train_config(part: PartConfig, path: Path, overrides: list[str]) -> TrainConfig:
@@ -108,33 +107,40 @@ def train_part(path: Path, cfg: TrainConfig, upstream_keys: tuple[str, ...] = ()
         summary = train(cfg)
         if summary.get("interrupted"):
             raise KeyboardInterrupt("benchmark stopped by SIGTERM; run the same command again to continue")
+        if "artifact" not in summary:  # not rank 0: it writes nothing, its result comes from rank 0
+            return summary
         return dict(summary, params=stored_parameter_count(summary["artifact"]))
 
-    return cached(path, key, compute, every_rank=True)
+    return cached(path, key, compute)
 
 
 @functools.lru_cache(maxsize=2)
-def validation(data_yaml: str, device_name: str):
-    """The validation loader and device of a fine-tune config, built once per process."""
+def validation(data_yaml: str, device: str):
+    """This process's share of a fine-tune config's validation set (all of it unless under torchrun)."""
     cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(TrainConfig), OmegaConf.create(data_yaml)))
-    _, val_loader, _ = build_loaders(cfg.data, seed=0)
-    return val_loader, torch.device(device_name)
+    procs = init_processes(device)  # under torchrun: the benchmark's process group
+    return shard_loader(build_loaders(cfg.data, seed=0)[1], procs), procs.device
 
 
 def initialize(path: Path, method: str, depth: int, seed: int, source: Part | None, options: dict,
-               finetune: TrainConfig, device: str) -> Part:
-    """A Des-Net initialized by ``method``, saved as a timm model folder and evaluated with no tuning."""
+               finetune: TrainConfig) -> Part:
+    """A Des-Net initialized by ``method``, saved as a timm model folder and evaluated with no tuning.
+
+    Under torchrun every rank builds the same Des-Net and evaluates its share; rank 0 saves it.
+    """
     key = digest(method, depth, seed, options, source.key if source else None)
 
     def compute(folder: Path) -> dict:
         init = METHODS[method](source.result["artifact"] if source else None, depth, seed=seed, **options)
         model = init.build()
         model_dir = folder / "model"
-        if model_dir.exists():
-            shutil.rmtree(model_dir)
-        save_model_folder(model, model_dir, extra_files={"init.json": init.info})
-        val_loader, dev = validation(OmegaConf.to_yaml(OmegaConf.structured({"data": finetune.data})), device)
-        metrics = evaluate(model.to(dev), val_loader, dev, finetune.amp)
+        if rank() == 0:
+            if model_dir.exists():
+                shutil.rmtree(model_dir)
+            save_model_folder(model, model_dir, extra_files={"init.json": init.info})
+        val_loader, device = validation(OmegaConf.to_yaml(OmegaConf.structured({"data": finetune.data})),
+                                        finetune.device)
+        metrics = evaluate(model.to(device), val_loader, device, finetune.amp)
         return dict(metrics, artifact=str(model_dir), params=sum(p.numel() for p in model.parameters()),
                     params_stored=init.info["parameters_stored"])
 
@@ -142,10 +148,10 @@ def initialize(path: Path, method: str, depth: int, seed: int, source: Part | No
 
 
 def des_net(out: Path, name: str, method: str, depth: int, seed: int, source: Part | None, options: dict,
-            finetune: TrainConfig, device: str) -> tuple[Part, Part]:
+            finetune: TrainConfig) -> tuple[Part, Part]:
     """Initialize, evaluate, then fine-tune one Des-Net: one job for the worker pool."""
     where = Path(name) / f"depth{depth}" / f"seed{seed}"
-    init = initialize(out / "init" / where, method, depth, seed, source, options, finetune, device)
+    init = initialize(out / "init" / where, method, depth, seed, source, options, finetune)
     cfg = copy.deepcopy(finetune)
     cfg.model.name, cfg.model.pretrained = f"local-dir:{init.result['artifact']}", True
     cfg.seed, cfg.output = seed, str(out / "finetune" / where / "run")
@@ -178,7 +184,6 @@ class Benchmark:
         self.runs: list[dict] = []
         self.finetune_cfg = load_config(cfg.finetune.config, [*cfg.finetune.overrides,
                                                               f"optim.epochs={cfg.finetune_epochs}"], TrainConfig)
-        self.device = str(init_processes(self.finetune_cfg.device).device)
         self.info = build_loaders(self.finetune_cfg.data, seed=0)[2]
         distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
         self.workers = 1 if distributed else cfg.workers
@@ -222,11 +227,13 @@ class Benchmark:
 
     def run(self) -> dict:
         """Run (or continue) the whole benchmark; write results.csv, results.md and the plots."""
+        procs = init_processes(self.finetune_cfg.device)  # under torchrun: one process group for all trainings
         try:
             return self.run_parts()
         finally:
             if self.pool is not None:
                 self.pool.shutdown()
+            procs.close()
 
     def run_parts(self) -> dict:
         cfg = self.cfg
@@ -267,15 +274,18 @@ class Benchmark:
                 source, options = self.source_and_options(method, learngenes, sources.get(method, ancestry),
                                                           trained, i, architecture, des_args)
                 jobs.append((self.out, method, method.removesuffix("-random"), depth, seed, source, options,
-                             self.finetune_cfg, self.device))
+                             self.finetune_cfg))
             for (method, depth, _, seed), (init, tuned) in zip(keys, self.map(des_net, jobs)):
                 self.record(method, depth, "no-tune", seed, init.result, init.result["params"],
                             init.result["params_stored"], 0, 0.0)
                 self.record(method, depth, "fine-tuned", seed, metrics_of(tuned), init.result["params"],
                             init.result["params_stored"], tuned.result["epochs"], tuned.result["seconds"])
-        if rank() != 0:
-            return {"wall_seconds": clock.seconds}
-        return self.write_reports(ancestry, learngenes, trained, clock.seconds)
+        result = dict(wall_seconds=clock.seconds, results_md=str(self.out / "results.md"),
+                      results_csv=str(self.out / "results.csv"))
+        if rank() == 0:
+            self.write_reports(ancestry, learngenes, trained)
+            atomic_write_text(json.dumps(result, indent=2) + "\n", self.out / "benchmark.json")
+        return result
 
     # -- helpers ------------------------------------------------------------------------------------
 
@@ -310,7 +320,7 @@ class Benchmark:
             return trained[deepest, cfg.seeds[0]], {"num_layers": cfg.vanilla_lg_layers}
         return pick(learngenes["sws"]), {}  # scratch: the learngene only names the Des-Net architecture
 
-    def write_reports(self, ancestry: Part, learngenes: dict, trained: dict, wall_seconds: dict) -> dict:
+    def write_reports(self, ancestry: Part, learngenes: dict, trained: dict) -> None:
         cfg = self.cfg
         summary = report.summarize(self.runs)
         report.write_csv(self.runs, report.RUN_FIELDS, self.out / "runs.csv")
@@ -338,10 +348,6 @@ class Benchmark:
         for phase, name, title in (("no-tune", "no_tune.png", "no tuning after initialization"),
                                    ("fine-tuned", "fine_tuned.png", f"after a {cfg.finetune_epochs}-epoch fine-tune")):
             report.plot_accuracy(summary, cfg.depths, list(cfg.methods), phase, self.out / name, f"Des-Nets, {title}")
-        result = dict(wall_seconds=wall_seconds, results_md=str(self.out / "results.md"),
-                      results_csv=str(self.out / "results.csv"))
-        atomic_write_text(json.dumps(result, indent=2) + "\n", self.out / "benchmark.json")
-        return result
 
 
 def des_architecture(sws: Part) -> tuple[str, dict]:

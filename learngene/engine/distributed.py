@@ -16,6 +16,7 @@ class Processes:
     device: torch.device
     rank: int = 0
     world_size: int = 1
+    owns_group: bool = True  # False when joining a process group someone else set up (e.g. the benchmark)
 
     @property
     def distributed(self) -> bool:
@@ -42,23 +43,30 @@ class Processes:
         return [bool(v) for v in t.tolist()]
 
     def close(self) -> None:
-        if self.distributed and dist.is_initialized():
+        if self.distributed and self.owns_group and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def resolve_device(device: str) -> torch.device:
+    """"auto" | "cpu" | "cuda" -> this process's device (under torchrun: the GPU of its LOCAL_RANK)."""
+    if device == "cuda" and not torch.cuda.is_available():
+        raise LearngeneError("device=cuda but CUDA is not available: use device=cpu or device=auto")
+    if device == "cpu" or (device == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
 
 
 def init_processes(device: str) -> Processes:
     """Pick the device ("auto" | "cpu" | "cuda") and join the process group when run under torchrun."""
-    if device == "cuda" and not torch.cuda.is_available():
-        raise LearngeneError("device=cuda but CUDA is not available: use device=cpu or device=auto")
-    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    target = resolve_device(device)
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size == 1:
-        return Processes(torch.device("cuda" if use_cuda else "cpu"))
-    local_rank = int(os.environ["LOCAL_RANK"])
-    if use_cuda:
-        torch.cuda.set_device(local_rank)
-    dist.init_process_group(backend="nccl" if use_cuda else "gloo")
-    target = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
+        return Processes(target)
+    if dist.is_initialized():  # one group for many trainings: re-creating it after a destroy can hang
+        return Processes(target, rank=dist.get_rank(), world_size=dist.get_world_size(), owns_group=False)
+    if target.type == "cuda":
+        torch.cuda.set_device(target)
+    dist.init_process_group(backend="nccl" if target.type == "cuda" else "gloo")
     return Processes(target, rank=dist.get_rank(), world_size=dist.get_world_size())
 
 
