@@ -135,8 +135,8 @@ def run_expand(out, *argv):
 
 def test_tool_tleg(sources):
     state, plan = run_expand(sources / "out", sources / "tleg.safetensors", "--method", "tleg", "--depth", "4")
-    learngene = load_learngene(sources / "tleg.safetensors")
-    expected = expand_tleg(learngene.state_dict, 4)
+    tleg = load_learngene(sources / "tleg.safetensors")
+    expected = expand_tleg(tleg.state_dict, 4)
     assert sorted(state) == sorted(expected) and all(torch.equal(state[k], v) for k, v in expected.items())
     assert plan["method"] == "tleg" and plan["coefficients"] == [0, 0.25, 0.5, 0.75]
     assert plan["parameters_stored"] == sum(t.numel() for t in learngene.state_dict.values())
