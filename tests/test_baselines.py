@@ -139,7 +139,7 @@ def test_tool_tleg(sources):
     expected = expand_tleg(tleg.state_dict, 4)
     assert sorted(state) == sorted(expected) and all(torch.equal(state[k], v) for k, v in expected.items())
     assert plan["method"] == "tleg" and plan["coefficients"] == [0, 0.25, 0.5, 0.75]
-    assert plan["parameters_stored"] == sum(t.numel() for t in learngene.state_dict.values())
+    assert plan["parameters_stored"] == sum(t.numel() for t in tleg.state_dict.values())
     state, _ = run_expand(sources / "out4", sources / "tleg.safetensors", "--method", "tleg", "--depth", "4",
                           "--num-classes", "4", "--seed", "2")
     assert torch.equal(state["head.weight"], des_net(4, seed=2, num_classes=4).state_dict()["head.weight"])
