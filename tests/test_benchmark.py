@@ -106,7 +106,8 @@ def test_exported_sources_as_for_imagenet(bench_args, tmp_path):
                                           .replace("num_heads: 4", "num_heads: 2"))
     config = tmp_path / "bench.yaml"
     text = config.read_text().replace("methods: [sws, weight-selection]", "methods: [weight-selection, vanilla-lg]")
-    text = text.replace(f"ancestry: {{config: {tmp_path / 'ancestry'}.yaml}}", f"ancestry: {{config: {tmp_path / 'wide'}.yaml}}")
+    text = text.replace(f"ancestry: {{config: {tmp_path / 'ancestry'}.yaml}}",
+                        f"ancestry: {{config: {tmp_path / 'wide'}.yaml}}")
     config.write_text(text + f"weight_selection_parent: {{config: {tmp_path / 'wide'}.yaml}}\n"
                              f"vanilla_lg_source: {{config: {tmp_path / 'narrow'}.yaml}}\nvanilla_lg_layers: 1\n"
                              "trained_depths: [3]\nworkers: 1\n")
