@@ -1,0 +1,1 @@
+"""Speed and memory measurements (tools/bench_speed.py, docs/performance.md)."""
