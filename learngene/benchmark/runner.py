@@ -149,7 +149,7 @@ def initialize(path: Path, method: str, depth: int, seed: int, source: Part | No
 
 def des_net(out: Path, name: str, method: str, depth: int, seed: int, source: Part | None, options: dict,
             finetune: TrainConfig) -> tuple[Part, Part]:
-    """Initialize, evaluate, then fine-tune one Des-Net: one job for the worker pool."""
+    """Initialize (``METHODS[method]``), evaluate, then fine-tune the Des-Net of benchmark method ``name``."""
     where = Path(name) / f"depth{depth}" / f"seed{seed}"
     init = initialize(out / "init" / where, method, depth, seed, source, options, finetune)
     cfg = copy.deepcopy(finetune)
@@ -271,10 +271,9 @@ class Benchmark:
             keys = [(m, d, i, s) for m in cfg.methods for d in cfg.depths for i, s in enumerate(cfg.seeds)]
             jobs = []
             for method, depth, i, seed in keys:
-                source, options = self.source_and_options(method, learngenes, sources.get(method, ancestry),
-                                                          trained, i, architecture, des_args)
-                jobs.append((self.out, method, method.removesuffix("-random"), depth, seed, source, options,
-                             self.finetune_cfg))
+                initializer, source, options = self.initializer(method, learngenes, sources.get(method, ancestry),
+                                                                trained, i, architecture, des_args)
+                jobs.append((self.out, method, initializer, depth, seed, source, options, self.finetune_cfg))
             for (method, depth, _, seed), (init, tuned) in zip(keys, self.map(des_net, jobs)):
                 self.record(method, depth, "no-tune", seed, init.result, init.result["params"],
                             init.result["params_stored"], 0, 0.0)
@@ -295,9 +294,10 @@ class Benchmark:
                               top5=metrics["top5"], val_loss=metrics["loss"], params=params, params_stored=stored,
                               epochs=epochs, seconds=seconds))
 
-    def source_and_options(self, method: str, learngenes: dict, source: Part, trained: dict, index: int,
-                           architecture: str, des_args: dict) -> tuple[Part | None, dict]:
-        """What ``method`` initializes from; fine-tune seed number ``index`` uses learngene seed ``index % n``.
+    def initializer(self, method: str, learngenes: dict, source: Part, trained: dict, index: int,
+                    architecture: str, des_args: dict) -> tuple[str, Part | None, dict]:
+        """The ``METHODS`` entry, source part and options of benchmark ``method``; fine-tune seed number
+        ``index`` uses learngene seed ``index % n``.
 
         ``source`` is the method's configured source part (the ancestry when it has none).
         """
@@ -307,18 +307,18 @@ class Benchmark:
             return parts[index % len(parts)]
 
         if method in ("sws", "tleg", "simple-lg"):
-            return pick(learngenes[method]), {}
+            return method, pick(learngenes[method]), {}
         if method == "sws-random":
-            return pick(learngenes["sws"]), {"strategy": "random"}
+            return "sws", pick(learngenes["sws"]), {"strategy": "random"}
         if method == "weight-selection":
-            return source, {"model": architecture, "model_args": des_args, "layers": cfg.weight_selection_layers,
-                              "elements": cfg.weight_selection_elements}
+            return method, source, {"model": architecture, "model_args": des_args,
+                                    "layers": cfg.weight_selection_layers, "elements": cfg.weight_selection_elements}
         if method == "vanilla-lg":  # a configured source, or the deepest same-width model trained here
             if self.cfg.vanilla_lg_source.config:
-                return source, {"num_layers": cfg.vanilla_lg_layers}
+                return method, source, {"num_layers": cfg.vanilla_lg_layers}
             deepest = max(d for d, _ in trained)
-            return trained[deepest, cfg.seeds[0]], {"num_layers": cfg.vanilla_lg_layers}
-        return pick(learngenes["sws"]), {}  # scratch: the learngene only names the Des-Net architecture
+            return method, trained[deepest, cfg.seeds[0]], {"num_layers": cfg.vanilla_lg_layers}
+        return method, pick(learngenes["sws"]), {}  # scratch: the learngene only names the Des-Net architecture
 
     def write_reports(self, ancestry: Part, learngenes: dict, trained: dict) -> None:
         cfg = self.cfg
