@@ -1,5 +1,6 @@
 import pickle
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +13,8 @@ from timm.data.distributed_sampler import RepeatAugSampler
 from timm.data.random_erasing import RandomErasing
 from torch.utils.data import DistributedSampler
 
-from learngene.data import DataConfig, build_datasets, build_loaders, build_mixup
+from learngene.data import DataConfig, build_datasets, build_eval_loader, build_loaders, build_mixup, build_splits
+from learngene.data.factory import holdout_indices
 from learngene.errors import LearngeneError
 
 
@@ -39,20 +41,31 @@ def digits():
 
 def test_digits_split_is_exact_and_stratified(digits):
     train, val, info = digits
-    assert (info.num_train, info.num_val, len(train), len(val)) == (1437, 360, 1437, 360)
+    test = build_splits(DataConfig())[0]["test"]
+    assert (info.num_train, info.num_val, info.num_test, len(train), len(val), len(test)) == (
+        1077, 360, 360, 1077, 360, 360)
     assert (info.num_classes, info.in_chans, info.img_size) == (10, 1, 8)
     full = Counter(load_digits().target.tolist())
-    train_counts, val_counts = Counter(_stack(train)[1]), Counter(_stack(val)[1])
-    assert train_counts + val_counts == full
-    for label, n in full.items():
-        assert abs(val_counts[label] - 0.2 * n) <= 1  # stratified: every class keeps its 20 % share
+    train_counts, val_counts, test_counts = (Counter(_stack(split)[1]) for split in (train, val, test))
+    assert train_counts + val_counts + test_counts == full
+    for label, n in full.items():  # stratified: every class keeps its share (360 / 1797) in val and in test
+        assert abs(val_counts[label] - 360 / 1797 * n) <= 1 and abs(test_counts[label] - 360 / 1797 * n) <= 1
+    # no image is in two splits (digits has a few exact duplicates, so compare by position in load_digits)
+    raw = torch.tensor(load_digits().images).flatten(1)
+    (mean,), (std,) = info.mean, info.std
+
+    def positions(split):
+        pixels = (_stack(split)[0].flatten(1) * std + mean) * 16
+        return {int((raw - p.round()).abs().sum(1).argmin()) for p in pixels}
+
+    assert len(positions(train) | positions(val) | positions(test)) >= 1797 - 5
 
 
 def test_digits_normalized_with_training_stats(digits):
     train, val, info = digits
     (mean,), (std,) = info.mean, info.std
     train_images, _ = _stack(train)
-    assert train_images.shape == (1437, 1, 8, 8)
+    assert train_images.shape == (1077, 1, 8, 8)
     assert train_images.mean().item() == pytest.approx(0.0, abs=1e-5)
     assert train_images.std(correction=0).item() == pytest.approx(1.0, abs=1e-5)
     # undoing the normalization gives back the raw 0..16 pixel levels, for val as well
@@ -75,7 +88,7 @@ def test_digits_resized_to_img_size():
 def test_train_limit_keeps_the_first_images(digits):
     full_train, _, _ = digits
     train, val, info = build_datasets(DataConfig(train_limit=100))
-    assert (len(train), info.num_train, info.num_val) == (100, 100, 360)
+    assert (len(train), info.num_train, info.num_val, info.num_test) == (100, 100, 360, 360)
     for i in (0, 57, 99):
         assert torch.equal(train[i][0], full_train[i][0]) and train[i][1] == full_train[i][1]
 
@@ -89,7 +102,7 @@ def test_train_order_depends_only_on_seed_and_epoch():
     cfg = DataConfig(batch_size=128)
     train_loader, val_loader, _ = build_loaders(cfg, seed=3)
     assert isinstance(train_loader.sampler, DistributedSampler)
-    assert len(train_loader) == 1437 // 128
+    assert len(train_loader) == 1077 // 128
     assert all(len(y) == 128 for _, y in train_loader)  # drop_last: full batches only
 
     first = _epoch_labels(train_loader, 1)
@@ -111,7 +124,7 @@ def test_repeated_aug_uses_timm_sampler_seeded():
     # DeiT's sampler: each image three times in a row, then cut to a multiple of 256 for one process
     train_loader.sampler.set_epoch(5)
     indices = list(train_loader.sampler)
-    assert len(indices) == 1437 // 256 * 256
+    assert len(indices) == 1077 // 256 * 256
     assert all(indices[i] == indices[i + 1] == indices[i + 2] for i in range(0, len(indices) - 2, 3))
     assert _epoch_labels(train_loader, 5) == _epoch_labels(build_loaders(cfg, seed=0)[0], 5)
     assert _epoch_labels(train_loader, 5) != _epoch_labels(train_loader, 6)
@@ -197,23 +210,41 @@ def _unnormalize(image):
 
 
 def test_imagefolder_loads_classes_and_images(tmp_path):
-    _write_pngs(tmp_path / "train", ["cat", "dog"])
+    train_pixels = _write_pngs(tmp_path / "train", ["cat", "dog"])
     val_pixels = _write_pngs(tmp_path / "val", ["cat", "dog"], seed=1)
-    cfg = DataConfig(name="imagefolder", root=str(tmp_path), img_size=16, crop_pct=1.0, batch_size=4)
-    train, val, info = build_datasets(cfg)
-    assert train.classes == val.classes == ["cat", "dog"]
-    assert (info.num_classes, info.in_chans, info.img_size, info.num_train, info.num_val) == (2, 3, 16, 8, 8)
+    cfg = DataConfig(name="imagefolder", root=str(tmp_path), img_size=16, crop_pct=1.0, batch_size=2,
+                     val_holdout=0.25)
+    splits, info = build_splits(cfg)
+    train, val, test = splits["train"], splits["val"], splits["test"]
+    # train/ and val/ only: val/ is the test split, and one of each class's four training images is held out as val
+    assert train.dataset.classes == test.classes == ["cat", "dog"]
+    assert (info.num_classes, info.in_chans, info.img_size, info.num_train, info.num_val, info.num_test) == (
+        2, 3, 16, 6, 2, 8)
     assert info.mean == IMAGENET_DEFAULT_MEAN and info.std == IMAGENET_DEFAULT_STD
-    assert [train[i][1] for i in range(8)] == [0, 0, 0, 0, 1, 1, 1, 1]
+    assert sorted(train.indices + val.indices) == list(range(8)) and [val[i][1] for i in range(2)] == [0, 1]
     assert train[0][0].shape == (3, 16, 16)
-    # eval at the native size with crop_pct 1: the PNG's pixels, ImageNet-normalized
-    for (path, _), i in zip(val.samples, range(8)):
+    assert build_splits(cfg)[0]["val"].indices == val.indices  # the same images on every run
+    # eval at the native size with crop_pct 1: the PNG's pixels, ImageNet-normalized (held-out val and test alike)
+    held_out = [(val.dataset.samples[j][0], val[i][0]) for i, j in enumerate(val.indices)]
+    for path, image in held_out:
+        expected = torch.from_numpy(train_pixels[path]).permute(2, 0, 1) / 255
+        assert torch.allclose(_unnormalize(image), expected, atol=1e-5)
+    for (path, _), i in zip(test.samples, range(8)):
         expected = torch.from_numpy(val_pixels[path]).permute(2, 0, 1) / 255
-        assert torch.allclose(_unnormalize(val[i][0]), expected, atol=1e-5)
+        assert torch.allclose(_unnormalize(test[i][0]), expected, atol=1e-5)
 
     train_loader, val_loader, _ = build_loaders(cfg, seed=0)
-    assert [x.shape for x, _ in train_loader] == [(4, 3, 16, 16)] * 2
-    assert sum(len(y) for _, y in val_loader) == 8
+    assert [x.shape for x, _ in train_loader] == [(2, 3, 16, 16)] * 3
+    assert sum(len(y) for _, y in val_loader) == 2
+    assert torch.cat([y for _, y in build_eval_loader(cfg, "test")]).tolist() == [0] * 4 + [1] * 4
+
+
+def test_imagefolder_with_a_test_folder_keeps_its_three_splits(tmp_path):
+    for split, seed in (("train", 0), ("val", 1), ("test", 2)):
+        _write_pngs(tmp_path / split, ["cat", "dog"], seed=seed)
+    splits, info = build_splits(DataConfig(name="imagefolder", root=str(tmp_path), img_size=16))
+    assert (info.num_train, info.num_val, info.num_test) == (8, 8, 8)
+    assert [Path(splits[s].root).name for s in ("train", "val", "test")] == ["train", "val", "test"]
 
 
 def test_imagefolder_training_transform_follows_config(tmp_path):
@@ -223,7 +254,7 @@ def test_imagefolder_training_transform_follows_config(tmp_path):
         name="imagefolder", root=str(tmp_path), img_size=12, auto_augment="rand-m9-mstd0.5-inc1", reprob=0.25
     )
     train, val, _ = build_datasets(cfg)
-    steps = train.transform.transforms
+    steps = train.dataset.transform.transforms
     assert any(isinstance(t, RandomErasing) and t.probability == 0.25 for t in steps)
     assert any("RandAugment" in type(t).__name__ for t in steps)
     assert train[0][0].shape == val[0][0].shape == (3, 12, 12)
@@ -283,21 +314,37 @@ def skip_cifar_md5(monkeypatch):
 
 @pytest.mark.parametrize("name", ["cifar10", "cifar100"])
 def test_cifar_loads_torchvision_files(tmp_path, skip_cifar_md5, name):
-    (train_pixels, train_labels), (test_pixels, test_labels) = _write_cifar(tmp_path, cifar10=name == "cifar10")
+    (train_pixels, train_labels), (test_pixels, test_labels) = _write_cifar(
+        tmp_path, cifar10=name == "cifar10", per_file=8 if name == "cifar10" else 40)
     cfg = DataConfig(name=name, root=str(tmp_path), img_size=32, crop_pct=1.0, batch_size=2)
-    train, val, info = build_datasets(cfg)
+    splits, info = build_splits(cfg)
+    train, val, test = splits["train"], splits["val"], splits["test"]
     num_classes = 10 if name == "cifar10" else 100
     assert (info.num_classes, info.in_chans, info.img_size) == (num_classes, 3, 32)
-    assert (info.num_train, info.num_val) == (len(train_labels), 3)
-    assert [train[i][1] for i in range(len(train))] == train_labels
+    assert (info.num_train + info.num_val, info.num_test) == (len(train_labels), 3) and info.num_val > 0
+    assert sorted(train.indices + val.indices) == list(range(len(train_labels)))
+    assert [train[i][1] for i in range(len(train))] == [train_labels[j] for j in train.indices]
     assert train[0][0].shape == (3, 32, 32)
-    for i in range(3):
+    for i, j in enumerate(val.indices):  # held-out training images, with the evaluation transform
         image, label = val[i]
+        assert label == train_labels[j]
+        assert torch.allclose(_unnormalize(image), torch.from_numpy(train_pixels[j]).permute(2, 0, 1) / 255, atol=1e-5)
+    for i in range(3):
+        image, label = test[i]
         assert label == test_labels[i]
         assert torch.allclose(_unnormalize(image), torch.from_numpy(test_pixels[i]).permute(2, 0, 1) / 255, atol=1e-5)
 
     resized, _, _ = build_datasets(DataConfig(name=name, root=str(tmp_path), img_size=48))
     assert resized[0][0].shape == (3, 48, 48)
+
+
+def test_holdout_is_stratified_and_refuses_to_hold_out_nothing(tmp_path, skip_cifar_md5):
+    kept, held_out = holdout_indices([0] * 10 + [1] * 20 + [2], 0.1)
+    assert sorted(kept + held_out) == list(range(31))
+    assert [sum(1 for i in held_out if lo <= i < hi) for lo, hi in ((0, 10), (10, 30), (30, 31))] == [1, 2, 0]
+    _write_cifar(tmp_path, cifar10=False, per_file=2)  # 10 images over 100 classes: no class has two
+    assert "holds out no training image" in _raise_message(DataConfig(name="cifar100", root=str(tmp_path)))
+    assert "val_holdout must be a fraction" in _raise_message(DataConfig(val_holdout=1.0))
 
 
 def test_cifar_errors(tmp_path):

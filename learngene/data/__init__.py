@@ -1,4 +1,6 @@
 """Data for training and evaluation: ``DataConfig`` -> datasets, loaders and timm Mixup."""
-from learngene.data.factory import DataConfig, DatasetInfo, build_datasets, build_loaders, build_mixup
+from learngene.data.factory import (SPLITS, DataConfig, DatasetInfo, build_datasets, build_eval_loader, build_loaders,
+                                     build_mixup, build_splits)
 
-__all__ = ["DataConfig", "DatasetInfo", "build_datasets", "build_loaders", "build_mixup"]
+__all__ = ["SPLITS", "DataConfig", "DatasetInfo", "build_datasets", "build_eval_loader", "build_loaders", "build_mixup",
+           "build_splits"]
