@@ -33,6 +33,7 @@ from learngene.checkpoint import load_learngene, load_model_folder
 from learngene.errors import LearngeneError
 from learngene.expand import expand_sws, load_expanded, make_plan
 from learngene.expand.plan import check_depth
+from learngene.hub import resolve_source
 from learngene.models import PooledViT, SWSAuxViT, TLEGAuxViT
 from learngene.models.registry import des_architecture
 
@@ -80,6 +81,7 @@ def load_aux_learngene(source: str | None, method: str, model_type: type):
     """A learngene file's contents and its rebuilt Aux-Net, which must be a ``model_type``."""
     if source is None:
         raise LearngeneError(f"{method} needs a source: a learngene file written by tools/train_aux.py")
+    source = resolve_source(source)  # a shared folder or hf-hub:ORG/NAME id -> its checksum-verified weights
     if Path(source).is_dir():
         raise LearngeneError(f"{source} is a model folder, not a learngene file: folders are sources of simple-lg, "
                              "vanilla-lg, weight-selection, pf and scratch")

@@ -1,0 +1,268 @@
+"""Shareable learngenes and Des-Nets: hub-style folders with a model card, and ``hf-hub:ORG/NAME`` ids.
+
+A **shared folder** is what a Hugging Face hub model repository holds:
+
+* the weights, unchanged: ``learngene.safetensors`` (a learngene file) or ``model.safetensors`` (a timm model
+  folder, which stock timm also loads as ``hf-hub:ORG/NAME``);
+* ``config.json``: timm's own for a model folder; for a learngene the Aux-Net's timm name and arguments, its
+  kind and the timm architecture of its Des-Nets;
+* ``README.md``: a model card whose YAML front matter has the hub's fields (``library_name``, ``tags``,
+  ``datasets``, ``metrics``, ``model-index`` with the accuracy, ``license`` only when given) and ``lineage``:
+  the weights file and its sha256, the ancestry (teacher), the data, the training recipe (the run's
+  ``config.yaml``), the model's own accuracy, how a Des-Net was initialized (``plan.json``), and the code
+  version (``learngene.__version__`` and the git commit when the code is a checkout).
+
+:func:`resolve_source` turns such a folder, or an ``hf-hub:`` id downloaded with ``huggingface_hub``, into the
+weights it holds after checking their sha256 against the card; a mismatch is refused.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import yaml
+from huggingface_hub import HfApi, metadata_load, snapshot_download, upload_folder
+from huggingface_hub import constants as hub_constants
+from huggingface_hub.errors import HfHubHTTPError
+
+from learngene.checkpoint import LEARNGENE_FORMAT, atomic_dir, load_learngene, load_model_folder
+from learngene.errors import LearngeneError
+from learngene.models.registry import des_architecture
+
+HUB_PREFIX = "hf-hub:"
+CARD = "README.md"
+LEARNGENE_WEIGHTS = "learngene.safetensors"
+MODEL_WEIGHTS = "model.safetensors"
+# What a shared folder holds; a download fetches only these (never pickles).
+SHARED_FILES = [CARD, "config.json", "plan.json", LEARNGENE_WEIGHTS, MODEL_WEIGHTS]
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def code_version() -> dict:
+    """``learngene.__version__`` and, when the package is a git checkout, its commit (``-dirty`` if modified)."""
+    import learngene
+
+    version = {"learngene": learngene.__version__}
+    root = Path(learngene.__file__).resolve().parents[1]
+    if not (root / ".git").exists():  # an installed wheel: no commit to name
+        return version
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=30)
+        dirty = subprocess.run(["git", "diff-index", "--quiet", "HEAD", "--"], cwd=root, capture_output=True,
+                               timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return version
+    if commit.returncode == 0:
+        version["git_commit"] = commit.stdout.strip() + ("-dirty" if dirty.returncode == 1 else "")
+    return version
+
+
+def run_folder_of(artifact: Path) -> Path | None:
+    """The training run that wrote ``artifact`` (``OUTPUT/learngene.safetensors``, ``OUTPUT/model``), if any."""
+    run = artifact.resolve().parent
+    return run if (run / "config.yaml").is_file() or (run / "summary.json").is_file() else None
+
+
+def read_run(run_dir: Path | None) -> tuple[dict, dict]:
+    """A run folder's resolved config (the recipe) and final summary; empty where absent."""
+    if run_dir is None:
+        return {}, {}
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise LearngeneError(f"run folder {run_dir} does not exist: pass the training run's output folder to --run")
+    try:
+        recipe = yaml.safe_load((run_dir / "config.yaml").read_text()) if (run_dir / "config.yaml").is_file() else {}
+        summary = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").is_file() else {}
+    except (yaml.YAMLError, json.JSONDecodeError) as e:
+        raise LearngeneError(f"cannot read the run files in {run_dir} ({type(e).__name__}): pass --run with an "
+                             "intact training run folder") from None
+    return recipe or {}, summary
+
+
+def learngene_contents(path: Path, recipe: dict, summary: dict) -> tuple[dict, dict, list[str], str]:
+    """config.json, lineage, tags and card text of a learngene file."""
+    learngene = load_learngene(path)
+    config = {"architecture": learngene.model, "num_classes": learngene.model_args.get("num_classes"),
+              "model_args": learngene.model_args, "learngene_kind": learngene.kind,
+              "learngene_format": LEARNGENE_FORMAT, "des_architecture": des_architecture(learngene.model)}
+    extra = learngene.extra
+    lineage = {
+        "weights": LEARNGENE_WEIGHTS,
+        "kind": learngene.kind,
+        "architecture": learngene.model,
+        "model_args": learngene.model_args,
+        "ancestry": extra.get("teacher") or recipe.get("teacher", {}).get("name") or None,
+        "ancestry_top1": extra.get("teacher_top1", summary.get("teacher_top1")),
+        "val_top1": extra.get("val_top1", summary.get("val_top1")),  # the Aux-Net's own accuracy
+        "learngene_metadata": extra,
+    }
+    method = "" if learngene.kind == "sws" else f" --method {learngene.kind}"
+    usage = (f"python tools/expand.py FOLDER_OR_HF_HUB_ID{method} --depth 12 --out des12\n"
+             f"python -c \"import timm; timm.create_model('local-dir:des12', pretrained=True)\"")
+    text = (f"A {learngene.kind.upper()} learngene: the {learngene.model} Aux-Net's weights, from which Des-Nets "
+            f"of any depth ({config['des_architecture']} layout) are initialized.")
+    return config, lineage, ["learngene", learngene.kind], text + "\n\n```\n" + usage + "\n```"
+
+
+def model_folder_contents(folder: Path, recipe: dict, summary: dict) -> tuple[dict, dict, list[str], str]:
+    """config.json, lineage, tags and card text of a timm model folder (a Des-Net, an ancestry)."""
+    load_model_folder(folder)  # refuse what stock timm could not load
+    config = json.loads((folder / "config.json").read_text())
+    plan = json.loads((folder / "plan.json").read_text()) if (folder / "plan.json").is_file() else None
+    lineage = {
+        "weights": MODEL_WEIGHTS,
+        "architecture": config.get("architecture"),
+        "model_args": config.get("model_args", {}),
+        "initialized_from": plan,
+        "ancestry": recipe.get("teacher", {}).get("name") or None,
+        "val_top1": summary.get("val_top1"),
+    }
+    tags = ["learngene", "timm"] + ([plan["method"]] if plan and "method" in plan else [])
+    usage = "python -c \"import timm; timm.create_model('local-dir:FOLDER', pretrained=True)\"  # or hf-hub:ORG/NAME"
+    text = f"A timm {config.get('architecture')} model folder; stock timm loads it."
+    return config, lineage, tags, text + "\n\n```\n" + usage + "\n```"
+
+
+def is_shared_folder(path: str | Path) -> bool:
+    return Path(path).is_dir() and (Path(path) / CARD).is_file()
+
+
+def write_shared_folder(artifact: str | Path, out_dir: str | Path, run_dir: str | Path | None = None,
+                        license: str | None = None) -> dict:
+    """Write ``artifact`` (a learngene file or a timm model folder) as a shared folder; return the card metadata.
+
+    ``run_dir`` (default: the run folder the artifact sits in, when it has ``config.yaml`` or ``summary.json``)
+    gives the recipe, data and accuracy. ``license`` is written only when given (the hub then shows it).
+    """
+    artifact = Path(artifact)
+    if not artifact.exists():
+        raise LearngeneError(f"{artifact} does not exist: pass a learngene file or a model folder")
+    if is_shared_folder(artifact):
+        raise LearngeneError(f"{artifact} is already a shared folder: upload it with --push ORG/NAME")
+    recipe, summary = read_run(Path(run_dir) if run_dir else run_folder_of(artifact))
+    if artifact.is_dir():
+        config, lineage, tags, text = model_folder_contents(artifact, recipe, summary)
+        library, copies = "timm", {MODEL_WEIGHTS: artifact / MODEL_WEIGHTS, "plan.json": artifact / "plan.json"}
+    else:
+        config, lineage, tags, text = learngene_contents(artifact, recipe, summary)
+        library, copies = "learngene", {LEARNGENE_WEIGHTS: artifact}
+    data_name = recipe.get("data", {}).get("name")
+    lineage.update(data=recipe.get("data"), recipe=recipe or None, code=code_version())
+    metadata = {"library_name": library, "tags": tags + ["image-classification", "vision-transformer"]}
+    if license:
+        metadata["license"] = license
+    if data_name:
+        metadata["datasets"] = [data_name]
+    if lineage["val_top1"] is not None:
+        metadata["metrics"] = ["accuracy"]
+        if data_name:
+            metadata["model-index"] = [{"name": Path(out_dir).name, "results": [{
+                "task": {"type": "image-classification"},
+                "dataset": {"name": data_name, "type": data_name},
+                "metrics": [{"type": "accuracy", "name": "top-1 (validation)", "value": lineage["val_top1"]}]}]}]
+    with atomic_dir(out_dir) as tmp:
+        for name, source in copies.items():
+            if source.is_file():
+                shutil.copyfile(source, tmp / name)
+        lineage["sha256"] = file_sha256(tmp / lineage["weights"])
+        metadata["lineage"] = lineage
+        (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        (tmp / CARD).write_text(card_text(Path(out_dir).name, metadata, text))
+    return metadata
+
+
+def card_text(name: str, metadata: dict, text: str) -> str:
+    lineage = metadata["lineage"]
+    code = lineage["code"]
+    rows = [("ancestry (teacher)", lineage.get("ancestry")), ("ancestry top-1", lineage.get("ancestry_top1")),
+            ("data", (lineage.get("data") or {}).get("name")), ("top-1 of this model", lineage.get("val_top1")),
+            ("initialized by", (lineage.get("initialized_from") or {}).get("method")),
+            ("code", f"learngene {code['learngene']}" + (f", commit {code['git_commit']}" if "git_commit" in code
+                                                        else "")),
+            (f"sha256 of {lineage['weights']}", lineage["sha256"])]
+    table = "\n".join(f"| {key} | {value} |" for key, value in rows if value is not None)
+    # A JSON round trip unshares repeated sub-dicts (data is also in recipe), so YAML writes no anchors.
+    front_matter = yaml.safe_dump(json.loads(json.dumps(metadata)), sort_keys=False, allow_unicode=True)
+    return (f"---\n{front_matter}---\n\n# {name}\n\n{text}\n\n## Lineage\n\n| | |\n|---|---|\n{table}\n\n"
+            "The full training recipe, data config and metadata are in this card's front matter (`lineage`).\n")
+
+
+def read_card(folder: Path) -> dict:
+    try:
+        metadata = metadata_load(folder / CARD)
+    except yaml.YAMLError as e:
+        raise LearngeneError(f"the model card {folder / CARD} has broken YAML front matter ({type(e).__name__}): "
+                             "write the folder again with tools/share.py") from None
+    lineage = (metadata or {}).get("lineage")
+    if not isinstance(lineage, dict) or lineage.get("weights") not in (LEARNGENE_WEIGHTS, MODEL_WEIGHTS) \
+            or not isinstance(lineage.get("sha256"), str):
+        raise LearngeneError(f"the model card {folder / CARD} has no lineage with weights and sha256: write the "
+                             "folder with tools/share.py")
+    return metadata
+
+
+def verify_shared_folder(folder: str | Path) -> Path:
+    """The weights file of a shared folder, after checking it against the sha256 in the folder's card."""
+    folder = Path(folder)
+    lineage = read_card(folder)["lineage"]
+    weights = folder / lineage["weights"]
+    if not weights.is_file():
+        raise LearngeneError(f"{folder} has no {lineage['weights']} although its card names it: download or write "
+                             "the folder again")
+    actual = file_sha256(weights)
+    if actual != lineage["sha256"]:
+        raise LearngeneError(f"{weights} does not match the sha256 in its model card ({actual[:12]}... instead of "
+                             f"{lineage['sha256'][:12]}...): the file is corrupt or changed; download or write the "
+                             "folder again")
+    return weights
+
+
+def download(repo_id: str) -> Path:
+    """The shared files of hub repository ``repo_id``, via ``huggingface_hub`` (and its local cache)."""
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=SHARED_FILES))
+    except (OSError, ValueError, HfHubHTTPError) as e:
+        reason = ("offline (HF_HUB_OFFLINE=1) and not in the local cache" if hub_constants.HF_HUB_OFFLINE
+                  else type(e).__name__)
+        raise LearngeneError(f"cannot get {HUB_PREFIX}{repo_id} from the Hugging Face hub ({reason}): go online "
+                             "with HF_HUB_OFFLINE unset, or download the repository and pass its folder") from None
+
+
+def resolve_source(source: str) -> str:
+    """A learngene file for a shared learngene folder or ``hf-hub:`` id, the folder for a shared model folder;
+    any other source unchanged. Weights whose sha256 differs from their card's are refused."""
+    if source.startswith(HUB_PREFIX):
+        folder = download(source[len(HUB_PREFIX):])
+    elif is_shared_folder(source):
+        folder = Path(source)
+    else:
+        return source
+    weights = verify_shared_folder(folder)
+    return str(weights) if weights.name == LEARNGENE_WEIGHTS else str(folder)
+
+
+def push_folder(folder: str | Path, repo_id: str, private: bool = False) -> str:
+    """Upload a shared folder to hub model repository ``repo_id`` (created if needed); needs a token."""
+    folder = Path(folder)
+    verify_shared_folder(folder)
+    if repo_id.count("/") != 1:
+        raise LearngeneError(f"--push {repo_id!r} is not ORG/NAME: write e.g. --push my-org/sws-digits")
+    try:
+        HfApi().create_repo(repo_id, exist_ok=True, private=private)
+        commit = upload_folder(folder_path=folder, repo_id=repo_id, allow_patterns=SHARED_FILES,
+                               commit_message=f"Upload {folder.name} with learngene tools/share.py")
+    except (OSError, ValueError, HfHubHTTPError) as e:
+        reason = "offline mode, HF_HUB_OFFLINE=1" if hub_constants.HF_HUB_OFFLINE else type(e).__name__
+        raise LearngeneError(f"cannot upload {folder} to {repo_id} ({reason}): log in (hf auth login, or set "
+                             f"HF_TOKEN), go online and run tools/share.py {folder} --push {repo_id} again") from None
+    return commit.commit_url
