@@ -185,23 +185,30 @@ def test_sigterm_saves_mid_epoch_and_resume_is_bitwise_identical(tmp_path, unint
     assert_same_run(uninterrupted, out)
 
 
-def test_nan_loss_stops_with_error_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
+@pytest.mark.parametrize("nan_call, message", [
+    (11, r"training diverged: loss is nan at epoch 2 batch 3; .*last.pt keeps the last good state"),
+    (3, r"training diverged: loss is nan at epoch 1 batch 3; no epoch had finished, so nothing was saved"),
+])
+def test_nan_loss_stops_with_error_and_keeps_last_good_checkpoint(tmp_path, monkeypatch, nan_call, message):
     calls = []
     real_loss = engine_train.classification_loss
 
     def loss_that_turns_nan(*args, **kwargs):
         calls.append(1)
         loss = real_loss(*args, **kwargs)
-        return loss * float("nan") if len(calls) == 11 else loss  # batch 3 of epoch 2
+        return loss * float("nan") if len(calls) == nan_call else loss
 
     monkeypatch.setattr(engine_train, "classification_loss", loss_that_turns_nan)
     out = tmp_path / "nan"
-    with pytest.raises(LearngeneError, match=r"training diverged: loss is nan at epoch 2 batch 3; .*last.pt keeps"):
+    with pytest.raises(LearngeneError, match=message):
         train(tiny_config(out))
+    assert not (out / "model").exists()
+    if nan_call < 8:
+        assert not (out / "last.pt").exists()
+        return
     state = torch.load(out / "last.pt", weights_only=True)
     assert state["epoch"] == 1 and len(read_log(out / "log.csv")) == 1
     assert all(torch.isfinite(v).all() for v in state["model"].values())
-    assert not (out / "model").exists()
 
 
 def test_evaluate_counts_top1_and_top5():

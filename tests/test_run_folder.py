@@ -5,6 +5,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import timm
 import torch
 from safetensors.torch import save_file
 
@@ -23,7 +24,8 @@ def finished_run(tmp_path_factory) -> Path:
     """A finished 1-epoch fine-tune of a tiny ViT folder (config.yaml, last.pt, log.csv, summary.json, model/)."""
     root = tmp_path_factory.mktemp("finished")
     des = tiny_folder(root / "des")
-    assert finetune.main([f"model.name=local-dir:{des}", "model.pretrained=true", *QUICK, f"output={root / 'run'}"]) == 0
+    argv = [f"model.name=local-dir:{des}", "model.pretrained=true", *QUICK, f"output={root / 'run'}"]
+    assert finetune.main(argv) == 0
     return root / "run"
 
 
@@ -40,8 +42,8 @@ class Files:
         self.empty = root / "empty.pt"
         self.empty.write_bytes(b"")
         self.wider = root / "wider.pt"  # a ViT of width 32 for a model of width 16
-        import timm
-        torch.save(timm.create_model("vit_small_patch16_224", **dict(TINY_KWARGS, embed_dim=32)).state_dict(), self.wider)
+        wider = timm.create_model("vit_small_patch16_224", **dict(TINY_KWARGS, embed_dim=32))
+        torch.save(wider.state_dict(), self.wider)
 
 
 TINY_KWARGS = dict(img_size=8, patch_size=2, in_chans=1, num_classes=10, embed_dim=16, depth=2, num_heads=2,
