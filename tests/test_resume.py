@@ -35,6 +35,15 @@ def test_resume_with_changed_settings_is_refused_naming_every_key(capsys, finish
     assert snapshot(finished) == before  # config.yaml included
 
 
+def test_resuming_another_runs_state_into_a_folder_holding_a_run_is_refused(capsys, tmp_path, finished):
+    other = tmp_path / "other"
+    shutil.copytree(finished, other)
+    before = snapshot(other)
+    assert finetune.main(["--config", str(finished / "config.yaml"), f"resume={finished / 'last.pt'}",
+                          f"output={other}"]) == 2
+    assert f"{other} already holds a run" in one_line_error(capsys) and snapshot(other) == before
+
+
 def test_only_settings_that_change_how_a_run_runs_may_change():
     saved = dataclasses.asdict(TrainConfig(model=dataclasses.replace(TrainConfig().model, kwargs={"depth": 2})))
     changed = TrainConfig(output="elsewhere", resume="auto", device="cpu", compile=True, deterministic=True,

@@ -371,6 +371,8 @@ class Run:
             self.check_fresh_output()
             return None
         path = self.last_path if resume == "auto" else Path(resume)
+        if path.resolve() != self.last_path.resolve():  # continued in another folder, which must not hold a run
+            self.check_fresh_output()
         state = load_torch_file(path, "training state")
         if not isinstance(state, dict) or "optimizer" not in state or "rng" not in state:
             raise LearngeneError(f"{path} is not a training state (last.pt) written by this toolkit: "
