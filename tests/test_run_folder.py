@@ -105,7 +105,7 @@ def test_checkpoints_are_read_with_weights_only_whatever_the_default(capsys, tmp
             return Path.touch, (marker,)
 
     evil = tmp_path / "evil.pt"
-    evil.write_bytes(pickle.dumps({"model": RunsCode()}))
+    evil.write_bytes(pickle.dumps({"model": RunsCode()}, protocol=2))
     monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")  # torch.load's default becomes weights_only=False
     for tool, argv in [(finetune, [*VIT, f"model.checkpoint={evil}"]),
                        (train_aux, [*AUX, *TEACHER, f"teacher.checkpoint={evil}"])]:
