@@ -3,23 +3,26 @@ import dataclasses
 import json
 import math
 import os
+import random
+import shutil
 import signal
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 from torch.utils.data import DataLoader, TensorDataset
 
 import learngene.engine.trainer as engine_train
-from learngene.checkpoint import load_learngene
+from learngene.checkpoint import load_learngene, save_model_folder
 from learngene.config import ModelConfig, OptimConfig, TeacherConfig, TrainConfig, save_config
 from learngene.data import DataConfig, build_datasets
 from learngene.distill import soft_kd_loss
-from learngene.engine import build_model, build_teacher, evaluate, train
+from learngene.engine import build_model, build_teacher, evaluate, teacher_fingerprint, train
 from learngene.engine.trainer import LOG_COLUMNS
 from learngene.errors import LearngeneError
 
@@ -182,23 +185,30 @@ def test_sigterm_saves_mid_epoch_and_resume_is_bitwise_identical(tmp_path, unint
     assert_same_run(uninterrupted, out)
 
 
-def test_nan_loss_stops_with_error_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
+@pytest.mark.parametrize("nan_call, message", [
+    (11, r"training diverged: loss is nan at epoch 2 batch 3; .*last.pt keeps the last good state"),
+    (3, r"training diverged: loss is nan at epoch 1 batch 3; no epoch had finished, so nothing was saved"),
+])
+def test_nan_loss_stops_with_error_and_keeps_last_good_checkpoint(tmp_path, monkeypatch, nan_call, message):
     calls = []
     real_loss = engine_train.classification_loss
 
     def loss_that_turns_nan(*args, **kwargs):
         calls.append(1)
         loss = real_loss(*args, **kwargs)
-        return loss * float("nan") if len(calls) == 11 else loss  # batch 3 of epoch 2
+        return loss * float("nan") if len(calls) == nan_call else loss
 
     monkeypatch.setattr(engine_train, "classification_loss", loss_that_turns_nan)
     out = tmp_path / "nan"
-    with pytest.raises(LearngeneError, match=r"training diverged: loss is nan at epoch 2 batch 3; .*last.pt keeps"):
+    with pytest.raises(LearngeneError, match=message):
         train(tiny_config(out))
+    assert not (out / "model").exists()
+    if nan_call < 8:
+        assert not (out / "last.pt").exists()
+        return
     state = torch.load(out / "last.pt", weights_only=True)
     assert state["epoch"] == 1 and len(read_log(out / "log.csv")) == 1
     assert all(torch.isfinite(v).all() for v in state["model"].values())
-    assert not (out / "model").exists()
 
 
 def test_evaluate_counts_top1_and_top5():
@@ -243,35 +253,102 @@ def test_bf16_channels_last_clipping_and_epoch_schedule(tmp_path):
     assert all(math.isfinite(float(r["train_loss"])) for r in rows) and math.isfinite(summary["val_loss"])
 
 
+def draw_from_global_rngs(module, args):
+    """A forward pre-hook: the student draws from every global generator (drop path alone only draws torch)."""
+    random.random(), np.random.rand(3), torch.rand(5)
+
+
+def augmented_distill_config(output, teacher: Path, cache: str, model: str, drop_path_rate: float,
+                             **model_kwargs) -> TrainConfig:
+    """KD with something random between batches: drop path in the student, Mixup/CutMix on the batch."""
+    return tiny_config(output, model=ModelConfig(name=model, kwargs=model_kwargs, drop_path_rate=drop_path_rate),
+                       teacher=TeacherConfig(name=f"local-dir:{teacher}"),
+                       data=DataConfig(name="digits", batch_size=16, train_limit=128, mixup=0.8, cutmix=1.0),
+                       distill=dataclasses.replace(TrainConfig().distill, teacher_cache=cache, teacher_cache_topk=10))
+
+
 def test_teacher_cache_lets_another_student_replay_the_teacher(tmp_path, trained_teacher, monkeypatch):
-    teacher = TeacherConfig(name=f"local-dir:{trained_teacher}")
     cache = str(tmp_path / "cache")
-
-    def distill(output, model, cache_dir, **model_kwargs):
-        return tiny_config(tmp_path / output, model=ModelConfig(name=model, kwargs=model_kwargs), teacher=teacher,
-                           distill=dataclasses.replace(TrainConfig().distill, teacher_cache=cache_dir,
-                                                       teacher_cache_topk=10))
-
-    train(distill("sws", "sws_aux_vit_tiny_patch16_224", cache, **TINY_AUX))
-    assert sorted(p.name for p in (tmp_path / "cache").iterdir() if p.suffix == ".safetensors") == \
+    train(augmented_distill_config(tmp_path / "sws", trained_teacher, cache, "sws_aux_vit_tiny_patch16_224", 0.1,
+                                   **TINY_AUX))
+    (folder,) = (tmp_path / "cache").iterdir()  # one folder per teacher fingerprint
+    assert folder.name.startswith("teacher-") and sorted(p.name for p in folder.glob("*.safetensors")) == \
         ["epoch0000-rank0of1.safetensors", "epoch0001-rank0of1.safetensors"]
 
-    # A different student (its own init and drop-path draws) replays both epochs: the teacher only
-    # runs on the validation set, never on a training batch.
+    # A different student (its own init, drop-path rate and draws from every global generator between
+    # batches) replays both epochs: the Mixup/CutMix draws, and so the teacher's inputs, are the same, and
+    # the teacher only runs on the validation set, never on a training batch.
     calls = []
-    real_build = engine_train.build_teacher
+    real_build_teacher, real_build_student = engine_train.build_teacher, engine_train.build_student
 
     def counting_teacher(cfg, info):
-        model = real_build(cfg, info)
+        model = real_build_teacher(cfg, info)
         model.register_forward_hook(lambda module, args, out: calls.append(module.training or args[0].shape[0]))
         return model
 
+    def drawing_student(cfg, info):
+        model = real_build_student(cfg, info)
+        model.register_forward_pre_hook(draw_from_global_rngs)
+        return model
+
     monkeypatch.setattr(engine_train, "build_teacher", counting_teacher)
-    cached = train(distill("vit_cached", "vit_small_patch16_224", cache, **TINY_VIT))
+    monkeypatch.setattr(engine_train, "build_student", drawing_student)
+    cached = train(augmented_distill_config(tmp_path / "vit_cached", trained_teacher, cache, "vit_small_patch16_224",
+                                            0.2, **TINY_VIT))
     val_batches = math.ceil(360 / 16)
     assert len(calls) == val_batches
     calls.clear()
-    online = train(distill("vit_online", "vit_small_patch16_224", "", **TINY_VIT))
+    online = train(augmented_distill_config(tmp_path / "vit_online", trained_teacher, "", "vit_small_patch16_224",
+                                            0.2, **TINY_VIT))
     assert len(calls) == val_batches + 2 * 8
     # With k = all 10 classes the replayed targets are the teacher's, up to fp16 storage.
     assert cached["val_loss"] == pytest.approx(online["val_loss"], abs=2e-3)
+
+
+def test_cache_of_a_changed_teacher_is_not_replayed(tmp_path, trained_teacher):
+    """Same teacher path, other weights: the cached run equals online distillation from the new teacher, bitwise."""
+    teacher = tmp_path / "teacher"
+    shutil.copytree(trained_teacher, teacher)
+    cache = str(tmp_path / "cache")
+
+    def distill(output, cache_dir):
+        train(augmented_distill_config(tmp_path / output, teacher, cache_dir, "sws_aux_vit_tiny_patch16_224", 0.1,
+                                       **TINY_AUX))
+        return load_file(tmp_path / output / "learngene.safetensors")
+
+    distill("old_teacher", cache)  # records the old teacher's outputs
+    retrained = build_model(f"local-dir:{teacher}", pretrained=True)
+    with torch.no_grad():
+        retrained.head.weight.mul_(-1.0)  # the teacher now ranks the classes the other way round
+    shutil.rmtree(teacher)
+    save_model_folder(retrained, teacher)
+
+    through_cache, without_cache = distill("new_cached", cache), distill("new_online", "")
+    assert through_cache.keys() == without_cache.keys()
+    assert all(torch.equal(through_cache[k], without_cache[k]) for k in through_cache)
+    assert len(list((tmp_path / "cache").iterdir())) == 2  # the new teacher recorded into its own folder
+
+
+def test_teacher_fingerprint_follows_weights_and_settings_not_the_path(tmp_path, trained_teacher):
+    info = build_datasets(DataConfig(name="digits"))[2]
+    cfg = TrainConfig(teacher=TeacherConfig(name=f"local-dir:{trained_teacher}"))
+    teacher = build_teacher(cfg.teacher, info)
+    fingerprint = teacher_fingerprint(teacher, cfg)
+    assert len(fingerprint) == 64 and fingerprint == teacher_fingerprint(teacher, cfg)
+
+    copy = tmp_path / "copy"
+    shutil.copytree(trained_teacher, copy)
+    copied_cfg = TrainConfig(teacher=TeacherConfig(name=f"local-dir:{copy}"))
+    assert teacher_fingerprint(build_teacher(copied_cfg.teacher, info), copied_cfg) == fingerprint
+
+    assert teacher_fingerprint(teacher, dataclasses.replace(cfg, amp="bf16")) != fingerprint
+    assert teacher_fingerprint(teacher, dataclasses.replace(cfg, channels_last=True)) != fingerprint
+    bias = teacher.blocks[0].mlp.fc1.bias
+    original = bias.detach().clone()
+    with torch.no_grad():
+        bias[3] += 1e-6  # one value in one tensor
+        assert teacher_fingerprint(teacher, cfg) != fingerprint
+        bias.copy_(original)
+    assert teacher_fingerprint(teacher, cfg) == fingerprint
+    teacher.blocks[0].attn.num_heads = 1  # same weights, another architecture
+    assert teacher_fingerprint(teacher, cfg) != fingerprint

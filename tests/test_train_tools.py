@@ -9,7 +9,7 @@ import timm
 import torch
 from safetensors.torch import load_file
 
-from learngene.checkpoint import load_learngene, load_model_folder, save_model_folder
+from learngene.checkpoint import load_learngene, save_model_folder
 from learngene.data import DataConfig, build_datasets
 from learngene.engine import evaluate
 
@@ -95,21 +95,55 @@ def test_finetune_trains_a_model_folder_and_evaluates_only_with_zero_epochs(caps
     assert exported.keys() == trained.keys() and all(torch.equal(exported[k], trained[k]) for k in trained)
 
 
+DUMP_EACH_RANK = """
+import sys
+from pathlib import Path
+
+import torch
+
+from learngene.engine.trainer import Run
+
+finish = Run.finish
+
+
+def dump_then_finish(self):
+    torch.save(self.model.state_dict(), Path(self.cfg.output).parent / f"rank{self.procs.rank}.pt")
+    return finish(self)
+
+
+Run.finish = dump_then_finish
+sys.path.insert(0, sys.argv[1])
+import train_aux  # noqa: E402
+
+raise SystemExit(train_aux.main(sys.argv[2:]))
+"""
+
+
 def test_torchrun_two_cpu_processes(tmp_path):
-    out = tmp_path / "ddp"
-    argv = ["model.name=vit_small_patch16_224", "model.pretrained=false", TINY_VIT, "data.train_limit=128",
-            "data.batch_size=16", "optim.epochs=2", "device=cpu", f"output={out}"]
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+    """DDP (gloo) with the SWS Aux-Net, whose stage-2 block runs twice per forward: both ranks end with the same
+    weights, and validation split across the ranks gives the numbers of one process on the whole set."""
+    teacher = tiny_folder(tmp_path / "teacher")
+    (tmp_path / "driver.py").write_text(DUMP_EACH_RANK)
+    out = tmp_path / "aux"
+    argv = ["model.name=sws_aux_vit_tiny_patch16_224", TINY_AUX, "model.drop_path_rate=0.1",
+            f"teacher.name=local-dir:{teacher}", "data.train_limit=128", "data.batch_size=16", "data.mixup=0.5",
+            "optim.epochs=2", "device=cpu", f"output={out}"]
     result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                             str(ROOT / "tools" / "finetune.py"), *argv], env=env, capture_output=True, text=True,
-                            timeout=300)
+                             str(tmp_path / "driver.py"), str(ROOT / "tools"), *argv],
+                            env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT)), capture_output=True,
+                            text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("done: ") == 1  # rank 0 alone reports
-    summary = json.loads((out / "summary.json").read_text())
     state = torch.load(out / "last.pt", weights_only=True)
     assert state["num_updates"] == 2 * 4 and len(state["rng"]) == 2  # 64 images per rank: 4 batches per epoch
-    # validation is split across the ranks and summed: the same numbers as one process on the whole set
+    rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    learngene = load_learngene(out / "learngene.safetensors")
+    assert learngene.model_args["stage_sizes"] == [1, 2]
+    for key in rank0:
+        assert torch.equal(rank0[key], rank1[key]), key
+        assert torch.equal(rank0[key], learngene.state_dict[key]), key
+    summary = json.loads((out / "summary.json").read_text())
     _, val, _ = build_datasets(DataConfig(name="digits"))
-    metrics = evaluate(load_model_folder(out / "model"), torch.utils.data.DataLoader(val, batch_size=64), "cpu")
+    metrics = evaluate(learngene.build_aux(), torch.utils.data.DataLoader(val, batch_size=64), "cpu")
     assert summary["val_top1"] == pytest.approx(metrics["top1"]) and summary["val_loss"] == pytest.approx(
         metrics["loss"], rel=1e-5)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from learngene.cli import entry_point
 from learngene.config import TrainConfig, parse_config_args
-from learngene.engine import SIGTERM_EXIT_CODE, train
+from learngene.engine import train_tool
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "digits" / "des_finetune.yaml"
 
@@ -22,8 +22,7 @@ DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "digits" / "d
 @entry_point
 def main(argv=None) -> int:
     cfg = parse_config_args(argv, TrainConfig, DEFAULT_CONFIG, __doc__.splitlines()[0])
-    summary = train(cfg)
-    return SIGTERM_EXIT_CODE if summary.get("interrupted") else 0
+    return train_tool(cfg)
 
 
 if __name__ == "__main__":

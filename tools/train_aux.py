@@ -12,7 +12,7 @@ from pathlib import Path
 
 from learngene.cli import entry_point
 from learngene.config import TrainConfig, parse_config_args
-from learngene.engine import SIGTERM_EXIT_CODE, train
+from learngene.engine import train_tool
 from learngene.errors import LearngeneError
 from learngene.models.registry import des_architecture
 
@@ -25,8 +25,7 @@ def main(argv=None) -> int:
     if des_architecture(cfg.model.name) == cfg.model.name:  # Aux-Nets are the sws_aux_* / tleg_aux_* models
         raise LearngeneError(f"model.name {cfg.model.name!r} is not an Aux-Net (sws_aux_* or tleg_aux_*): "
                              "train other models with tools/finetune.py")
-    summary = train(cfg)
-    return SIGTERM_EXIT_CODE if summary.get("interrupted") else 0
+    return train_tool(cfg)
 
 
 if __name__ == "__main__":

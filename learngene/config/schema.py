@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from omegaconf import OmegaConf
+
 from learngene.data import DataConfig
 from learngene.errors import LearngeneError
 
@@ -80,6 +82,11 @@ class TrainConfig:
 
 AMP_MODES = ("none", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
+MAX_SEED = 2**31 - 1
+# What a resumed run may change: where and how fast it runs, not what it computes. ``optim.epochs`` may
+# grow: the schedule is rebuilt from the config, so the remaining epochs follow the new horizon.
+RESUMABLE_KEYS = ("output", "resume", "device", "compile", "deterministic", "channels_last", "data.num_workers",
+                  "ema", "optim.epochs")
 
 
 def check_train_config(cfg: TrainConfig) -> TrainConfig:
@@ -103,6 +110,29 @@ def check_train_config(cfg: TrainConfig) -> TrainConfig:
         problems.append(f"distill.tau={cfg.distill.tau} must be > 0")
     if not 0.0 < cfg.ema_decay < 1.0:
         problems.append(f"ema_decay={cfg.ema_decay} must be in (0, 1)")
+    if not 0 <= cfg.seed <= MAX_SEED:  # numpy seeds are 32-bit, and each process adds its rank
+        problems.append(f"seed={cfg.seed} must be between 0 and {MAX_SEED}")
     if problems:
         raise LearngeneError("; ".join(problems))
     return cfg
+
+
+def resume_conflicts(saved: dict, cfg: TrainConfig) -> list[str]:
+    """``key old (now new)`` for every setting outside ``RESUMABLE_KEYS`` that differs from ``saved``.
+
+    ``saved`` is the config a training state was written with (a plain nested dict, as in ``last.pt``).
+    """
+    old, new = dict(flatten_config(saved)), dict(flatten_config(OmegaConf.to_container(OmegaConf.structured(cfg))))
+    unset = "<unset>"
+    return [f"{key} {old.get(key, unset)!r} (now {new.get(key, unset)!r})"
+            for key in sorted(old.keys() | new.keys())
+            if key not in RESUMABLE_KEYS and old.get(key, unset) != new.get(key, unset)]
+
+
+def flatten_config(node: dict, prefix: str = ""):
+    """``(dotted key, value)`` for every leaf of a nested config dict, e.g. ``("optim.lr", 5e-4)``."""
+    for key, value in node.items():
+        if isinstance(value, dict):
+            yield from flatten_config(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value

@@ -7,18 +7,25 @@ on top, which may be a safetensors file, a torch state dict, or a training state
 """
 from __future__ import annotations
 
+import hashlib
+import json
+from pathlib import Path
+
 import timm
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 from timm.layers import trunc_normal_
-from timm.models import load_checkpoint
 from torch import nn
 
-from learngene.checkpoint import load_model_folder
-from learngene.config import ModelConfig, TeacherConfig
+from learngene.checkpoint import load_model_folder, load_torch_file
+from learngene.config import ModelConfig, TeacherConfig, TrainConfig
 from learngene.data import DatasetInfo
 from learngene.errors import LearngeneError
 
 LOCAL_DIR = "local-dir:"
+# Where a torch checkpoint may keep its weights, non-EMA first (timm's order, then its EMA copies).
+STATE_DICT_KEYS = ("model", "state_dict", "model_ema", "state_dict_ema")
 
 
 def build_model(name: str, *, pretrained: bool = False, checkpoint: str = "", what: str = "model",
@@ -30,17 +37,75 @@ def build_model(name: str, *, pretrained: bool = False, checkpoint: str = "", wh
             model = load_model_folder(name[len(LOCAL_DIR):], **kwargs)
         else:
             model = timm.create_model(name, pretrained=load_pretrained, **kwargs)
-    except (RuntimeError, TypeError, ValueError, OSError) as e:  # unknown name, bad kwargs, weights not available
-        raise LearngeneError(f"cannot create {what} {name!r} with {kwargs}: {_first_line(e)}") from None
+    except (AssertionError, RuntimeError, TypeError, ValueError, OSError) as e:
+        # unknown name, bad kwargs (timm asserts e.g. that num_heads divides the width), weights not available
+        raise LearngeneError(f"cannot create {what} {name!r} with {kwargs}: {_first_line(e)}: "
+                             f"check {what}.name and {what}.kwargs") from None
     if checkpoint:
-        try:
-            # use_ema=False: the trained weights, not an EMA copy (SWS keeps the non-EMA Aux-Net weights)
-            load_checkpoint(model, checkpoint, use_ema=False, strict=True)
-        except FileNotFoundError:
-            raise LearngeneError(f"{what}.checkpoint {checkpoint} does not exist: check the path") from None
-        except (RuntimeError, KeyError, ValueError, OSError) as e:
-            raise LearngeneError(f"{what}.checkpoint {checkpoint} does not fit {name!r}: {_first_line(e)}") from None
+        load_weights_file(model, checkpoint, f"{what}.checkpoint {checkpoint}", name)
     return model
+
+
+def load_weights_file(model: nn.Module, path: str | Path, what: str, name: str) -> None:
+    """Load a weights file into ``model`` strictly, never unpickling code.
+
+    A ``.safetensors`` file, or a torch file read with ``weights_only=True`` holding a state dict or a
+    dict that keeps one under ``model`` / ``state_dict`` (non-EMA first, e.g. ``last.pt``), as timm does.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise LearngeneError(f"{what} does not exist: check the path")
+    if path.suffix == ".safetensors":
+        try:
+            state = load_file(path)
+        except (SafetensorError, OSError) as e:
+            raise LearngeneError(f"{what} is truncated or not a safetensors file ({_first_line(e)}): "
+                                 "write it again") from None
+    else:
+        state = unwrap_state_dict(load_torch_file(path, what))
+        if state is None:
+            raise LearngeneError(f"{what} holds no state dict of tensors: pass a safetensors file, a state dict "
+                                 "or a training state (last.pt)")
+    load_fitting_state_dict(model, state, f"{what} does not fit {name!r}")
+
+
+def unwrap_state_dict(checkpoint) -> dict[str, torch.Tensor] | None:
+    """The state dict inside a torch checkpoint (DDP's ``module.`` prefixes removed), or None if it has none."""
+    if isinstance(checkpoint, dict):
+        for key in STATE_DICT_KEYS:
+            if isinstance(checkpoint.get(key), dict):
+                checkpoint = checkpoint[key]
+                break
+    if not isinstance(checkpoint, dict) or not all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
+        return None
+    return {k.removeprefix("module."): v for k, v in checkpoint.items()}
+
+
+def load_fitting_state_dict(model: nn.Module, state: dict[str, torch.Tensor], does_not_fit: str) -> None:
+    """``model.load_state_dict(state, strict=True)``; a mismatch names its first keys and shapes."""
+    mismatch = state_dict_mismatch(model.state_dict(), state)
+    if mismatch:
+        raise LearngeneError(f"{does_not_fit}: {mismatch}")
+    model.load_state_dict(state, strict=True)
+
+
+def state_dict_mismatch(expected: dict[str, torch.Tensor], given: dict[str, torch.Tensor], show: int = 3) -> str:
+    """How ``given`` differs from ``expected`` in keys and shapes (the first ``show`` of each kind); "" if it fits."""
+    def first(items: list[str]) -> str:
+        return ", ".join(items[:show]) + (f" and {len(items) - show} more" if len(items) > show else "")
+
+    missing = [k for k in expected if k not in given]
+    unexpected = [k for k in given if k not in expected]
+    shapes = [f"{k} {tuple(given[k].shape)} (model {tuple(expected[k].shape)})"
+              for k in expected if k in given and given[k].shape != expected[k].shape]
+    problems = []
+    if missing:
+        problems.append(f"missing {first(missing)}")
+    if unexpected:
+        problems.append(f"unexpected {first(unexpected)}")
+    if shapes:
+        problems.append(f"other shape {first(shapes)}")
+    return "; ".join(problems)
 
 
 def build_student(cfg: ModelConfig, info: DatasetInfo) -> nn.Module:
@@ -56,6 +121,7 @@ def build_student(cfg: ModelConfig, info: DatasetInfo) -> nn.Module:
     if model.num_classes != info.num_classes:
         raise LearngeneError(f"model {cfg.name!r} predicts {model.num_classes} classes but the data has "
                              f"{info.num_classes}: set model.kwargs.num_classes={info.num_classes}")
+    check_image_size(model, info, "model", cfg.name)
     return model
 
 
@@ -66,7 +132,51 @@ def build_teacher(cfg: TeacherConfig, info: DatasetInfo) -> nn.Module:
     if teacher.num_classes != info.num_classes:
         raise LearngeneError(f"teacher {cfg.name!r} predicts {teacher.num_classes} classes but the data has "
                              f"{info.num_classes}: use a teacher trained on this data's {info.num_classes} classes")
+    check_image_size(teacher, info, "teacher", cfg.name)
     return teacher.eval().requires_grad_(False)
+
+
+def check_image_size(model: nn.Module, info: DatasetInfo, what: str, name: str) -> None:
+    """Refuse, before training, a model whose patch embedding takes another image size than the data's."""
+    patch_embed = getattr(model, "patch_embed", None)
+    size = getattr(patch_embed, "img_size", None)
+    if size is None or not getattr(patch_embed, "strict_img_size", False) or getattr(model, "dynamic_img_size", False):
+        return  # no fixed input size to compare (e.g. LeViT's convolutional stem, dynamic-size ViTs)
+    if tuple(size) != (info.img_size, info.img_size):
+        raise LearngeneError(f"{what} {name!r} takes {size[0]}x{size[1]} images but data.img_size is {info.img_size}: "
+                             f"set {what}.kwargs.img_size={info.img_size} or data.img_size={size[0]}")
+
+
+def teacher_fingerprint(teacher: nn.Module, cfg: TrainConfig) -> str:
+    """A sha256 (hex) of everything that decides the teacher's outputs on a batch, for the teacher-logit cache.
+
+    The weights (every state-dict tensor: name, dtype, shape, bytes), the architecture (each module's class
+    and plain attributes, e.g. ``num_heads``, ``global_pool``, norm ``eps``), how it is run (``teacher.kwargs``,
+    ``teacher.pretrained``, ``amp``, ``channels_last``) and the torch / timm versions. The teacher's name is
+    not part of it: the same weights under another path share a cache, other weights under the same path do
+    not. The data pipeline is keyed by the cache itself (its data config hash).
+    """
+    digest = hashlib.sha256()
+    for key, tensor in teacher.state_dict().items():
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(json.dumps([key, str(tensor.dtype), list(tensor.shape)]).encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    architecture = [(name, type(module).__qualname__, plain_attributes(module))
+                    for name, module in teacher.named_modules()]
+    run = {"kwargs": cfg.teacher.kwargs, "pretrained": cfg.teacher.pretrained, "amp": cfg.amp,
+           "channels_last": cfg.channels_last, "torch": torch.__version__, "timm": timm.__version__}
+    digest.update(json.dumps([architecture, run], sort_keys=True, default=repr).encode())
+    return digest.hexdigest()
+
+
+def plain_attributes(module: nn.Module) -> dict:
+    """A module's public attributes that are numbers, strings or tuples of them (its hyperparameters)."""
+    def plain(value) -> bool:
+        if isinstance(value, (tuple, list)):
+            return all(plain(v) for v in value)
+        return value is None or isinstance(value, (bool, int, float, str))
+
+    return {k: v for k, v in vars(module).items() if not k.startswith("_") and k != "training" and plain(v)}
 
 
 def _first_line(e: Exception) -> str:

@@ -3,17 +3,19 @@
 ``train(cfg)`` trains ``cfg.model`` on ``cfg.data`` with cross-entropy, or by distillation when
 ``cfg.teacher.name`` is set, and fills the run folder ``cfg.output``:
 
-* ``config.yaml``  the resolved config;
+* ``config.yaml``  the resolved config, written once the run is accepted (validated, resumable, locked);
 * ``last.pt``      the training state, rewritten (atomically) after every epoch and on SIGTERM;
 * ``log.csv``      one row per finished epoch;
 * ``summary.json`` final metrics and paths;
 * the artifact: ``learngene.safetensors`` for an Aux-Net, else ``model/`` (a timm local-dir folder).
 
-Resuming: ``resume=auto`` continues from ``last.pt``. Every source of randomness (RNG states, the
-sampler order, which depends only on seed and epoch) is restored, so on CPU a run that is killed and
-resumed ends with bitwise the same weights as one that never stopped. A SIGTERM finishes the current
-optimizer update, saves a mid-epoch ``last.pt`` and returns; the resumed run re-draws the skipped
-batches of that epoch (same sampler order, same worker seeds) before continuing.
+Resuming: ``resume=auto`` continues from ``last.pt`` if the config is the one it was written with (up to
+``learngene.config.RESUMABLE_KEYS``). Every source of randomness (RNG states, the sampler order, which
+depends only on seed and epoch) is restored, so on CPU a run that is killed and resumed ends with bitwise
+the same weights as one that never stopped. A SIGTERM finishes the current optimizer update, saves a
+mid-epoch ``last.pt`` and returns; the resumed run re-draws the skipped batches of that epoch (same
+sampler order, same worker seeds) before continuing. One process at a time may use a run folder
+(``learngene.engine.run_folder``).
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Iterator
 
 import torch
 from omegaconf import OmegaConf
@@ -40,19 +43,38 @@ from tqdm import tqdm
 
 from learngene.checkpoint import atomic_torch_save, atomic_write_text, load_torch_file, save_learngene, \
     save_model_folder
-from learngene.config import TrainConfig, check_train_config, save_config
+from learngene.config import TrainConfig, check_train_config, resume_conflicts, save_config
 from learngene.data import build_loaders, build_mixup
 from learngene.distill import classification_loss, distillation_loss
 from learngene.distill.teacher_cache import TeacherLogitCache
 from learngene.engine.distributed import Processes, init_processes, shard_loader
 from learngene.engine.evaluate import autocast, evaluate
-from learngene.engine.models import build_student, build_teacher
-from learngene.engine.state import capture_rng, restore_rng
+from learngene.engine.models import build_student, build_teacher, load_fitting_state_dict, teacher_fingerprint
+from learngene.engine.run_folder import existing_run_files, locked_run_folder, remove_orphans
+from learngene.engine.state import capture_rng, restore_rng, seeded_rng
 from learngene.errors import LearngeneError
 from learngene.models import PooledViT
 
 LOG_COLUMNS = ("epoch", "train_loss", "val_loss", "val_top1", "val_top5", "lr", "images_per_s", "seconds")
 SIGTERM_EXIT_CODE = 128 + signal.SIGTERM  # what a shell reports for a process ended by SIGTERM
+SIGINT_EXIT_CODE = 128 + signal.SIGINT
+
+
+def train_tool(cfg: TrainConfig) -> int:
+    """What tools/train_aux.py and tools/finetune.py run: ``train(cfg)`` and the exit code.
+
+    0 when finished, 143 when stopped by SIGTERM (``last.pt`` saved mid-epoch), 130 on Ctrl-C, which
+    prints one line saying how to continue instead of a traceback.
+    """
+    try:
+        summary = train(cfg)
+    except KeyboardInterrupt:
+        if os.environ.get("RANK", "0") == "0":  # under torchrun every process gets the Ctrl-C
+            last = Path(cfg.output) / "last.pt"
+            since = f"from {last}" if last.exists() else "from the start: no epoch had finished"
+            print(f"stopped by Ctrl-C: continue with the same command plus resume=auto ({since})", file=sys.stderr)
+        return SIGINT_EXIT_CODE
+    return SIGTERM_EXIT_CODE if summary.get("interrupted") else 0
 
 
 def train(cfg: TrainConfig) -> dict:
@@ -70,7 +92,8 @@ def train(cfg: TrainConfig) -> dict:
         with determinism(cfg.deterministic):
             random_seed(cfg.seed, procs.rank)
             run = Run(cfg, procs)
-            return run.fit() if cfg.optim.epochs > 0 else run.evaluate_only()
+            with locked_run_folder(run.out, procs):
+                return run.fit() if cfg.optim.epochs > 0 else run.evaluate_only()
     finally:
         procs.close()
 
@@ -104,12 +127,7 @@ class Run:
         self.mixup = build_mixup(cfg.data, self.info.num_classes)
         self.model = build_student(cfg.model, self.info).to(self.device)
         self.teacher = build_teacher(cfg.teacher, self.info).to(self.device) if cfg.teacher.name else None
-        self.teacher_cache = None
-        if self.teacher is not None and cfg.distill.teacher_cache:
-            self.teacher_cache = TeacherLogitCache(
-                cfg.distill.teacher_cache, teacher=f"{cfg.teacher.name}|{cfg.teacher.checkpoint}", data_cfg=cfg.data,
-                seed=cfg.seed, num_classes=self.info.num_classes, topk=cfg.distill.teacher_cache_topk,
-                rank=procs.rank, world_size=procs.world_size)
+        self.teacher_cache = None  # opened once the run is accepted: opening writes the cache's manifest
         if cfg.channels_last:
             self.model.to(memory_format=torch.channels_last)
             if self.teacher is not None:
@@ -152,15 +170,39 @@ class Run:
         if cfg.compile:
             self.train_model = torch.compile(self.train_model)
 
+    def open_teacher_cache(self) -> None:
+        """The teacher-logit cache of this teacher: ``distill.teacher_cache/teacher-<fingerprint>/``.
+
+        One subfolder per teacher fingerprint (weights, architecture, how it is run), so a changed teacher
+        records afresh instead of replaying the old teacher's outputs; within it the cache's manifest
+        refuses other data settings, seed or world size.
+        """
+        cfg = self.cfg
+        if self.teacher is None or not cfg.distill.teacher_cache:
+            return
+        fingerprint = teacher_fingerprint(self.teacher, cfg)
+        self.teacher_cache = TeacherLogitCache(
+            Path(cfg.distill.teacher_cache) / f"teacher-{fingerprint[:16]}", teacher=fingerprint, data_cfg=cfg.data,
+            seed=cfg.seed, num_classes=self.info.num_classes,
+            topk=min(cfg.distill.teacher_cache_topk, self.info.num_classes),  # fewer classes: keep them all
+            rank=self.procs.rank, world_size=self.procs.world_size)
+
+    def start_writing(self) -> None:
+        """The run is accepted: clear what a killed run of this folder left half-written, record the config."""
+        if self.procs.is_main:
+            for orphan in remove_orphans(self.out):
+                print(f"removed {orphan}, left by an interrupted write", flush=True)
+            save_config(self.cfg, self.out / "config.yaml")
+
     # -- the run ------------------------------------------------------------------------------------
 
     def fit(self) -> dict:
         state = self.find_resume_state()
         self.build_optimization()
-        if self.procs.is_main:
-            save_config(self.cfg, self.out / "config.yaml")
         if state is not None:
             self.load_state(state)
+        self.open_teacher_cache()
+        self.start_writing()
         if self.teacher is not None and self.teacher_top1 is None:
             self.teacher_top1 = evaluate(self.teacher, self.val_loader, self.device, self.cfg.amp)["top1"]
         if state is not None:  # last, so that nothing above changes where the generators continue from
@@ -184,67 +226,94 @@ class Run:
 
     def train_epoch(self, sigterm: threading.Event, resume_rng: list | None, partial: dict | None) -> bool:
         """Train epoch ``self.epoch`` from batch ``self.step``; False when stopped early by SIGTERM."""
-        cfg, loader = self.cfg, self.train_loader
-        num_batches, accum = len(loader), cfg.optim.accum_steps
         progress = partial or {"loss_sum": 0.0, "train_seconds": 0.0}
+        batches, rng_epoch_start = self.start_epoch(resume_rng)
+        bar = tqdm(total=len(self.train_loader), initial=self.step,
+                   desc=f"epoch {self.epoch + 1}/{self.cfg.optim.epochs}", leave=False,
+                   disable=not (self.procs.is_main and sys.stderr.isatty()))
+        start = time.perf_counter()
+        try:
+            for i in range(self.step, len(self.train_loader)):
+                images, targets = next(batches)
+                loss_value, update, stop = self.train_step(i, images, targets, sigterm)
+                progress["loss_sum"] += loss_value
+                bar.update()
+                bar.set_postfix(loss=f"{loss_value:.4f}")
+                if update and stop and i + 1 < len(self.train_loader):
+                    self.step = i + 1
+                    progress["train_seconds"] += time.perf_counter() - start
+                    self.save_state(rng_epoch_start, progress)
+                    return False
+        finally:
+            bar.close()
+        progress["train_seconds"] += time.perf_counter() - start
+        self.end_epoch(progress)
+        return True
+
+    def start_epoch(self, resume_rng: list | None) -> tuple[Iterator, dict]:
+        """Set the schedule and sampler for epoch ``self.epoch``; return its batches from ``self.step`` on
+        and the RNG state at the epoch's start (saved in a mid-epoch ``last.pt``).
+
+        A mid-epoch resume re-draws the batches already trained on (same order, same worker seeds), then
+        restores the generators to where the stopped run was.
+        """
         self.train_model.train()
         self.scheduler.step(self.epoch)
         self.scheduler.step_update(self.num_updates)
-        loader.sampler.set_epoch(self.epoch)
-        if self.teacher_cache is not None:
-            # Augmentation draws must not depend on the student (its init, its drop-path) for another
-            # student to replay this epoch's teacher outputs: start every epoch from (seed, epoch).
-            random_seed(cfg.seed * 100_003 + self.epoch, self.procs.rank)
+        self.train_loader.sampler.set_epoch(self.epoch)
         rng_epoch_start = capture_rng()
-        batches = iter(loader)
-        for _ in range(self.step):  # a mid-epoch resume re-draws the batches already trained on
+        batches = iter(self.train_loader)
+        for _ in range(self.step):
             next(batches)
         if resume_rng is not None:
             self.restore_rank_rng(resume_rng)
+        return batches, rng_epoch_start
 
-        bar = tqdm(total=num_batches, initial=self.step, desc=f"epoch {self.epoch + 1}/{cfg.optim.epochs}",
-                   leave=False, disable=not (self.procs.is_main and sys.stderr.isatty()))
-        start = time.perf_counter()
-        for i in range(self.step, num_batches):
-            images, targets = next(batches)
-            images = images.to(self.device, non_blocking=True)
-            targets = targets.to(self.device, non_blocking=True)
-            if cfg.channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
-            if self.mixup is not None:
+    def train_step(self, i: int, images: torch.Tensor, targets: torch.Tensor,
+                   sigterm: threading.Event) -> tuple[float, bool, bool]:
+        """Forward and backward batch ``i`` (and the optimizer update closing its accumulation group).
+
+        Returns ``(loss, whether this batch updated the weights, whether any rank was asked to stop)``.
+        """
+        cfg, num_batches, accum = self.cfg, len(self.train_loader), self.cfg.optim.accum_steps
+        images = images.to(self.device, non_blocking=True)
+        targets = targets.to(self.device, non_blocking=True)
+        if cfg.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        if self.mixup is not None:
+            # Mixup/CutMix draws are a function of the batch alone, never of what the student drew before
+            # (a teacher cache replays them), and leave the global generators where they were.
+            with seeded_rng(cfg.seed, self.epoch, i, self.procs.rank):
                 images, targets = self.mixup(images, targets)
-            update = (i + 1) % accum == 0 or i + 1 == num_batches
-            group_size = min(accum, num_batches - (i - i % accum))  # the last group may be short
+        update = (i + 1) % accum == 0 or i + 1 == num_batches
+        group_size = min(accum, num_batches - (i - i % accum))  # the last group may be short
 
-            sync = contextlib.nullcontext() if update or not self.procs.distributed else self.train_model.no_sync()
-            with sync:
-                with autocast(self.device, cfg.amp):
-                    logits = self.train_model(images)
-                    loss = self.loss(images, logits, targets, i)
-                loss_value = loss.item()
-                nonfinite, stop = self.procs.any([not math.isfinite(loss_value), sigterm.is_set()])
-                if nonfinite:
-                    raise LearngeneError(
-                        f"training diverged: loss is {loss_value} at epoch {self.epoch + 1} batch {i + 1}; "
-                        f"{self.last_path} keeps the last good state: lower optim.lr or set optim.clip_grad, "
-                        "then resume=auto")
-                self.scaler.scale(loss / group_size).backward()
-            if update:
-                self.optimizer_step()
-            progress["loss_sum"] += loss_value
-            bar.update()
-            bar.set_postfix(loss=f"{loss_value:.4f}")
-            if update and stop and i + 1 < num_batches:
-                bar.close()
-                self.step = i + 1
-                progress["train_seconds"] += time.perf_counter() - start
-                self.save_state(rng_epoch_start, progress)
-                return False
-        bar.close()
-        progress["train_seconds"] += time.perf_counter() - start
+        sync = contextlib.nullcontext() if update or not self.procs.distributed else self.train_model.no_sync()
+        with sync:
+            with autocast(self.device, cfg.amp):
+                logits = self.train_model(images)
+                loss = self.loss(images, logits, targets, i)
+            loss_value = loss.item()
+            nonfinite, stop = self.procs.any([not math.isfinite(loss_value), sigterm.is_set()])
+            if nonfinite:
+                raise LearngeneError(f"training diverged: loss is {loss_value} at epoch {self.epoch + 1} batch "
+                                     f"{i + 1}; {self.diverged_advice()}")
+            self.scaler.scale(loss / group_size).backward()
+        if update:
+            self.optimizer_step()
+        return loss_value, update, stop
+
+    def diverged_advice(self) -> str:
+        if self.last_path.exists():
+            return (f"{self.last_path} keeps the last good state: lower optim.lr or set optim.clip_grad, "
+                    "then resume=auto")
+        return "no epoch had finished, so nothing was saved: lower optim.lr or set optim.clip_grad and start again"
+
+    def end_epoch(self, progress: dict) -> None:
+        """Close epoch ``self.epoch``: write its cache shard, evaluate, log, save ``last.pt``."""
+        cfg, num_batches = self.cfg, len(self.train_loader)
         if self.teacher_cache is not None:
             self.teacher_cache.finish_epoch(self.epoch)
-
         eval_start = time.perf_counter()
         metrics = evaluate(self.model, self.val_loader, self.device, cfg.amp)
         row = {
@@ -267,7 +336,6 @@ class Run:
         if self.tensorboard is not None:
             for key, value in row.items():
                 self.tensorboard.add_scalar(key, value, row["epoch"])
-        return True
 
     def loss(self, images: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor, step: int) -> torch.Tensor:
         if self.teacher is None:
@@ -297,23 +365,47 @@ class Run:
     # -- checkpoints ----------------------------------------------------------------------------------
 
     def find_resume_state(self) -> dict | None:
+        """The training state to continue, checked against this config; None for a fresh run."""
         resume = self.cfg.resume
-        if not resume:
-            if self.last_path.exists():
-                raise LearngeneError(f"{self.out} already holds a run ({self.last_path}): pass resume=auto to "
-                                     "continue it, or choose another output=")
+        if not resume or (resume == "auto" and not self.last_path.exists()):
+            self.check_fresh_output()
             return None
-        if resume == "auto":
-            if not self.last_path.exists():
-                return None
-            path = self.last_path
-        else:
-            path = Path(resume)
+        path = self.last_path if resume == "auto" else Path(resume)
+        if path.resolve() != self.last_path.resolve():  # continued in another folder, which must not hold a run
+            self.check_fresh_output()
         state = load_torch_file(path, "training state")
         if not isinstance(state, dict) or "optimizer" not in state or "rng" not in state:
             raise LearngeneError(f"{path} is not a training state (last.pt) written by this toolkit: "
                                  "pass resume=auto or a run's last.pt")
+        self.check_resumable(state, path)
         return state
+
+    def check_fresh_output(self) -> None:
+        """A fresh run starts in a folder without run files, or (with ``resume=auto``) in one whose run
+        stopped before its first checkpoint, i.e. holding only ``config.yaml``."""
+        existing = existing_run_files(self.out)
+        if not existing or (self.cfg.resume == "auto" and existing == ["config.yaml"]):
+            return
+        if "last.pt" in existing:
+            advice = "pass resume=auto to continue it, or choose another output="
+        elif existing == ["config.yaml"]:
+            advice = ("it stopped before its first epoch ended: pass resume=auto to start it again, or choose "
+                      "another output=")
+        else:
+            advice = "it has no last.pt to resume: choose another output="
+        raise LearngeneError(f"{self.out} already holds a run ({', '.join(existing)}): {advice}")
+
+    def check_resumable(self, state: dict, path: Path) -> None:
+        """Refuse a training state written with settings this run cannot continue correctly."""
+        conflicts = resume_conflicts(state["config"], self.cfg)
+        if conflicts:
+            raise LearngeneError(f"{path} was trained with other settings: {', '.join(conflicts)}; resume with "
+                                 "its settings (its config.yaml) or start a new run with another output=")
+        done, epochs = state["epoch"] + (state["step"] > 0), self.cfg.optim.epochs
+        if epochs < done:
+            trained = f"{state['epoch']} epochs and {state['step']} batches" if state["step"] else f"{done} epochs"
+            raise LearngeneError(f"{path} has already trained {trained}, more than optim.epochs={epochs}: "
+                                 f"set optim.epochs >= {done}")
 
     def save_state(self, rng_epoch_start: dict | None = None, partial: dict | None = None) -> None:
         """Write ``last.pt`` (and ``log.csv``); a collective call: every rank contributes its RNG state."""
@@ -324,7 +416,6 @@ class Run:
         state = {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "model_ema": self.ema.state_dict() if self.ema is not None else None,
             "epoch": self.epoch,
@@ -341,13 +432,14 @@ class Run:
         write_log_csv(self.history, self.out / "log.csv")
 
     def load_state(self, state: dict) -> None:
+        """Continue from ``state``. The schedule is not restored but rebuilt from the config: timm's
+        schedulers are functions of the epoch and update count, and a grown ``optim.epochs`` re-plans it."""
+        does_not_fit = f"the training state to resume does not fit model {self.cfg.model.name!r}"
+        load_fitting_state_dict(self.model, state["model"], does_not_fit)
         try:
-            self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
         except (RuntimeError, ValueError) as e:
-            raise LearngeneError(f"the training state to resume does not fit model {self.cfg.model.name!r}: "
-                                 f"{str(e).strip().splitlines()[0]}") from None
-        self.scheduler.load_state_dict(state["scheduler"])
+            raise LearngeneError(f"{does_not_fit}: its optimizer state {str(e).strip().splitlines()[0]}") from None
         self.scaler.load_state_dict(state["scaler"])
         if self.ema is not None:
             if state["model_ema"] is not None:
@@ -389,13 +481,17 @@ class Run:
         return summary
 
     def evaluate_only(self) -> dict:
+        if self.cfg.resume:
+            raise LearngeneError("optim.epochs=0 only evaluates a model and cannot resume a run: drop resume= or "
+                                 "set optim.epochs")
+        self.check_fresh_output()
+        self.start_writing()
         metrics = evaluate(self.model, self.val_loader, self.device, self.cfg.amp)
         summary = {"model": self.cfg.model.name, "teacher": self.cfg.teacher.name, "epochs": 0, "seconds": 0.0,
                    "val_top1": metrics["top1"], "val_top5": metrics["top5"], "val_loss": metrics["loss"]}
         if self.teacher is not None:
             summary["teacher_top1"] = evaluate(self.teacher, self.val_loader, self.device, self.cfg.amp)["top1"]
         if self.procs.is_main:
-            save_config(self.cfg, self.out / "config.yaml")
             summary["artifact"] = str(self.save_artifact(summary))  # e.g. a pretrained ancestry as a model folder
             atomic_write_text(json.dumps(summary, indent=2) + "\n", self.out / "summary.json")
             print(format_summary(summary), flush=True)
