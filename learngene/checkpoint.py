@@ -139,7 +139,10 @@ def atomic_dir(out_dir: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
     try:
         yield tmp
-        tmp.chmod(0o777 & ~current_umask())
+        umask = current_umask()
+        for path in tmp.rglob("*"):  # safetensors writes its files 0600 whatever the umask
+            path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
+        tmp.chmod(0o777 & ~umask)
         if out_dir.exists():
             out_dir.rmdir()
         os.replace(tmp, out_dir)
