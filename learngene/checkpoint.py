@@ -65,7 +65,7 @@ def payload_checksum(obj) -> str:
     """sha256 of a nest of dicts, lists and tuples of tensors and plain values, independent of dict order.
 
     Each tensor contributes its name (its path in the nest), dtype, shape and bytes; each plain value
-    its path and ``repr``. About 1 GB/s on one CPU core (see docs/performance.md).
+    its path and ``repr``. About 0.6 GB/s on one core of this project's shared CPU (docs/performance.md).
     """
     digest = hashlib.sha256()
 

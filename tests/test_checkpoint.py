@@ -25,7 +25,10 @@ def training_state():
     weight = torch.randn(64, 64, generator=generator)  # 16 KiB
     return {"model": {"w": weight, "b": torch.zeros(64)},
             "optimizer": {"state": {0: {"exp_avg": torch.randn(64, 64, generator=generator)}}, "param_groups": []},
-            "epoch": 3, "rng": {"python": (3, (1, 2), None)}, "history": [{"val_top1": 12.5}]}
+            "epoch": 3, "rng": {"python": (3, (1, 2), None), "torch": torch.get_rng_state()},
+            "history": [{"val_top1": 12.5}],
+            "odd_tensors": [torch.ones(3, dtype=torch.bfloat16), torch.tensor(True), torch.zeros(0), torch.tensor(7),
+                            torch.arange(6).reshape(2, 3).t()]}  # bf16, bool, empty, 0-dim, non-contiguous
 
 
 def test_training_state_round_trips_without_its_checksum(tmp_path):
