@@ -122,8 +122,9 @@ def sources(tmp_path):
     """A TLEG learngene file, a 5-layer ViT folder (Simple-LG) and a 6-layer ancestry folder."""
     tleg = tmp_path / "tleg.safetensors"
     save_learngene(tleg_aux(num_layers=6), tleg, kind="tleg")
-    save_model_folder(des_net(5, seed=3), tmp_path / "five")
-    save_model_folder(des_net(6, seed=4), tmp_path / "ancestry")
+    save_model_folder(des_net(5, seed=3), tmp_path / "five", preprocessing=None, model_args=dict(TINY_DES, depth=5))
+    save_model_folder(des_net(6, seed=4), tmp_path / "ancestry", preprocessing=None,
+                      model_args=dict(TINY_DES, depth=6))
     return tmp_path
 
 

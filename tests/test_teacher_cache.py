@@ -3,7 +3,10 @@ import math
 
 import pytest
 import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
+from file_damage import zero_tensor_bytes
 from learngene.data import DataConfig
 from learngene.distill import soft_kd_loss
 from learngene.distill.teacher_cache import (TeacherLogitCache, reconstruct_logits, topk_logprobs)
@@ -147,3 +150,37 @@ def test_only_whole_epochs_are_written(tmp_path, batches):
     assert cache.finish_epoch(0) is None
     assert not cache.has_epoch(0)
     assert record_epoch(cache, batches, teacher, epoch=1) == cache.shard_path(1)
+
+
+def test_a_shard_with_zeroed_logprobs_is_refused(tmp_path, batches):
+    """The issue's case: zeroed log-probabilities replay as a uniform-ish teacher unless the checksum catches it."""
+    teacher = lambda x: 3 * x.flatten(1)[:, :NUM_CLASSES]  # noqa: E731
+    path = record_epoch(open_cache(tmp_path), batches, teacher)
+    zero_tensor_bytes(path, load_file(path)["logprobs"])
+    with pytest.raises(LearngeneError) as error:
+        open_cache(tmp_path).lookup(0, 0, batches[0])
+    assert str(error.value) == (f"teacher cache shard {path} is corrupted: its contents no longer match the checksum "
+                                "stored when it was written; delete it (the next run records that epoch again)")
+
+
+def test_a_shard_missing_a_tensor_is_one_line(tmp_path, batches):
+    path = record_epoch(open_cache(tmp_path), batches, lambda x: x.flatten(1)[:, :NUM_CLASSES])
+    with safe_open(str(path), framework="pt") as f:
+        metadata, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys() if k != "fingerprints"}
+    save_file(tensors, str(path), metadata=metadata)
+    with pytest.raises(LearngeneError) as error:
+        open_cache(tmp_path).lookup(0, 0, batches[0])
+    assert str(error.value) == f"teacher cache shard {path} has no fingerprints: it is not a whole shard; delete it"
+
+
+def test_topk_above_the_class_count_keeps_every_class(tmp_path, batches):
+    """The default k = 10 on a 4-class dataset caches all 4 classes (and a later k = 20 shares that cache)."""
+    teacher = lambda x: 3 * x.flatten(1)[:, :4]  # noqa: E731
+    cache = open_cache(tmp_path, num_classes=4, topk=10, dtype="float32")
+    assert cache.topk == 4 and cache.manifest["topk"] == 4
+    record_epoch(cache, batches, teacher)
+    replay = open_cache(tmp_path, num_classes=4, topk=20, dtype="float32")
+    for step, images in enumerate(batches):
+        torch.testing.assert_close(replay.lookup(0, step, images), torch.log_softmax(teacher(images), -1))
+    with pytest.raises(LearngeneError, match="topk must be at least 1, got 0"):
+        open_cache(tmp_path / "zero", topk=0)

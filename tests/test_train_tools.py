@@ -26,10 +26,10 @@ QUICK = ["data.train_limit=64", "data.batch_size=32", "optim.epochs=1", "device=
 
 
 def tiny_folder(path, num_classes=10):
-    torch_model = timm.create_model("vit_small_patch16_224", img_size=8, patch_size=2, in_chans=1,
-                                    num_classes=num_classes, embed_dim=16, depth=2, num_heads=2, class_token=False,
-                                    global_pool="avg")
-    save_model_folder(torch_model, path)
+    model_args = dict(img_size=8, patch_size=2, in_chans=1, num_classes=num_classes, embed_dim=16, depth=2,
+                      num_heads=2, class_token=False, global_pool="avg")
+    save_model_folder(timm.create_model("vit_small_patch16_224", **model_args), path, preprocessing=None,
+                      model_args=model_args)
     return path
 
 

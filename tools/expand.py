@@ -17,7 +17,7 @@ import json
 
 from learngene.baselines.methods import METHODS
 from learngene.baselines.weight_selection import ELEMENT_SELECTIONS, LAYER_SELECTIONS
-from learngene.checkpoint import save_model_folder
+from learngene.checkpoint import recorded_preprocessing, save_model_folder
 from learngene.cli import ArgumentParser, entry_point
 from learngene.errors import LearngeneError
 from learngene.expand import ORDER_NAMES, STRATEGIES
@@ -80,7 +80,8 @@ def main(argv=None) -> int:
 
     init = init_method(**options)
     des = init.build()
-    save_model_folder(des, args.out, extra_files={"plan.json": init.info})
+    save_model_folder(des, args.out, preprocessing=recorded_preprocessing(args.source), model_args=init.model_args,
+                      extra_files={"plan.json": init.info})
 
     params = sum(p.numel() for p in des.parameters())
     plan = f", plan {init.info['layer_sources']}" if "layer_sources" in init.info else ""

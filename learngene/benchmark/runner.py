@@ -31,7 +31,7 @@ from omegaconf import OmegaConf
 from learngene.baselines.methods import METHODS
 from learngene.benchmark import report
 from learngene.benchmark.config import BenchmarkConfig, PartConfig, check_benchmark_config
-from learngene.checkpoint import atomic_write_text, save_model_folder, stored_parameter_count
+from learngene.checkpoint import atomic_write_text, recorded_preprocessing, save_model_folder, stored_parameter_count
 from learngene.config import TrainConfig, load_config
 from learngene.data import build_loaders
 from learngene.engine import evaluate, train
@@ -131,13 +131,15 @@ def initialize(path: Path, method: str, depth: int, seed: int, source: Part | No
     key = digest(method, depth, seed, options, source.key if source else None)
 
     def compute(folder: Path) -> dict:
-        init = METHODS[method](source.result["artifact"] if source else None, depth, seed=seed, **options)
+        source_artifact = source.result["artifact"] if source else None
+        init = METHODS[method](source_artifact, depth, seed=seed, **options)
         model = init.build()
         model_dir = folder / "model"
         if rank() == 0:
             if model_dir.exists():
                 shutil.rmtree(model_dir)
-            save_model_folder(model, model_dir, extra_files={"init.json": init.info})
+            save_model_folder(model, model_dir, preprocessing=recorded_preprocessing(source_artifact),
+                              model_args=init.model_args, extra_files={"init.json": init.info})
         val_loader, device = validation(OmegaConf.to_yaml(OmegaConf.structured({"data": finetune.data})),
                                         finetune.device)
         metrics = evaluate(model.to(device), val_loader, device, finetune.amp)

@@ -28,7 +28,8 @@ nothing is lost but the storage rounding.
 when recorded. Replaying it is right only if the teacher would now see the identical pixels, which holds
 when all of these are unchanged:
 
-1. the teacher's weights (``teacher``: give a name that changes with them, e.g. name plus checkpoint);
+1. the teacher and everything that changes its outputs (``teacher``: a string that changes with them;
+   the training engine passes a content hash of the teacher's weights and settings);
 2. every data setting (``data_cfg`` is hashed whole: dataset, image size, batch size, workers,
    augmentation, mixup/cutmix, train limit);
 3. the seed and the epoch order: the sampler order must depend only on (seed, epoch), as
@@ -39,12 +40,20 @@ when all of these are unchanged:
    training loop must reseed the augmentation RNGs from (seed, epoch) at the start of every epoch;
 5. the number of processes and this process's rank.
 
-The key of 1-3 and 5 (teacher, data config hash, seed, world size; plus k, storage dtype and number of
-classes) is recorded in ``cache.json`` and in every shard; a cache opened with another key, or a shard
-that does not belong to it, is refused with a :class:`LearngeneError`. Condition 4 cannot be keyed, so
-every replayed batch is checked against its recorded fingerprints (a plain sum and a fixed random
+The key of 1-3 and 5 (the ``teacher`` string, data config hash, seed, world size; plus k, storage dtype
+and number of classes) is recorded in ``cache.json`` and in every shard; a cache opened with another
+key, or a shard that does not belong to it, is refused with a :class:`LearngeneError`. The cache trusts
+the ``teacher`` string: two teachers given the same string share a cache. Condition 4 cannot be keyed,
+so every replayed batch is checked against its recorded fingerprints (a plain sum and a fixed random
 weighting of each image's pixels): a batch with other pixels is refused instead of silently training on
 another image's targets. An epoch is cached only when it was recorded whole, from its first step.
+
+**Integrity.** Every shard stores the sha256 of its tensors (``learngene.checkpoint.payload_checksum``),
+checked when the shard is loaded: a shard damaged on disk, or missing a tensor, is refused with one
+line saying to delete it (the next run records that epoch again).
+
+**k.** ``topk`` larger than the number of classes keeps every class (k = C, nothing lost but the
+storage rounding), so the default k = 10 also works on datasets with fewer classes.
 
 Training loops use it as (see also ``tools/bench_speed.py``)::
 
@@ -70,12 +79,14 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from learngene.checkpoint import atomic_path, atomic_write_text
+from learngene.checkpoint import (CHECKSUM_KEY, atomic_path, atomic_write_text, check_checksum,
+                                  payload_checksum)
 from learngene.errors import LearngeneError
 
-CACHE_FORMAT = "learngene-teacher-cache/v1"
+CACHE_FORMAT = "learngene-teacher-cache/v2"  # v2: shards carry a checksum
 MANIFEST_NAME = "cache.json"
 STORAGE_DTYPES = {"float16": torch.float16, "float32": torch.float32}
+SHARD_TENSORS = ("logprobs", "classes", "rest_logmass", "fingerprints", "offsets")
 
 
 def data_config_hash(data_cfg) -> str:
@@ -131,12 +142,14 @@ class TeacherLogitCache:
 
     ``lookup`` returns replayed logits for a batch of an epoch whose shard exists (else None); ``record``
     collects the teacher's outputs of an epoch being recorded; ``finish_epoch`` writes that epoch's shard.
+    ``topk`` is clamped to ``num_classes`` (k = C keeps every class).
     """
 
     def __init__(self, root: str | os.PathLike, *, teacher: str, data_cfg, seed: int, num_classes: int,
                  topk: int = 10, dtype: str = "float16", rank: int = 0, world_size: int = 1):
-        if not 1 <= topk <= num_classes:
-            raise LearngeneError(f"teacher cache topk must be between 1 and the {num_classes} classes, got {topk}")
+        if topk < 1:
+            raise LearngeneError(f"teacher cache topk must be at least 1, got {topk}: set distill.teacher_cache_topk")
+        topk = min(topk, num_classes)
         if dtype not in STORAGE_DTYPES:
             raise LearngeneError(f"teacher cache dtype {dtype!r} is not one of {', '.join(STORAGE_DTYPES)}")
         if not 0 <= rank < world_size:
@@ -203,10 +216,18 @@ class TeacherLogitCache:
         path = self.shard_path(epoch)
         try:
             with safe_open(str(path), framework="pt", device=str(device)) as f:
-                self._check_same(json.loads((f.metadata() or {}).get("manifest", "{}")), str(path))
+                metadata = f.metadata() or {}
+                self._check_same(json.loads(metadata.get("manifest", "{}")), str(path))
                 shard = {k: f.get_tensor(k) for k in f.keys()}
         except (SafetensorError, OSError, ValueError):
             raise LearngeneError(f"teacher cache shard {path} is truncated or not a shard: delete it") from None
+        missing = [name for name in SHARD_TENSORS if name not in shard]
+        missing += [] if CHECKSUM_KEY in metadata else [f"{CHECKSUM_KEY} metadata"]
+        if missing:
+            raise LearngeneError(f"teacher cache shard {path} has no {', '.join(missing)}: it is not a whole shard; "
+                                 "delete it")
+        check_checksum(path, "teacher cache shard", metadata[CHECKSUM_KEY], shard,
+                       "delete it (the next run records that epoch again)")
         return shard, shard.pop("offsets").tolist()
 
     def record(self, epoch: int, step: int, images: torch.Tensor, teacher_logits: torch.Tensor) -> None:
@@ -234,6 +255,7 @@ class TeacherLogitCache:
         sizes = torch.tensor([0] + [len(s[0]) for s in steps])
         shard["offsets"] = sizes.cumsum(0)
         path = self.shard_path(epoch)
+        metadata = {"manifest": json.dumps(self.manifest), CHECKSUM_KEY: payload_checksum(shard)}
         with atomic_path(path) as tmp:
-            save_file(shard, str(tmp), metadata={"manifest": json.dumps(self.manifest)})
+            save_file(shard, str(tmp), metadata=metadata)
         return path

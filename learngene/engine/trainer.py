@@ -35,14 +35,15 @@ from typing import Iterator
 
 import torch
 from omegaconf import OmegaConf
+from timm.models import get_model_args
 from timm.optim import create_optimizer_v2
 from timm.scheduler import create_scheduler_v2
 from timm.utils import ModelEmaV3, random_seed
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from learngene.checkpoint import atomic_torch_save, atomic_write_text, load_torch_file, save_learngene, \
-    save_model_folder
+from learngene.checkpoint import atomic_torch_save, atomic_write_text, load_torch_file, preprocessing_of, \
+    save_learngene, save_model_folder
 from learngene.config import TrainConfig, check_train_config, resume_conflicts, save_config
 from learngene.data import build_loaders, build_mixup
 from learngene.distill import classification_loss, distillation_loss
@@ -506,15 +507,16 @@ class Run:
     def save_artifact(self, summary: dict) -> Path:
         """The Aux-Net's learngene file, or a timm model folder for any other model."""
         model = self.model.cpu()
+        preprocessing = preprocessing_of(self.cfg.data, self.info)
         if isinstance(model, PooledViT):
             path = self.out / "learngene.safetensors"
             extra = {k: summary[k] for k in ("teacher", "epochs", "val_top1", "teacher_top1") if k in summary}
-            save_learngene(model, path, kind=learngene_kind(model), extra=extra)
+            save_learngene(model, path, kind=learngene_kind(model), extra=extra, preprocessing=preprocessing)
         else:
             path = self.out / "model"
             if path.exists():  # written by an earlier finish of this run (resumed after it ended)
                 shutil.rmtree(path)
-            save_model_folder(model, path)
+            save_model_folder(model, path, preprocessing=preprocessing, model_args=get_model_args(model))
         return path
 
     def paths(self, artifact: Path) -> dict:
