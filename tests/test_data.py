@@ -14,6 +14,7 @@ from timm.data.random_erasing import RandomErasing
 from torch.utils.data import DistributedSampler
 
 from learngene.data import DataConfig, build_datasets, build_eval_loader, build_loaders, build_mixup, build_splits
+from learngene.data.digits import split_indices
 from learngene.data.factory import holdout_indices
 from learngene.errors import LearngeneError
 
@@ -50,15 +51,13 @@ def test_digits_split_is_exact_and_stratified(digits):
     assert train_counts + val_counts + test_counts == full
     for label, n in full.items():  # stratified: every class keeps its share (360 / 1797) in val and in test
         assert abs(val_counts[label] - 360 / 1797 * n) <= 1 and abs(test_counts[label] - 360 / 1797 * n) <= 1
-    # no image is in two splits (digits has a few exact duplicates, so compare by position in load_digits)
-    raw = torch.tensor(load_digits().images).flatten(1)
+    # the three splits partition load_digits(), and each holds exactly the images at its positions
+    indices = split_indices()
+    assert sorted(torch.cat(list(indices.values())).tolist()) == list(range(1797))
+    raw = torch.tensor(load_digits().images, dtype=torch.float32)
     (mean,), (std,) = info.mean, info.std
-
-    def positions(split):
-        pixels = (_stack(split)[0].flatten(1) * std + mean) * 16
-        return {int((raw - p.round()).abs().sum(1).argmin()) for p in pixels}
-
-    assert len(positions(train) | positions(val) | positions(test)) >= 1797 - 5
+    for split, dataset in zip(("train", "val", "test"), (train, val, test)):
+        assert torch.allclose((_stack(dataset)[0][:, 0] * std + mean) * 16, raw[indices[split]], atol=1e-4)
 
 
 def test_digits_normalized_with_training_stats(digits):

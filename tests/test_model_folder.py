@@ -11,12 +11,11 @@ import timm
 import timm.data
 import torch
 from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 
 import learngene  # noqa: F401  (registers the Aux-Nets)
 from learngene.checkpoint import preprocessing_of, save_learngene
 from learngene.data import DataConfig, build_datasets
-from learngene.data.digits import MAX_PIXEL, SPLIT_SEED, VAL_FRACTION
+from learngene.data.digits import MAX_PIXEL, split_indices
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
@@ -32,8 +31,7 @@ ARCHITECTURE_CFG = {"fixed_input_size": True, "first_conv": "patch_embed.proj", 
 def raw_val_digits() -> tuple[torch.Tensor, torch.Tensor]:
     """The validation digits as a user has them: (1, 8, 8) float images in [0, 1] (pixel / 16), and labels."""
     digits = load_digits()
-    _, val_idx = train_test_split(np.arange(len(digits.target)), test_size=VAL_FRACTION, stratify=digits.target,
-                                  random_state=SPLIT_SEED)
+    val_idx = split_indices()["val"].numpy()
     images = torch.tensor(digits.images[val_idx], dtype=torch.float32).unsqueeze(1) / MAX_PIXEL
     return images, torch.tensor(digits.target[val_idx])
 

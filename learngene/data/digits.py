@@ -52,6 +52,15 @@ class DigitsDataset(Dataset):
         return padded[:, top:top + height, left:left + width]
 
 
+def split_indices() -> dict[str, torch.Tensor]:
+    """Positions in ``sklearn.datasets.load_digits()`` of the train, val and test images (fixed, stratified)."""
+    target = load_digits().target
+    rest, test = train_test_split(np.arange(len(target)), test_size=TEST_SIZE, stratify=target,
+                                  random_state=SPLIT_SEED)
+    train, val = train_test_split(rest, test_size=VAL_SIZE, stratify=target[rest], random_state=SPLIT_SEED)
+    return {"train": torch.from_numpy(train), "val": torch.from_numpy(val), "test": torch.from_numpy(test)}
+
+
 def load_digits_splits(img_size: int, shift: int = 0) -> tuple[dict[str, DigitsDataset], float, float]:
     """Return ``({"train", "val", "test"} -> dataset, mean, std)``; images scaled to [0, 1], resized, normalized.
 
@@ -61,23 +70,16 @@ def load_digits_splits(img_size: int, shift: int = 0) -> tuple[dict[str, DigitsD
     digits = load_digits()
     images = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / MAX_PIXEL
     labels = torch.tensor(digits.target, dtype=torch.long)
-    rest_idx, test_idx = train_test_split(
-        np.arange(len(labels)), test_size=TEST_SIZE, stratify=digits.target, random_state=SPLIT_SEED
-    )
-    train_idx, val_idx = train_test_split(
-        rest_idx, test_size=VAL_SIZE, stratify=digits.target[rest_idx], random_state=SPLIT_SEED
-    )
+    indices = split_indices()
     if img_size != NATIVE_SIZE:
         # antialias only matters when shrinking; resizing once here keeps items cheap
         images = F.interpolate(images, size=(img_size, img_size), mode="bilinear", align_corners=False, antialias=True)
 
-    train_idx = torch.from_numpy(train_idx)
-    std, mean = torch.std_mean(images[train_idx])
+    std, mean = torch.std_mean(images[indices["train"]])
     mean, std = mean.item(), std.item()
     images = (images - mean) / std
     background = -mean / std  # raw pixel 0, normalized
     splits = {}
-    for split, idx in (("train", train_idx), ("val", val_idx), ("test", test_idx)):
-        idx = torch.as_tensor(idx)
+    for split, idx in indices.items():
         splits[split] = DigitsDataset(images[idx], labels[idx], background, shift=shift if split == "train" else 0)
     return splits, mean, std
