@@ -211,18 +211,18 @@ class Learngene:
     preprocessing: dict | None = None  # what the Aux-Net was trained on (preprocessing_of); None if not recorded
     path: str = ""
 
-    def build_aux(self):
+    def build_aux(self, advice: str = "pass a file written by tools/train_aux.py"):
+        """The Aux-Net its metadata names, holding its tensors; ``advice`` ends the error line when they don't fit."""
         import timm  # a learngene's model name is a timm entry point registered by learngene.models
         try:
             aux = timm.create_model(self.model, **self.model_args)
         except (RuntimeError, TypeError, ValueError) as e:  # an unknown name, arguments it does not take
             reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise LearngeneError(f"learngene {self.path} names model {self.model!r} with {self.model_args}, which "
-                                 f"timm cannot create ({reason}): pass a file written by tools/train_aux.py") from None
+                                 f"timm cannot create ({reason}): {advice}") from None
         mismatch = state_dict_mismatch(aux.state_dict(), self.state_dict)
         if mismatch:
-            raise LearngeneError(f"learngene {self.path} does not fit the {self.model} it names ({mismatch}): "
-                                 "pass a file written by tools/train_aux.py")
+            raise LearngeneError(f"learngene {self.path} does not fit the {self.model} it names ({mismatch}): {advice}")
         aux.load_state_dict(self.state_dict, strict=True)
         return aux
 

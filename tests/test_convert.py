@@ -188,7 +188,7 @@ def test_bare_state_dict_is_accepted(tmp_path):
     ("stage-count", "has 5 stages but --stage-sizes 3,3 gives 2"),
     ("heads", "which 5 heads do not divide"),
     ("tleg-width", "not a DeiT width with 64-dim heads: pass --num-heads"),
-    ("shape", "size mismatch for stages.2.attn.qkv.weight"),
+    ("shape", "does not fit the sws_aux_vit_tiny_patch16_224 it names (shape: stages.2.attn.qkv.weight [144, 49] vs [144, 48]"),
     ("foreign", "cannot read"),
     ("missing-file", "does not exist"),
     ("no-model", "has no state dict under 'model'"),

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
+from timm.models import get_model_args
 from torch.utils.data import DataLoader, TensorDataset
 
 import learngene.engine.trainer as engine_train
@@ -321,7 +322,7 @@ def test_cache_of_a_changed_teacher_is_not_replayed(tmp_path, trained_teacher):
     with torch.no_grad():
         retrained.head.weight.mul_(-1.0)  # the teacher now ranks the classes the other way round
     shutil.rmtree(teacher)
-    save_model_folder(retrained, teacher)
+    save_model_folder(retrained, teacher, preprocessing=None, model_args=get_model_args(retrained))
 
     through_cache, without_cache = distill("new_cached", cache), distill("new_online", "")
     assert through_cache.keys() == without_cache.keys()

@@ -21,6 +21,7 @@ from learngene.checkpoint import recorded_preprocessing, save_model_folder
 from learngene.cli import ArgumentParser, entry_point
 from learngene.errors import LearngeneError
 from learngene.expand import ORDER_NAMES, STRATEGIES
+from learngene.hub import resolve_source
 
 
 def json_object(text: str) -> dict:
@@ -80,7 +81,8 @@ def main(argv=None) -> int:
 
     init = init_method(**options)
     des = init.build()
-    save_model_folder(des, args.out, preprocessing=recorded_preprocessing(args.source), model_args=init.model_args,
+    source = resolve_source(args.source) if args.source else None  # a shared folder or hub id: its weights
+    save_model_folder(des, args.out, preprocessing=recorded_preprocessing(source), model_args=init.model_args,
                       extra_files={"plan.json": init.info})
 
     params = sum(p.numel() for p in des.parameters())

@@ -103,7 +103,7 @@ def train_part(path: Path, cfg: TrainConfig, upstream_keys: tuple[str, ...] = ()
     key = digest(OmegaConf.to_yaml(OmegaConf.structured(cfg)), upstream_keys)
 
     def compute(_):
-        cfg.resume = "auto"
+        cfg.resume = "auto" if cfg.optim.epochs > 0 else ""  # an evaluate-only run has nothing to resume
         summary = train(cfg)
         if summary.get("interrupted"):
             raise KeyboardInterrupt("benchmark stopped by SIGTERM; run the same command again to continue")

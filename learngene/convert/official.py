@@ -225,12 +225,7 @@ def convert_checkpoint(path: str | Path, source: str, out: str | Path, state_key
     official_args = record.get("args", {})
     if official_args.get("distillation_type", "none") != "none":
         learngene.extra["teacher"] = official_args.get("teacher_model")
-    try:
-        aux = learngene.build_aux()
-    except RuntimeError as e:  # tensors whose shapes disagree with the stem (another width, a broken file)
-        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-        detail = lines[1] if len(lines) > 1 else lines[0]  # the first line only names the model class
-        raise LearngeneError(f"{path} does not load into {learngene.model} ({detail}): pass an unmodified "
-                             "official Aux-Net checkpoint") from None
+    learngene.path = str(path)
+    aux = learngene.build_aux(advice="pass an unmodified official Aux-Net checkpoint")
     save_learngene(aux, out, kind=learngene.kind, extra=learngene.extra)
     return learngene
