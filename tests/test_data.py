@@ -1,4 +1,5 @@
 import pickle
+import random
 from collections import Counter
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from torch.utils.data import DistributedSampler
 
 from learngene.data import DataConfig, build_datasets, build_eval_loader, build_loaders, build_mixup, build_splits
 from learngene.data.factory import holdout_indices
+from learngene.data.seeded import item_seed
 from learngene.errors import LearngeneError
 
 
@@ -157,20 +159,57 @@ def test_digits_shift_translates_training_images_only(digits):
 
 
 @pytest.mark.parametrize("num_workers", [0, 2])
-def test_shifted_batches_repeat_when_the_global_rng_is_restored(num_workers):
+def test_shifted_batches_depend_only_on_seed_epoch_and_index(num_workers):
     cfg = DataConfig(digits_shift=1, batch_size=32, train_limit=64, num_workers=num_workers)
-    train_loader, _, _ = build_loaders(cfg, seed=0)
-    torch.manual_seed(7)  # workers are seeded from the main process's RNG when an epoch starts
-    batches = [x for x, _ in train_loader]
+    train_loader, _, _ = build_loaders(cfg, seed=3)
+    raw = build_datasets(cfg)[0]
+
+    def epoch(loader, epoch, global_seed):
+        loader.sampler.set_epoch(epoch)
+        torch.manual_seed(global_seed)  # whatever the global RNG holds (a student's draws) does not matter
+        return [x for x, _ in loader]
+
+    batches = epoch(train_loader, 1, global_seed=7)
     assert len(batches) == 2 and batches[0].shape == (32, 1, 8, 8) and batches[0].dtype == torch.float32
-    torch.manual_seed(7)
-    assert all(torch.equal(a, b) for a, b in zip(batches, (x for x, _ in train_loader)))
-    assert not all(torch.equal(a, b) for a, b in zip(batches, (x for x, _ in train_loader)))
+    assert all(torch.equal(a, b) for a, b in zip(batches, epoch(train_loader, 1, global_seed=8)))
+    assert not torch.equal(batches[0], epoch(train_loader, 2, global_seed=7)[0])
+    assert not torch.equal(batches[0], epoch(build_loaders(cfg, seed=4)[0], 1, global_seed=7)[0])
+    # each image is the dataset's item drawn under its own seed (seed, epoch, index, draw 0)
+    train_loader.sampler.set_epoch(1)
+    order = [index for index, _ in train_loader.sampler]
+    for position in (0, 5, 33):
+        torch.manual_seed(item_seed(3, 1, order[position], 0))
+        assert torch.equal(torch.cat(batches)[position], raw[order[position]][0])
+    # in the main process the global generators are left as they were
+    if num_workers == 0:
+        state = torch.get_rng_state(), random.getstate(), np.random.get_state()[1].tolist()
+        image = train_loader.dataset[(0, 0)][0]
+        assert torch.equal(image, train_loader.dataset[(0, 0)][0])
+        assert not all(torch.equal(image, train_loader.dataset[(0, draw)][0]) for draw in range(1, 4))
+        assert torch.equal(torch.get_rng_state(), state[0])
+        assert (random.getstate(), np.random.get_state()[1].tolist()) == state[1:]
+
+
+def test_repeated_copies_of_an_image_get_their_own_draws():
+    cfg = DataConfig(repeated_aug=True, digits_shift=2, batch_size=64)
+    train_loader, _, _ = build_loaders(cfg, seed=0)
+    train_loader.sampler.set_epoch(5)
+    keys = list(train_loader.sampler)
+    assert [draw for _, draw in keys[:6]] == [0, 1, 2, 0, 1, 2]  # DeiT's three copies in a row
+    images = torch.cat([x for x, _ in train_loader])
+    copies = images[:len(images) // 3 * 3].view(-1, 3, 1, 8, 8)
+    differ = [not (torch.equal(c[0], c[1]) and torch.equal(c[1], c[2])) for c in copies]
+    assert sum(differ) > 0.9 * len(differ)  # 25 offsets each: three equal draws are rare
 
 
 def test_bad_digits_configs():
-    assert "imagefolder" in _raise_message(DataConfig(name="mnist"))
+    assert "fashion_mnist" in _raise_message(DataConfig(name="svhn"))
     assert "digits_shift" in _raise_message(DataConfig(digits_shift=-1))
+    assert "set data.digits_shift=0" in _raise_message(DataConfig(digits_shift=1, augment=False))
+    assert "data.scale=[0.5]" in _raise_message(DataConfig(scale=[0.5]))
+    assert "data.scale=[0.5, 1.5]" in _raise_message(DataConfig(scale=[0.5, 1.5]))
+    assert "data.ratio=[1.3, 0.7]" in _raise_message(DataConfig(ratio=[1.3, 0.7]))
+    assert "data.hflip" in _raise_message(DataConfig(hflip=1.5))
     with pytest.raises(LearngeneError, match="batch_size 2000"):
         build_loaders(DataConfig(batch_size=2000), seed=0)
 
@@ -258,6 +297,48 @@ def test_imagefolder_training_transform_follows_config(tmp_path):
     assert any(isinstance(t, RandomErasing) and t.probability == 0.25 for t in steps)
     assert any("RandAugment" in type(t).__name__ for t in steps)
     assert train[0][0].shape == val[0][0].shape == (3, 12, 12)
+
+
+def test_imagefolder_transform_knobs_and_no_augmentation(tmp_path):
+    _write_pngs(tmp_path / "train", ["a", "b"], size=20)
+    _write_pngs(tmp_path / "val", ["a", "b"], size=20)
+    cfg = DataConfig(name="imagefolder", root=str(tmp_path), img_size=16, scale=[0.5, 0.9], ratio=[0.8, 1.25],
+                     hflip=0.0)
+    steps = build_datasets(cfg)[0].dataset.transform.transforms
+    crop = steps[0]
+    assert type(crop).__name__ == "RandomResizedCropAndInterpolation"
+    assert (crop.scale, crop.ratio) == ((0.5, 0.9), (0.8, 1.25))
+    assert not any("Flip" in type(t).__name__ for t in steps)
+    flips = [t for t in build_datasets(DataConfig(name="imagefolder", root=str(tmp_path), img_size=16, hflip=0.3))[0]
+             .dataset.transform.transforms if "Flip" in type(t).__name__]
+    assert [t.p for t in flips] == [0.3]
+
+    # augment=false: training images get the evaluation transform, and loaders leave them unseeded
+    cfg = DataConfig(name="imagefolder", root=str(tmp_path), img_size=16, augment=False, batch_size=2)
+    splits, _ = build_splits(cfg)
+    train, test = splits["train"], splits["test"]
+    assert repr(train.dataset.transform) == repr(test.transform)
+    assert torch.equal(train[0][0], train[0][0])
+    assert isinstance(build_loaders(cfg, seed=0)[0].sampler, DistributedSampler)
+
+
+def _truncate(path, keep=60):
+    path.write_bytes(path.read_bytes()[:keep])
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_unreadable_image_stops_with_one_line_naming_it(tmp_path, num_workers):
+    _write_pngs(tmp_path / "train", ["a", "b"])
+    _write_pngs(tmp_path / "val", ["a", "b"])
+    bad = tmp_path / "train" / "b" / "2.png"
+    _truncate(bad)
+    cfg = DataConfig(name="imagefolder", root=str(tmp_path), img_size=16, batch_size=6, val_holdout=0.25,
+                     num_workers=num_workers)
+    train_loader, _, _ = build_loaders(cfg, seed=0)
+    with pytest.raises(LearngeneError) as e:
+        list(train_loader)
+    message = str(e.value)
+    assert "\n" not in message and message.startswith(f"cannot read image {bad} (") and "replace or delete" in message
 
 
 def test_imagefolder_errors(tmp_path):
