@@ -1,5 +1,6 @@
 import pickle
 import random
+import urllib.error
 from collections import Counter
 from pathlib import Path
 
@@ -426,6 +427,106 @@ def test_holdout_is_stratified_and_refuses_to_hold_out_nothing(tmp_path, skip_ci
     _write_cifar(tmp_path, cifar10=False, per_file=2)  # 10 images over 100 classes: no class has two
     assert "holds out no training image" in _raise_message(DataConfig(name="cifar100", root=str(tmp_path)))
     assert "val_holdout must be a fraction" in _raise_message(DataConfig(val_holdout=1.0))
+
+
+def test_cifar_download_is_passed_through(tmp_path, skip_cifar_md5, monkeypatch):
+    root = tmp_path / "data"
+    assert "data.download=true" in _raise_message(DataConfig(name="cifar10", root=str(root)))
+    calls = []
+
+    def fake_download(self):  # what torchvision's download leaves behind: the unpacked files under root
+        calls.append(self.root)
+        _write_cifar(Path(self.root), cifar10=True, per_file=4)
+
+    monkeypatch.setattr(torchvision.datasets.CIFAR10, "download", fake_download)
+    splits, info = build_splits(DataConfig(name="cifar10", root=str(root), download=True, img_size=32))
+    assert calls == [str(root)] and (info.num_train + info.num_val, info.num_test) == (20, 3)
+
+
+# ---------------------------------------------------------------- MNIST and Fashion-MNIST
+
+
+def _write_idx(path, array):
+    """torchvision's raw MNIST format: a big-endian header (uint8 type, number of dims, each dim), then the bytes."""
+    path.write_bytes(bytes([0, 0, 8, array.ndim]) + np.array(array.shape, dtype=">i4").tobytes()
+                     + array.astype(np.uint8).tobytes())
+
+
+def _write_mnist(root, folder="MNIST", train=40, test=10, seed=0):
+    """Tiny files in torchvision's MNIST layout (root/<folder>/raw/); returns (train, test) as (images, labels)."""
+    rng = np.random.default_rng(seed)
+    raw = root / folder / "raw"
+    raw.mkdir(parents=True)
+    splits = []
+    for prefix, n in (("train", train), ("t10k", test)):
+        images, labels = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8), np.arange(n) % 10
+        _write_idx(raw / f"{prefix}-images-idx3-ubyte", images)
+        _write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels)
+        splits.append((images, labels.tolist()))
+    return splits
+
+
+@pytest.mark.parametrize("name,folder,mean,std", [("mnist", "MNIST", 0.1307, 0.3081),
+                                                  ("fashion_mnist", "FashionMNIST", 0.2860, 0.3530)])
+def test_mnist_loads_torchvision_files_in_one_channel(tmp_path, name, folder, mean, std):
+    (train_pixels, train_labels), (test_pixels, test_labels) = _write_mnist(tmp_path, folder)
+    cfg = DataConfig(name=name, root=str(tmp_path), img_size=28, crop_pct=1.0, batch_size=4, scale=[0.8, 1.0],
+                     hflip=0.0)
+    splits, info = build_splits(cfg)
+    train, val, test = splits["train"], splits["val"], splits["test"]
+    assert (info.num_classes, info.in_chans, info.img_size, info.mean, info.std) == (10, 1, 28, (mean,), (std,))
+    assert (info.num_train, info.num_val, info.num_test) == (30, 10, 10)  # one of each class's 4 held out as val
+    for i, j in enumerate(val.indices):  # evaluation transform: the pixels, normalized with the training statistics
+        image, label = val[i]
+        assert image.shape == (1, 28, 28) and label == train_labels[j]
+        assert torch.allclose(image * std + mean, torch.from_numpy(train_pixels[j] / 255).float()[None], atol=1e-5)
+    assert torch.allclose(test[3][0] * std + mean, torch.from_numpy(test_pixels[3] / 255).float()[None], atol=1e-5)
+    assert train[0][0].shape == (1, 28, 28)
+    train_loader, _, _ = build_loaders(cfg, seed=0)
+    assert [x.shape for x, _ in train_loader] == [(4, 1, 28, 28)] * 7
+
+
+def test_mnist_missing_files_name_the_download_flag(tmp_path):
+    message = _raise_message(DataConfig(name="mnist", root=str(tmp_path)))
+    assert f"missing folder {tmp_path / 'MNIST' / 'raw'}" in message and "data.download=true" in message
+    (tmp_path / "MNIST" / "raw").mkdir(parents=True)
+    message = _raise_message(DataConfig(name="mnist", root=str(tmp_path)))
+    assert "missing or corrupted files" in message and "data.download=true" in message
+
+
+def test_mnist_download_goes_into_the_root(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_download(self):
+        calls.append((type(self).__name__, self.root))
+        if not (Path(self.root) / "FashionMNIST").exists():
+            _write_mnist(Path(self.root), "FashionMNIST")
+
+    monkeypatch.setattr(torchvision.datasets.FashionMNIST, "download", fake_download)
+    root = tmp_path / "data"
+    _, info = build_splits(DataConfig(name="fashion_mnist", root=str(root), download=True, img_size=28))
+    assert calls == [("FashionMNIST", str(root))] and info.num_test == 10
+    assert not (root / "MNIST").exists()
+
+
+@pytest.mark.parametrize("error", [urllib.error.URLError(OSError(101, "Network is unreachable")),
+                                   RuntimeError("Error downloading train-images-idx3-ubyte.gz:\nTried https://"
+                                                "ossci-datasets.s3.amazonaws.com/mnist/, got:\n<urlopen error "
+                                                "[Errno -3] Temporary failure in name resolution>\n")])
+def test_mnist_download_offline_is_one_line_and_leaves_nothing(tmp_path, monkeypatch, error):
+    def offline(self):
+        Path(self.raw_folder).mkdir(parents=True, exist_ok=True)  # as torchvision does before its first request
+        raise error
+
+    monkeypatch.setattr(torchvision.datasets.MNIST, "download", offline)
+    root = tmp_path / "data"
+    message = _raise_message(DataConfig(name="mnist", root=str(root), download=True))
+    assert message.startswith(f"could not download mnist into {root} (") and "check the network" in message
+    assert "Network is unreachable" in message or "name resolution" in message
+    assert not root.exists()  # the folders the attempt created are gone
+    root.mkdir()
+    _raise_message(DataConfig(name="mnist", root=str(root), download=True))
+    assert list(root.iterdir()) == []
 
 
 def test_cifar_errors(tmp_path):

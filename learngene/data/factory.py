@@ -318,9 +318,8 @@ def _torchvision(dataset: type, cfg: DataConfig, train_tf, val_tf) -> dict[str, 
     archives = dataset.filename if is_cifar else ", ".join(name for name, _ in dataset.resources)
     layout = f"the folder that holds {folder}/ (from {archives})"
     if cfg.download and cfg.root:
-        root = Path(os.path.expanduser(cfg.root))
-        _download(dataset, root, folder, cfg.name)
-    root = _require_root(cfg.root, layout)
+        _download(dataset, Path(os.path.expanduser(cfg.root)), folder, cfg.name)
+    root = _require_root(cfg.root, f"{layout}, or with data.download=true the folder to download {cfg.name} into")
     if not (root / folder).is_dir():
         raise LearngeneError(f"missing folder {root / folder}: pass data.download=true to download {cfg.name} into "
                              f"{root}, or unpack {archives} there, or point data.root at {layout}")
