@@ -49,7 +49,8 @@ def test_students_see_identical_imagefolder_batches_under_timm_training_transfor
         for name in ("a", "b"):
             (tmp_path / split / name).mkdir(parents=True)
             for i in range(count):
-                Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)).save(tmp_path / split / name / f"{i}.png")
+                pixels = rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(tmp_path / split / name / f"{i}.png")
     cfg = DataConfig(name="imagefolder", root=str(tmp_path), img_size=16, batch_size=8, num_workers=num_workers)
     first = student_epoch(cfg, student_seed=1, depth=1)
     assert_same_batches(first, student_epoch(cfg, student_seed=2, depth=3))

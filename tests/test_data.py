@@ -1,3 +1,4 @@
+import dataclasses
 import pickle
 import random
 import urllib.error
@@ -537,3 +538,44 @@ def test_cifar_errors(tmp_path):
 
     _write_cifar(tmp_path, cifar10=True)  # real torchvision checks: the generated files fail their md5
     assert "missing or corrupted" in _raise_message(DataConfig(name="cifar10", root=str(tmp_path)))
+
+
+# ---------------------------------------------------------------- benchmark presets
+
+
+@pytest.mark.parametrize("preset", ["mnist", "fashion_mnist", "cifar10", "cifar100"])
+def test_benchmark_presets_read_their_dataset_from_the_root(tmp_path, skip_cifar_md5, monkeypatch, preset):
+    """Every part of a preset trains on the preset's dataset, in the shape its models take; with the files under
+    data.root it loads them, and asked to download while offline it stops with one line."""
+    from learngene.benchmark.config import BenchmarkConfig
+    from learngene.config import TrainConfig, load_config
+    from tools.benchmark import PRESETS
+
+    cfg = load_config(PRESETS[preset], [], BenchmarkConfig)
+    parts = {name: load_config(getattr(cfg, name).config, getattr(cfg, name).overrides, TrainConfig)
+             for name in ("ancestry", "sws_aux", "tleg_aux", "simple_lg", "finetune", "trained")}
+    assert {part.data.name for part in parts.values()} == {preset} and cfg.methods and cfg.depths == [6, 12]
+    data = parts["ancestry"].data
+    if preset.startswith("cifar"):
+        _write_cifar(tmp_path, cifar10=preset == "cifar10", per_file=40 if preset == "cifar100" else 30)
+    else:
+        _write_mnist(tmp_path, "MNIST" if preset == "mnist" else "FashionMNIST", train=300)
+    local = dataclasses.replace(data, root=str(tmp_path), batch_size=8)
+    loader, _, info = build_loaders(local, seed=0)
+    images, labels = next(iter(loader))
+    for name, part in parts.items():
+        assert part.data == data, name  # one data config for every part
+        kwargs = part.model.kwargs
+        if name != "finetune":  # the fine-tune's model comes from the Des-Net folder
+            assert (kwargs["img_size"], kwargs["in_chans"], kwargs.get("num_classes", 10)) == (
+                info.img_size, info.in_chans, info.num_classes)
+            assert (kwargs["img_size"] // kwargs["patch_size"]) ** 2 == 16
+    assert images.shape == (8, info.in_chans, info.img_size, info.img_size)
+
+    def offline(self):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(type(loader.dataset.dataset.dataset), "download", offline)
+    empty = tmp_path / "empty"
+    message = _raise_message(dataclasses.replace(data, root=str(empty), download=True))
+    assert message.startswith(f"could not download {preset} into {empty}") and "name resolution" in message
