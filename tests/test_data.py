@@ -1,4 +1,7 @@
+import dataclasses
 import pickle
+import random
+import urllib.error
 from collections import Counter
 from pathlib import Path
 
@@ -16,6 +19,7 @@ from torch.utils.data import DistributedSampler
 from learngene.data import DataConfig, build_datasets, build_eval_loader, build_loaders, build_mixup, build_splits
 from learngene.data.digits import split_indices
 from learngene.data.factory import holdout_indices
+from learngene.data.seeded import item_seed
 from learngene.errors import LearngeneError
 
 
@@ -156,20 +160,57 @@ def test_digits_shift_translates_training_images_only(digits):
 
 
 @pytest.mark.parametrize("num_workers", [0, 2])
-def test_shifted_batches_repeat_when_the_global_rng_is_restored(num_workers):
+def test_shifted_batches_depend_only_on_seed_epoch_and_index(num_workers):
     cfg = DataConfig(digits_shift=1, batch_size=32, train_limit=64, num_workers=num_workers)
-    train_loader, _, _ = build_loaders(cfg, seed=0)
-    torch.manual_seed(7)  # workers are seeded from the main process's RNG when an epoch starts
-    batches = [x for x, _ in train_loader]
+    train_loader, _, _ = build_loaders(cfg, seed=3)
+    raw = build_datasets(cfg)[0]
+
+    def epoch(loader, epoch, global_seed):
+        loader.sampler.set_epoch(epoch)
+        torch.manual_seed(global_seed)  # whatever the global RNG holds (a student's draws) does not matter
+        return [x for x, _ in loader]
+
+    batches = epoch(train_loader, 1, global_seed=7)
     assert len(batches) == 2 and batches[0].shape == (32, 1, 8, 8) and batches[0].dtype == torch.float32
-    torch.manual_seed(7)
-    assert all(torch.equal(a, b) for a, b in zip(batches, (x for x, _ in train_loader)))
-    assert not all(torch.equal(a, b) for a, b in zip(batches, (x for x, _ in train_loader)))
+    assert all(torch.equal(a, b) for a, b in zip(batches, epoch(train_loader, 1, global_seed=8)))
+    assert not torch.equal(batches[0], epoch(train_loader, 2, global_seed=7)[0])
+    assert not torch.equal(batches[0], epoch(build_loaders(cfg, seed=4)[0], 1, global_seed=7)[0])
+    # each image is the dataset's item drawn under its own seed (seed, epoch, index, draw 0)
+    train_loader.sampler.set_epoch(1)
+    order = [index for index, _ in train_loader.sampler]
+    for position in (0, 5, 33):
+        torch.manual_seed(item_seed(3, 1, order[position], 0))
+        assert torch.equal(torch.cat(batches)[position], raw[order[position]][0])
+    # in the main process the global generators are left as they were
+    if num_workers == 0:
+        state = torch.get_rng_state(), random.getstate(), np.random.get_state()[1].tolist()
+        image = train_loader.dataset[(0, 0)][0]
+        assert torch.equal(image, train_loader.dataset[(0, 0)][0])
+        assert not all(torch.equal(image, train_loader.dataset[(0, draw)][0]) for draw in range(1, 4))
+        assert torch.equal(torch.get_rng_state(), state[0])
+        assert (random.getstate(), np.random.get_state()[1].tolist()) == state[1:]
+
+
+def test_repeated_copies_of_an_image_get_their_own_draws():
+    cfg = DataConfig(repeated_aug=True, digits_shift=2, batch_size=64)
+    train_loader, _, _ = build_loaders(cfg, seed=0)
+    train_loader.sampler.set_epoch(5)
+    keys = list(train_loader.sampler)
+    assert [draw for _, draw in keys[:6]] == [0, 1, 2, 0, 1, 2]  # DeiT's three copies in a row
+    images = torch.cat([x for x, _ in train_loader])
+    copies = images[:len(images) // 3 * 3].view(-1, 3, 1, 8, 8)
+    differ = [not (torch.equal(c[0], c[1]) and torch.equal(c[1], c[2])) for c in copies]
+    assert sum(differ) > 0.9 * len(differ)  # 25 offsets each: three equal draws are rare
 
 
 def test_bad_digits_configs():
-    assert "imagefolder" in _raise_message(DataConfig(name="mnist"))
+    assert "fashion_mnist" in _raise_message(DataConfig(name="svhn"))
     assert "digits_shift" in _raise_message(DataConfig(digits_shift=-1))
+    assert "set data.digits_shift=0" in _raise_message(DataConfig(digits_shift=1, augment=False))
+    assert "data.scale=[0.5]" in _raise_message(DataConfig(scale=[0.5]))
+    assert "data.scale=[0.5, 1.5]" in _raise_message(DataConfig(scale=[0.5, 1.5]))
+    assert "data.ratio=[1.3, 0.7]" in _raise_message(DataConfig(ratio=[1.3, 0.7]))
+    assert "data.hflip" in _raise_message(DataConfig(hflip=1.5))
     with pytest.raises(LearngeneError, match="batch_size 2000"):
         build_loaders(DataConfig(batch_size=2000), seed=0)
 
@@ -259,6 +300,48 @@ def test_imagefolder_training_transform_follows_config(tmp_path):
     assert train[0][0].shape == val[0][0].shape == (3, 12, 12)
 
 
+def test_imagefolder_transform_knobs_and_no_augmentation(tmp_path):
+    _write_pngs(tmp_path / "train", ["a", "b"], size=20)
+    _write_pngs(tmp_path / "val", ["a", "b"], size=20)
+    cfg = DataConfig(name="imagefolder", root=str(tmp_path), img_size=16, scale=[0.5, 0.9], ratio=[0.8, 1.25],
+                     hflip=0.0)
+    steps = build_datasets(cfg)[0].dataset.transform.transforms
+    crop = steps[0]
+    assert type(crop).__name__ == "RandomResizedCropAndInterpolation"
+    assert (crop.scale, crop.ratio) == ((0.5, 0.9), (0.8, 1.25))
+    assert not any("Flip" in type(t).__name__ for t in steps)
+    flips = [t for t in build_datasets(DataConfig(name="imagefolder", root=str(tmp_path), img_size=16, hflip=0.3))[0]
+             .dataset.transform.transforms if "Flip" in type(t).__name__]
+    assert [t.p for t in flips] == [0.3]
+
+    # augment=false: training images get the evaluation transform, and loaders leave them unseeded
+    cfg = DataConfig(name="imagefolder", root=str(tmp_path), img_size=16, augment=False, batch_size=2)
+    splits, _ = build_splits(cfg)
+    train, test = splits["train"], splits["test"]
+    assert repr(train.dataset.transform) == repr(test.transform)
+    assert torch.equal(train[0][0], train[0][0])
+    assert isinstance(build_loaders(cfg, seed=0)[0].sampler, DistributedSampler)
+
+
+def _truncate(path, keep=60):
+    path.write_bytes(path.read_bytes()[:keep])
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_unreadable_image_stops_with_one_line_naming_it(tmp_path, num_workers):
+    _write_pngs(tmp_path / "train", ["a", "b"])
+    _write_pngs(tmp_path / "val", ["a", "b"])
+    bad = tmp_path / "train" / "b" / "2.png"
+    _truncate(bad)
+    cfg = DataConfig(name="imagefolder", root=str(tmp_path), img_size=16, batch_size=6, val_holdout=0.25,
+                     num_workers=num_workers)
+    train_loader, _, _ = build_loaders(cfg, seed=0)
+    with pytest.raises(LearngeneError) as e:
+        list(train_loader)
+    message = str(e.value)
+    assert "\n" not in message and message.startswith(f"cannot read image {bad} (") and "replace or delete" in message
+
+
 def test_imagefolder_errors(tmp_path):
     assert "data.root is empty" in _raise_message(DataConfig(name="imagefolder"))
     assert "is not a folder" in _raise_message(DataConfig(name="imagefolder", root=str(tmp_path / "nope")))
@@ -346,6 +429,106 @@ def test_holdout_is_stratified_and_refuses_to_hold_out_nothing(tmp_path, skip_ci
     assert "val_holdout must be a fraction" in _raise_message(DataConfig(val_holdout=1.0))
 
 
+def test_cifar_download_is_passed_through(tmp_path, skip_cifar_md5, monkeypatch):
+    root = tmp_path / "data"
+    assert "data.download=true" in _raise_message(DataConfig(name="cifar10", root=str(root)))
+    calls = []
+
+    def fake_download(self):  # what torchvision's download leaves behind: the unpacked files under root
+        calls.append(self.root)
+        _write_cifar(Path(self.root), cifar10=True, per_file=4)
+
+    monkeypatch.setattr(torchvision.datasets.CIFAR10, "download", fake_download)
+    splits, info = build_splits(DataConfig(name="cifar10", root=str(root), download=True, img_size=32))
+    assert calls == [str(root)] and (info.num_train + info.num_val, info.num_test) == (20, 3)
+
+
+# ---------------------------------------------------------------- MNIST and Fashion-MNIST
+
+
+def _write_idx(path, array):
+    """torchvision's raw MNIST format: a big-endian header (uint8 type, number of dims, each dim), then the bytes."""
+    path.write_bytes(bytes([0, 0, 8, array.ndim]) + np.array(array.shape, dtype=">i4").tobytes()
+                     + array.astype(np.uint8).tobytes())
+
+
+def _write_mnist(root, folder="MNIST", train=40, test=10, seed=0):
+    """Tiny files in torchvision's MNIST layout (root/<folder>/raw/); returns (train, test) as (images, labels)."""
+    rng = np.random.default_rng(seed)
+    raw = root / folder / "raw"
+    raw.mkdir(parents=True)
+    splits = []
+    for prefix, n in (("train", train), ("t10k", test)):
+        images, labels = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8), np.arange(n) % 10
+        _write_idx(raw / f"{prefix}-images-idx3-ubyte", images)
+        _write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels)
+        splits.append((images, labels.tolist()))
+    return splits
+
+
+@pytest.mark.parametrize("name,folder,mean,std", [("mnist", "MNIST", 0.1307, 0.3081),
+                                                  ("fashion_mnist", "FashionMNIST", 0.2860, 0.3530)])
+def test_mnist_loads_torchvision_files_in_one_channel(tmp_path, name, folder, mean, std):
+    (train_pixels, train_labels), (test_pixels, test_labels) = _write_mnist(tmp_path, folder)
+    cfg = DataConfig(name=name, root=str(tmp_path), img_size=28, crop_pct=1.0, batch_size=4, scale=[0.8, 1.0],
+                     hflip=0.0)
+    splits, info = build_splits(cfg)
+    train, val, test = splits["train"], splits["val"], splits["test"]
+    assert (info.num_classes, info.in_chans, info.img_size, info.mean, info.std) == (10, 1, 28, (mean,), (std,))
+    assert (info.num_train, info.num_val, info.num_test) == (30, 10, 10)  # one of each class's 4 held out as val
+    for i, j in enumerate(val.indices):  # evaluation transform: the pixels, normalized with the training statistics
+        image, label = val[i]
+        assert image.shape == (1, 28, 28) and label == train_labels[j]
+        assert torch.allclose(image * std + mean, torch.from_numpy(train_pixels[j] / 255).float()[None], atol=1e-5)
+    assert torch.allclose(test[3][0] * std + mean, torch.from_numpy(test_pixels[3] / 255).float()[None], atol=1e-5)
+    assert train[0][0].shape == (1, 28, 28)
+    train_loader, _, _ = build_loaders(cfg, seed=0)
+    assert [x.shape for x, _ in train_loader] == [(4, 1, 28, 28)] * 7
+
+
+def test_mnist_missing_files_name_the_download_flag(tmp_path):
+    message = _raise_message(DataConfig(name="mnist", root=str(tmp_path)))
+    assert f"missing folder {tmp_path / 'MNIST' / 'raw'}" in message and "data.download=true" in message
+    (tmp_path / "MNIST" / "raw").mkdir(parents=True)
+    message = _raise_message(DataConfig(name="mnist", root=str(tmp_path)))
+    assert "missing or corrupted files" in message and "data.download=true" in message
+
+
+def test_mnist_download_goes_into_the_root(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_download(self):
+        calls.append((type(self).__name__, self.root))
+        if not (Path(self.root) / "FashionMNIST").exists():
+            _write_mnist(Path(self.root), "FashionMNIST")
+
+    monkeypatch.setattr(torchvision.datasets.FashionMNIST, "download", fake_download)
+    root = tmp_path / "data"
+    _, info = build_splits(DataConfig(name="fashion_mnist", root=str(root), download=True, img_size=28))
+    assert calls == [("FashionMNIST", str(root))] and info.num_test == 10
+    assert not (root / "MNIST").exists()
+
+
+@pytest.mark.parametrize("error", [urllib.error.URLError(OSError(101, "Network is unreachable")),
+                                   RuntimeError("Error downloading train-images-idx3-ubyte.gz:\nTried https://"
+                                                "ossci-datasets.s3.amazonaws.com/mnist/, got:\n<urlopen error "
+                                                "[Errno -3] Temporary failure in name resolution>\n")])
+def test_mnist_download_offline_is_one_line_and_leaves_nothing(tmp_path, monkeypatch, error):
+    def offline(self):
+        Path(self.raw_folder).mkdir(parents=True, exist_ok=True)  # as torchvision does before its first request
+        raise error
+
+    monkeypatch.setattr(torchvision.datasets.MNIST, "download", offline)
+    root = tmp_path / "data"
+    message = _raise_message(DataConfig(name="mnist", root=str(root), download=True))
+    assert message.startswith(f"could not download mnist into {root} (") and "check the network" in message
+    assert "Network is unreachable" in message or "name resolution" in message
+    assert not root.exists()  # the folders the attempt created are gone
+    root.mkdir()
+    _raise_message(DataConfig(name="mnist", root=str(root), download=True))
+    assert list(root.iterdir()) == []
+
+
 def test_cifar_errors(tmp_path):
     message = _raise_message(DataConfig(name="cifar10", root=str(tmp_path)))
     assert f"missing folder {tmp_path / 'cifar-10-batches-py'}" in message and "cifar-10-python.tar.gz" in message
@@ -354,3 +537,44 @@ def test_cifar_errors(tmp_path):
 
     _write_cifar(tmp_path, cifar10=True)  # real torchvision checks: the generated files fail their md5
     assert "missing or corrupted" in _raise_message(DataConfig(name="cifar10", root=str(tmp_path)))
+
+
+# ---------------------------------------------------------------- benchmark presets
+
+
+@pytest.mark.parametrize("preset", ["mnist", "fashion_mnist", "cifar10", "cifar100"])
+def test_benchmark_presets_read_their_dataset_from_the_root(tmp_path, skip_cifar_md5, monkeypatch, preset):
+    """Every part of a preset trains on the preset's dataset, in the shape its models take; with the files under
+    data.root it loads them, and asked to download while offline it stops with one line."""
+    from learngene.benchmark.config import BenchmarkConfig
+    from learngene.config import TrainConfig, load_config
+    from tools.benchmark import PRESETS
+
+    cfg = load_config(PRESETS[preset], [], BenchmarkConfig)
+    parts = {name: load_config(getattr(cfg, name).config, getattr(cfg, name).overrides, TrainConfig)
+             for name in ("ancestry", "sws_aux", "tleg_aux", "simple_lg", "finetune", "trained")}
+    assert {part.data.name for part in parts.values()} == {preset} and cfg.methods and cfg.depths == [6, 12]
+    data = parts["ancestry"].data
+    if preset.startswith("cifar"):
+        _write_cifar(tmp_path, cifar10=preset == "cifar10", per_file=40 if preset == "cifar100" else 30)
+    else:
+        _write_mnist(tmp_path, "MNIST" if preset == "mnist" else "FashionMNIST", train=300)
+    local = dataclasses.replace(data, root=str(tmp_path), batch_size=8)
+    loader, _, info = build_loaders(local, seed=0)
+    images, labels = next(iter(loader))
+    for name, part in parts.items():
+        assert part.data == data, name  # one data config for every part
+        kwargs = part.model.kwargs
+        if name != "finetune":  # the fine-tune's model comes from the Des-Net folder
+            assert (kwargs["img_size"], kwargs["in_chans"], kwargs.get("num_classes", 10)) == (
+                info.img_size, info.in_chans, info.num_classes)
+            assert (kwargs["img_size"] // kwargs["patch_size"]) ** 2 == 16
+    assert images.shape == (8, info.in_chans, info.img_size, info.img_size)
+
+    def offline(self):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(type(loader.dataset.dataset.dataset), "download", offline)
+    empty = tmp_path / "empty"
+    message = _raise_message(dataclasses.replace(data, root=str(empty), download=True))
+    assert message.startswith(f"could not download {preset} into {empty}") and "name resolution" in message

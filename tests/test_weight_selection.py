@@ -5,6 +5,7 @@ import timm
 import torch
 
 from learngene.baselines import select_weights, uniform_indices
+from learngene.baselines.weight_selection import ELEMENT_SELECTIONS
 from learngene.errors import LearngeneError
 
 # vit_small / vit_tiny widths (384 / 192, 6 / 3 heads of 64) on tiny images, few blocks.
@@ -109,10 +110,64 @@ def test_random_inconsistent_draws_per_tensor():
     assert len(sets[(384, 192)]) > 10
 
 
-def test_consecutive_takes_the_first_slices():
+def test_consecutive_takes_the_first_slices_of_each_qkv_part():
     parent, child = index_coded(vit(depth=2).state_dict()), vit("vit_tiny_patch16_224", depth=2).state_dict()
     sets = axis_sets(parent, child, select_weights(parent, child, elements="consecutive"))
+    first_of_each_part = tuple(part * 384 + i for part in range(3) for i in range(192))  # q, k, v: 192 of 384 each
+    assert sets.pop((1152, 576)) == {first_of_each_part}
     assert sets == {pair: {tuple(range(pair[1]))} for pair in sets}
+
+
+def decode_attention(parent_width, selected, block=0):
+    """Where each element of an index-coded parent's attention came from.
+
+    Returns ``(qkv_rows, qkv_inputs, bias_rows, proj_outputs, proj_inputs)``, each a LongTensor of parent positions:
+    a qkv row is ``part * parent_width + channel`` (timm's fused q, k, v blocks, channel = head * head_dim + dim).
+    """
+    d = parent_width
+    qkv_rows, qkv_inputs = selected_axes((3 * d, d), selected[f"blocks.{block}.attn.qkv.weight"])
+    (bias_rows,) = selected_axes((3 * d,), selected[f"blocks.{block}.attn.qkv.bias"])
+    proj_outputs, proj_inputs = selected_axes((d, d), selected[f"blocks.{block}.attn.proj.weight"])
+    return qkv_rows, qkv_inputs, bias_rows, proj_outputs, proj_inputs
+
+
+@pytest.mark.parametrize("elements", ELEMENT_SELECTIONS)
+@pytest.mark.parametrize("head_aware", [False, True])
+@pytest.mark.parametrize("child_args", [dict(embed_dim=192, num_heads=3), dict(embed_dim=320, num_heads=5),
+                                        dict(embed_dim=96, num_heads=3)])
+def test_qkv_provenance_for_every_element_rule(elements, head_aware, child_args):
+    """Every child q, k, v row comes from the parent's q, k, v part, with one channel set shared by the three parts
+    and by proj's input axis (per tensor under random-inconsistent); the released uniform rule stays as released."""
+    parent = index_coded(vit(depth=2).state_dict())  # 384 wide, 6 heads of 64
+    child = vit(depth=2, **child_args).state_dict()
+    child_width, child_heads = child_args["embed_dim"], child_args["num_heads"]
+    selected = select_weights(parent, child, elements=elements, seed=7, head_aware=head_aware,
+                              num_heads=(6, child_heads))
+    for block in range(2):
+        qkv_rows, qkv_inputs, bias_rows, proj_outputs, proj_inputs = decode_attention(384, selected, block)
+        if elements == "uniform" and not head_aware:  # the released rule, bit for bit
+            for suffix in ("qkv.weight", "qkv.bias", "proj.weight"):
+                key = f"blocks.{block}.attn.{suffix}"
+                np.testing.assert_array_equal(selected[key].numpy(), released_rule(parent[key].numpy(),
+                                                                                   tuple(child[key].shape)))
+            continue
+        part, channel = qkv_rows // 384, qkv_rows % 384
+        assert torch.equal(part, torch.arange(3 * child_width) // child_width)  # child q, k, v <- parent q, k, v
+        q, k, v = channel.view(3, child_width)
+        assert torch.equal(q, k) and torch.equal(k, v)  # child channel i reads one parent channel in q, k and v
+        assert len(set(q.tolist())) == child_width
+        if head_aware:  # and each child head reads one parent head
+            parent_head = q.view(child_heads, -1) // 64
+            assert bool((parent_head == parent_head[:, :1]).all())
+        if elements == "random-inconsistent":  # the ablation: a fresh set for every tensor
+            continue
+        embed = selected_axes(parent["norm.weight"].shape, selected["norm.weight"])[0]
+        assert torch.equal(bias_rows, qkv_rows) and torch.equal(proj_inputs, v)  # proj reads v's channels
+        assert torch.equal(qkv_inputs, embed) and torch.equal(proj_outputs, embed)  # the residual stream's set
+        if elements == "consecutive" and not head_aware:
+            assert q.tolist() == list(range(child_width))
+        if elements == "random" and not head_aware:
+            assert torch.equal(q, embed)  # one logical dimension, one random set
 
 
 @pytest.mark.parametrize("elements", ["uniform", "consecutive", "random"])

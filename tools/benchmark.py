@@ -18,7 +18,8 @@ from learngene.config import load_config
 from learngene.errors import LearngeneError
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "benchmark"
-PRESETS = {"default": CONFIGS / "digits.yaml", "quick": CONFIGS / "digits_quick.yaml"}
+PRESETS = {"default": CONFIGS / "digits.yaml", "quick": CONFIGS / "digits_quick.yaml",
+           **{name: CONFIGS / f"{name}.yaml" for name in ("mnist", "fashion_mnist", "cifar10", "cifar100")}}
 
 
 def int_list(text: str) -> list[int]:

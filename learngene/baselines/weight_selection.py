@@ -23,10 +23,20 @@ Three steps, all on state dicts:
    Keys containing ``"head"`` keep the child's own values, as in the released code (this includes
    ConvNeXt's ``head.norm``).
 
-``head_aware=True`` replaces the plain rule on fused attention tensors: child heads are chosen among
-the parent heads and head dims within every head (both by the element rule), and each child head's
-q, k and v rows come from one parent head with the same head dims; ``attn.proj``'s input axis uses the
-same heads and dims. The plain rule treats qkv as one axis, mixing heads and q/k/v boundaries.
+Fused attention (``attn.qkv`` weight and bias, ``attn.proj.weight``) is selected **per q/k/v part** by
+every rule except ``uniform``: one index set of the parent's embedding width picks the child's q, k and
+v rows alike (row ``part * D_p + i``), and ``attn.proj``'s input axis takes the same set as v, so each
+child dimension keeps a matching query, key, value and output column. Taking the first or a random
+``3 * D_c`` of the fused ``3 * D_p`` rows would instead give the child keys made of parent queries, or
+pair unrelated q and k dimensions. Under ``random-inconsistent`` the set is drawn afresh per tensor (q,
+k and v still share it within ``attn.qkv``). ``uniform`` keeps the released rule on the fused axis, bit
+for bit, unless ``head_aware``.
+
+``head_aware=True`` also keeps heads whole (for every rule, ``uniform`` included): child heads are
+chosen among the parent heads and head dims within every head (both by the element rule), and each
+child head's q, k and v rows come from one parent head with the same head dims; ``attn.proj``'s input
+axis uses the same heads and dims. The released ``uniform`` rule treats qkv as one axis, mixing heads
+and, with non-divisible widths, q/k/v boundaries.
 """
 from __future__ import annotations
 
@@ -156,8 +166,9 @@ def select_weights(parent_state: dict[str, torch.Tensor], child_state: dict[str,
         if any(c > p for p, c in zip(parent.shape, child.shape)):
             raise LearngeneError(f"child tensor {key} {tuple(child.shape)} is wider than the parent's "
                                  f"{tuple(parent.shape)}: weight selection only makes models narrower")
-        if head_aware and key.endswith((*QKV_SUFFIXES, PROJ_SUFFIX)):
-            axes = attention_axes(key, parent.shape, child.shape, indices, num_heads)
+        if key.endswith((*QKV_SUFFIXES, PROJ_SUFFIX)) and (head_aware or elements != "uniform"):
+            # per q/k/v part; without head_aware the width counts as one head, so only parts are kept apart
+            axes = attention_axes(key, parent.shape, child.shape, indices, num_heads if head_aware else (1, 1))
         else:
             axes = [indices(p, c) for p, c in zip(parent.shape, child.shape)]
         out = parent
@@ -169,7 +180,8 @@ def select_weights(parent_state: dict[str, torch.Tensor], child_state: dict[str,
 
 def attention_axes(key: str, parent_shape, child_shape, indices: ElementIndices,
                    num_heads: tuple[int, int] | None) -> list[torch.Tensor]:
-    """Per-axis indices for fused ``attn.qkv`` (weight, bias) and ``attn.proj.weight`` that keep heads whole."""
+    """Per-axis indices for fused ``attn.qkv`` (weight, bias) and ``attn.proj.weight``: one set of rows per
+    q/k/v part (proj's input axis: the same set), keeping ``num_heads = (parent_heads, child_heads)`` whole."""
     if num_heads is None:
         raise LearngeneError("head_aware=True needs num_heads=(parent_heads, child_heads)")
     parent_heads, child_heads = num_heads

@@ -26,7 +26,7 @@ class DigitsDataset(Dataset):
 
     ``shift`` > 0 moves each image by a random integer offset in [-shift, shift] pixels on both axes,
     filling the uncovered border with background (raw pixel 0). The offsets come from torch's global
-    RNG, which DataLoader workers are also seeded from, so a run that restores that RNG repeats them.
+    RNG, which training loaders seed per item (``learngene.data.seeded``).
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, background: float, shift: int = 0):

@@ -1,45 +1,74 @@
 """Datasets, loaders and mixup for training and evaluation, built from one ``data`` config node.
 
 Datasets: ``digits`` (scikit-learn's 8x8 digits, in memory), ``imagefolder`` (``root/train/<class>/*``
-and ``root/val/<class>/*``, optionally ``root/test/<class>/*``), ``cifar10`` / ``cifar100`` (torchvision's
-files under ``root``, never downloaded). Image datasets use timm's transforms and ImageNet mean/std, so
-ImageNet-pretrained models see the inputs they expect.
+and ``root/val/<class>/*``, optionally ``root/test/<class>/*``), and through torchvision ``mnist``,
+``fashion_mnist`` (1-channel 28x28), ``cifar10`` and ``cifar100`` (3-channel 32x32): torchvision's files
+under ``data.root``, downloaded there only with ``data.download=true``. Image datasets use timm's
+transforms: for training timm's RandomResizedCrop (``data.scale``, ``data.ratio``) and flip
+(``data.hflip``) plus the optional augmentations, or with ``data.augment=false`` the evaluation transform.
+Colour datasets are normalized with ImageNet's mean/std, so ImageNet-pretrained models see the inputs they
+expect; MNIST and Fashion-MNIST with the statistics of their own training files (``GRAY_STATS``).
 
 Every dataset has three splits. ``train`` is trained on, ``val`` is what training runs report and what
 recipes are chosen on, and ``test`` is read only by the benchmark's reported results. Where a dataset
 ships only two splits (CIFAR's train/test, an image folder with train/ and val/ only), its second split
 becomes ``test`` and ``val`` is a stratified ``data.val_holdout`` fraction of the training images, the
 same images on every run (``HOLDOUT_SEED``).
+
+What a training run sees depends on ``(seed, epoch)`` alone, never on the model being trained: the
+sampler order is a function of them, and every random augmentation of a training image (timm's
+transforms, the digits shift) draws from generators seeded by ``(seed, epoch, index, draw)``
+(``learngene.data.seeded``), with or without loader workers, leaving the global generators as they were.
+So a student's init, dropout or drop path cannot change the pixels of a batch: two students with the
+same data config and seed get identical batches (what a teacher-logit cache replay needs), and a
+resumed run re-draws the same ones. Mixup/CutMix act on whole batches in the training loop, not here.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import os
-from dataclasses import dataclass
+import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
 import torch
 import torch.distributed as dist
+from PIL import Image
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, Mixup, create_transform
 from timm.data.distributed_sampler import RepeatAugSampler
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
-from torchvision.datasets import CIFAR10, CIFAR100, ImageFolder
+from torchvision.datasets import CIFAR10, CIFAR100, MNIST, FashionMNIST, ImageFolder
+from torchvision.datasets.folder import pil_loader
 
 from learngene.data import digits
+from learngene.data.seeded import SeededItems, SeededItemSampler
 from learngene.errors import LearngeneError
 
-DATASET_NAMES = ("digits", "imagefolder", "cifar10", "cifar100")
+DATASET_NAMES = ("digits", "imagefolder", "mnist", "fashion_mnist", "cifar10", "cifar100")
+TORCHVISION = {"mnist": MNIST, "fashion_mnist": FashionMNIST, "cifar10": CIFAR10, "cifar100": CIFAR100}
+# Pixel mean and std (values in [0, 1]) over all 60,000 images of each training file: MNIST's are the values
+# torchvision's own MNIST example uses, Fashion-MNIST's the equally common ones for its training file.
+GRAY_STATS = {"mnist": ((0.1307,), (0.3081,)), "fashion_mnist": ((0.2860,), (0.3530,))}
 SPLITS = ("train", "val", "test")
 HOLDOUT_SEED = 0
 
 
 @dataclass
 class DataConfig:
-    name: str = "digits"  # digits | imagefolder | cifar10 | cifar100
-    root: str = ""  # imagefolder: folder holding train/ and val/ class subfolders; cifar: torchvision root
+    name: str = "digits"  # digits | imagefolder | mnist | fashion_mnist | cifar10 | cifar100
+    root: str = ""  # imagefolder: folder holding train/ and val/ class subfolders; else torchvision's root
+    download: bool = False  # mnist, fashion_mnist, cifar10/100: download torchvision's files into root if missing
     img_size: int = 8  # resolution fed to the model (digits native 8x8, 1 channel)
     batch_size: int = 128  # per process
     num_workers: int = 0
+    # Training transform of image datasets (all but digits): timm's create_transform(is_training=True) with
+    # these knobs (defaults: timm's ImageNet ones), or with augment=false the evaluation transform.
+    augment: bool = True  # false: no random crop, flip or augmentation (digits: set digits_shift=0 instead)
+    scale: list[float] = field(default_factory=lambda: [0.08, 1.0])  # RandomResizedCrop area fraction range
+    ratio: list[float] = field(default_factory=lambda: [3 / 4, 4 / 3])  # RandomResizedCrop aspect ratio range
+    hflip: float = 0.5  # horizontal flip probability
     auto_augment: Optional[str] = None  # timm create_transform auto_augment, e.g. "rand-m9-mstd0.5-inc1"
     reprob: float = 0.0  # random erasing prob
     color_jitter: float = 0.0
@@ -84,17 +113,18 @@ def build_splits(cfg: DataConfig) -> tuple[dict[str, Dataset], DatasetInfo]:
         raise LearngeneError(f"data.digits_shift must be 0 (off) or a positive pixel count, got {cfg.digits_shift}")
     if not 0.0 < cfg.val_holdout < 1.0:
         raise LearngeneError(f"data.val_holdout must be a fraction between 0 and 1, got {cfg.val_holdout}")
+    check_train_transform(cfg)
     if cfg.name == "digits":
         splits, mean, std = digits.load_digits_splits(cfg.img_size, shift=cfg.digits_shift)
         num_classes, in_chans, mean, std = digits.NUM_CLASSES, 1, (mean,), (std,)
     else:
-        train_tf, val_tf = _timm_transforms(cfg)
+        mean, std = GRAY_STATS.get(cfg.name, (IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD))
+        train_tf, val_tf = _timm_transforms(cfg, mean, std)
         if cfg.name == "imagefolder":
             splits = _image_folders(cfg.root, train_tf, val_tf)
         else:
-            cifar = CIFAR10 if cfg.name == "cifar10" else CIFAR100
-            splits = _cifar(cifar, cfg.root, train_tf, val_tf)
-        num_classes, in_chans, mean, std = len(splits["train"].classes), 3, IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+            splits = _torchvision(TORCHVISION[cfg.name], cfg, train_tf, val_tf)
+        num_classes, in_chans = len(splits["train"].classes), len(mean)
         if "val" not in splits:  # two splits shipped: hold val out of train, seen with the evaluation transform
             train_idx, val_idx = holdout_indices(splits["train"].targets, cfg.val_holdout)
             if not val_idx:
@@ -115,6 +145,25 @@ def build_splits(cfg: DataConfig) -> tuple[dict[str, Dataset], DatasetInfo]:
         num_test=len(splits["test"]),
     )
     return splits, info
+
+
+def check_train_transform(cfg: DataConfig) -> None:
+    if cfg.name == "digits" and not cfg.augment and cfg.digits_shift:
+        raise LearngeneError(f"data.augment=false contradicts data.digits_shift={cfg.digits_shift} (the digits "
+                             "augmentation): set data.digits_shift=0 for no augmentation")
+    if len(cfg.scale) != 2 or not 0 < cfg.scale[0] <= cfg.scale[1] <= 1:
+        raise LearngeneError(f"data.scale={list(cfg.scale)} must be [min, max] fractions of the image area with "
+                             "0 < min <= max <= 1, e.g. data.scale=[0.5,1.0]")
+    if len(cfg.ratio) != 2 or not 0 < cfg.ratio[0] <= cfg.ratio[1]:
+        raise LearngeneError(f"data.ratio={list(cfg.ratio)} must be [min, max] aspect ratios with 0 < min <= max, "
+                             "e.g. data.ratio=[0.75,1.33]")
+    if not 0.0 <= cfg.hflip <= 1.0:
+        raise LearngeneError(f"data.hflip must be a probability between 0 and 1, got {cfg.hflip}")
+
+
+def train_is_random(cfg: DataConfig) -> bool:
+    """Whether a training item draws random numbers (then loaders seed it per item, ``learngene.data.seeded``)."""
+    return cfg.digits_shift > 0 if cfg.name == "digits" else cfg.augment
 
 
 def holdout_indices(targets, fraction: float, seed: int = HOLDOUT_SEED) -> tuple[list[int], list[int]]:
@@ -146,8 +195,9 @@ def build_loaders(
 ) -> tuple[DataLoader, DataLoader, DatasetInfo]:
     """Return ``(train_loader, val_loader, info)``.
 
-    The train order depends only on ``(seed, epoch)``: call ``train_loader.sampler.set_epoch(epoch)``
-    before each epoch. The sampler is a ``DistributedSampler`` even in a single process, or timm's
+    The train order depends only on ``(seed, epoch)``, and so does every random augmentation of a training
+    image (``learngene.data.seeded``): call ``train_loader.sampler.set_epoch(epoch)`` before each epoch's
+    ``iter()``. The sampler wraps a ``DistributedSampler`` (even in a single process), or timm's
     ``RepeatAugSampler`` (seeded as below) with ``repeated_aug``. Every process gets the whole
     validation set, in order.
     """
@@ -166,8 +216,10 @@ def build_loaders(
             f"data.batch_size {cfg.batch_size} is larger than the {len(sampler)} training images each process "
             f"sees per epoch: lower data.batch_size or use more training images"
         )
-    # No persistent workers: each epoch's workers are then seeded from the main process's RNG,
-    # so a resumed run draws the same augmentations as an uninterrupted one.
+    if train_is_random(cfg):  # items without random draws need no seeding (which costs ~0.1 ms an item)
+        train = SeededItems(train, seed)
+        sampler = SeededItemSampler(sampler, train, rank=rank, num_replicas=num_replicas)
+    # No persistent workers: each epoch's workers copy the dataset, and with it the epoch set_epoch gave it.
     common = dict(batch_size=cfg.batch_size, num_workers=cfg.num_workers, pin_memory=torch.cuda.is_available())
     train_loader = DataLoader(train, sampler=sampler, drop_last=True, **common)
     val_loader = DataLoader(val, shuffle=False, drop_last=False, **common)
@@ -197,16 +249,24 @@ def build_mixup(cfg: DataConfig, num_classes: int) -> Optional[Mixup]:
     )
 
 
-def _timm_transforms(cfg: DataConfig):
+def _timm_transforms(cfg: DataConfig, mean: tuple, std: tuple):
+    val_tf = create_transform(cfg.img_size, is_training=False, interpolation=cfg.interpolation, crop_pct=cfg.crop_pct,
+                              mean=mean, std=std)
+    if not cfg.augment:
+        return val_tf, val_tf
     train_tf = create_transform(
         cfg.img_size,
         is_training=True,
+        scale=tuple(cfg.scale),
+        ratio=tuple(cfg.ratio),
+        hflip=cfg.hflip,
         auto_augment=cfg.auto_augment,
         re_prob=cfg.reprob,
         color_jitter=cfg.color_jitter,
         interpolation=cfg.interpolation,
+        mean=mean,
+        std=std,
     )
-    val_tf = create_transform(cfg.img_size, is_training=False, interpolation=cfg.interpolation, crop_pct=cfg.crop_pct)
     return train_tf, val_tf
 
 
@@ -233,7 +293,7 @@ def _image_folders(cfg_root: str, train_tf, val_tf) -> dict[str, ImageFolder]:
         if not split_dir.is_dir():
             raise LearngeneError(f"missing folder {split_dir}: data.root must be {layout}")
         try:
-            splits[split] = ImageFolder(str(split_dir), transform=transform)
+            splits[split] = ImageFolder(str(split_dir), transform=transform, loader=read_image)
         except FileNotFoundError as e:  # no class folders, or a class folder without images
             raise LearngeneError(f"{split_dir}: {e}; data.root must be {layout}") from None
     train = splits["train"]
@@ -249,22 +309,63 @@ def _image_folders(cfg_root: str, train_tf, val_tf) -> dict[str, ImageFolder]:
     return splits
 
 
-def _cifar(cifar: type[CIFAR10], cfg_root: str, train_tf, val_tf) -> dict[str, CIFAR10]:
-    """CIFAR's train and test files; the training images also with the evaluation transform (to hold val out of)."""
-    archive = cifar.filename  # e.g. cifar-10-python.tar.gz, which unpacks to cifar.base_folder
-    layout = f"the folder that holds {cifar.base_folder}/ (unpacked from {archive})"
-    root = _require_root(cfg_root, layout)
-    folder = root / cifar.base_folder
-    if not folder.is_dir():
-        raise LearngeneError(f"missing folder {folder}: unpack {archive} into {root} or point data.root at {layout}")
+def _torchvision(dataset: type, cfg: DataConfig, train_tf, val_tf) -> dict[str, Dataset]:
+    """A torchvision dataset's train and test files under ``data.root`` (downloaded there with ``data.download``);
+    the training images also with the evaluation transform (``train_eval``, to hold val out of)."""
+    is_cifar = dataset in (CIFAR10, CIFAR100)
+    # where torchvision keeps the files under root, and what a user unpacks there by hand
+    folder = dataset.base_folder if is_cifar else f"{dataset.__name__}/raw"
+    archives = dataset.filename if is_cifar else ", ".join(name for name, _ in dataset.resources)
+    layout = f"the folder that holds {folder}/ (from {archives})"
+    if cfg.download and cfg.root:
+        _download(dataset, Path(os.path.expanduser(cfg.root)), folder, cfg.name)
+    root = _require_root(cfg.root, f"{layout}, or with data.download=true the folder to download {cfg.name} into")
+    if not (root / folder).is_dir():
+        raise LearngeneError(f"missing folder {root / folder}: pass data.download=true to download {cfg.name} into "
+                             f"{root}, or unpack {archives} there, or point data.root at {layout}")
     try:
         return {
-            "train": cifar(str(root), train=True, transform=train_tf, download=False),
-            "train_eval": cifar(str(root), train=True, transform=val_tf, download=False),
-            "test": cifar(str(root), train=False, transform=val_tf, download=False),
+            "train": dataset(str(root), train=True, transform=train_tf),
+            "train_eval": dataset(str(root), train=True, transform=val_tf),
+            "test": dataset(str(root), train=False, transform=val_tf),
         }
-    except RuntimeError:  # torchvision's "not found or corrupted": a file is missing or fails its md5 check
-        raise LearngeneError(
-            f"{folder} has missing or corrupted files (torchvision checks each file's md5): "
-            f"unpack a fresh {archive} into {root}"
-        ) from None
+    except RuntimeError:  # torchvision's "not found (or corrupted)": a file is missing or fails its md5 check
+        checked = "torchvision checks each file's md5" if is_cifar else "torchvision needs each of them unpacked"
+        raise LearngeneError(f"{root / folder} has missing or corrupted files ({checked}): delete the folder and "
+                             f"pass data.download=true, or unpack fresh {archives} into it") from None
+
+
+def _download(dataset: type, root: Path, folder: str, name: str) -> None:
+    """torchvision's download into ``root`` (a no-op when the files are there); a failure is one line, and the
+    folders this attempt created are removed again."""
+    created = next((p for p in (root, root / folder.split("/")[0]) if not p.exists()), None)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # torchvision prints a line per file and mirror tried
+            dataset(str(root), train=True, download=True)
+    except (OSError, RuntimeError) as e:  # URLError is an OSError; torchvision's MNIST wraps its in a RuntimeError
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
+        reason = [line for line in str(e).splitlines() if line.strip()][-1:] or [type(e).__name__]
+        raise LearngeneError(f"could not download {name} into {root} ({reason[0].strip()}): check the network "
+                             f"connection, or put torchvision's files under data.root and drop data.download") from None
+
+
+class UnreadableImageError(LearngeneError):
+    """An image file that cannot be decoded.
+
+    A DataLoader worker's exception reaches the main process rebuilt from its type and formatted traceback,
+    so the constructor keeps only the last line's message: the error stays one line with workers too.
+    """
+
+    def __init__(self, message: str):
+        prefix = f"{type(self).__module__}.{type(self).__qualname__}: "
+        last = message.rstrip().rsplit("\n", 1)[-1]
+        super().__init__(last[len(prefix):] if last.startswith(prefix) else message)
+
+
+def read_image(path: str):
+    """ImageFolder's loader (an RGB PIL image), stopping on a file that cannot be decoded with a line naming it."""
+    try:
+        return pil_loader(path)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise UnreadableImageError(f"cannot read image {path} ({e}): replace or delete the file") from None
