@@ -34,10 +34,9 @@ when all of these are unchanged:
    augmentation, mixup/cutmix, train limit);
 3. the seed and the epoch order: the sampler order must depend only on (seed, epoch), as
    ``learngene.data.build_loaders`` guarantees;
-4. the random draws of the augmentations and of Mixup/CutMix: they come from the global torch/numpy RNGs
-   (loader workers are seeded from the main process's torch RNG), so whatever else draws from those RNGs
-   between batches (a student's dropout or drop-path, its init) must draw the same amounts, or the
-   training loop must reseed the augmentation RNGs from (seed, epoch) at the start of every epoch;
+4. the random draws of the augmentations and of Mixup/CutMix: the training engine makes them independent of
+   the student (its init, its drop path) by drawing each image's augmentation from (seed, epoch, image index)
+   (``learngene.data.seeded``) and Mixup/CutMix from (seed, epoch, step) (``learngene.engine.state``);
 5. the number of processes and this process's rank.
 
 The key of 1-3 and 5 (the ``teacher`` string, data config hash, seed, world size; plus k, storage dtype
