@@ -327,7 +327,8 @@ class Benchmark:
                                      "folder whose parents are folders")
             if folder.exists():
                 break
-        self.finetune_cfg = self.train_config(cfg.finetune, self.out / "finetune", [f"optim.epochs={cfg.finetune_epochs}"])
+        self.finetune_cfg = self.train_config(cfg.finetune, self.out / "finetune",
+                                              [f"optim.epochs={cfg.finetune_epochs}"])
         self.info = build_loaders(self.finetune_cfg.data, seed=0)[2]
         distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
         self.workers = 1 if distributed else cfg.workers
@@ -497,9 +498,9 @@ class Benchmark:
 
     def des_net_job(self, method: str, depth: int, init_seed: int, finetune_seeds: list[int], source: Part | None,
                     options: dict) -> DesNetJob:
-        return DesNetJob(f"{method} depth{depth} seed{init_seed}", self.out, "sws" if method == "sws-random" else method,
-                         method, depth, init_seed, tuple(finetune_seeds), source, options, self.finetune_cfg,
-                         self.cfg.keep_training_states)
+        initializer = "sws" if method == "sws-random" else method
+        return DesNetJob(f"{method} depth{depth} seed{init_seed}", self.out, initializer, method, depth, init_seed,
+                         tuple(finetune_seeds), source, options, self.finetune_cfg, self.cfg.keep_training_states)
 
     def source_of(self, method: str, seed: int, lg: int, learngenes: dict, source: Part, trained: dict,
                   architecture: str, des_args: dict) -> tuple[Part | None, dict]:
@@ -567,10 +568,11 @@ class Benchmark:
         report.write_csv(sources, report.SOURCE_FIELDS, self.out / "learngenes.csv")
         analysis = report.Analysis(rows, cfg.depths, list(cfg.methods), cfg.bootstrap_resamples)
         report.write_csv(analysis.verdict_rows(), report.VERDICT_FIELDS, self.out / "verdicts.csv")
+        learngene_params = learngenes["sws"][cfg.learngene_seeds[0]].result["params"]
         markdown, console = report.markdown_report(
-            analysis, summary, sources, trained_deepest=deepest, learngene_params=learngenes["sws"][
-                cfg.learngene_seeds[0]].result["params"], des_params=self.des_params(), finetune_epochs=cfg.finetune_epochs,
-            context=self.context, teacher_cache=cfg.teacher_cache,
+            analysis, summary, sources, trained_deepest=deepest, learngene_params=learngene_params,
+            des_params=self.des_params(), finetune_epochs=cfg.finetune_epochs, context=self.context,
+            teacher_cache=cfg.teacher_cache,
             title=f"SWS benchmark on {self.finetune_cfg.data.name} ({self.info.num_classes} classes, "
                   f"{self.info.num_test} test images)")
         atomic_write_text(markdown, self.out / "results.md")

@@ -48,7 +48,7 @@ def cluster_means(units: Sequence[tuple[int, str]], clusters: int) -> torch.Tens
 def paired_bootstrap(a: torch.Tensor, b: torch.Tensor, resamples: int = 2000) -> Interval:
     """Mean accuracy of ``a`` minus ``b`` (``(clusters, images)`` matrices of mean hits) with its 95% interval."""
     if a.shape != b.shape:
-        raise ValueError(f"paired cells must have the same (clusters, images), got {tuple(a.shape)} and {tuple(b.shape)}")
+        raise ValueError(f"paired cells must have the same (clusters, images): {tuple(a.shape)}, {tuple(b.shape)}")
     diff = 100.0 * (a - b)
     clusters, images = diff.shape
     generator = torch.Generator().manual_seed(GENERATOR_SEED)
