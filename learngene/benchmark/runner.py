@@ -129,7 +129,7 @@ def cached(path: Path, key: str, compute) -> Part:
             shutil.rmtree(path)  # made from other inputs or code, or damaged: start over
         path.mkdir(parents=True, exist_ok=True)
         stamp.write_text(key)
-    with console_log(path / "console.log"):
+    with console_log(path / "console.log" if rank() == 0 else Path(os.devnull)):  # other ranks print nothing
         result = compute(path)
     if rank() == 0:
         atomic_write_text(json.dumps({"key": key, "result": result}, indent=2) + "\n", path / DONE)
