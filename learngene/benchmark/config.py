@@ -76,5 +76,6 @@ def check_benchmark_config(cfg: BenchmarkConfig) -> BenchmarkConfig:
         raise LearngeneError(f"finetune_epochs={cfg.finetune_epochs} must be >= 0")
     outside = [d for d in cfg.trained_depths if d not in cfg.depths]
     if outside:
-        raise LearngeneError(f"trained_depths {outside} are not among depths {cfg.depths}")
+        raise LearngeneError(f"trained_depths {outside} are not among depths {cfg.depths}: set trained_depths to "
+                             "some of the depths (e.g. trained_depths=[] for all of them)")
     return cfg
