@@ -5,8 +5,10 @@
     python tools/benchmark.py --depths 6,9,12 --methods sws,tleg,weight-selection --finetune-epochs 2
     torchrun --nproc-per-node 8 tools/benchmark.py --config configs/benchmark/imagenet_des_b.yaml data.root=...
 
-Writes results.csv, results.md and PNG plots into the config's output folder. Every finished part is
-cached there: run the same command again to continue an interrupted benchmark.
+Writes results.csv (one row per measurement on the test split), summary.csv, verdicts.csv, learngenes.csv,
+results.md (tables, paired verdicts, the paper's claims checked) and PNG plots into the config's output
+folder, and ends with the tables on the console. Every finished part is cached there: run the same command
+again to continue an interrupted benchmark. See docs/benchmark.md.
 """
 from __future__ import annotations
 
@@ -54,8 +56,9 @@ def main(argv=None) -> int:
         overrides.append(f"finetune_epochs={args.finetune_epochs}")
     cfg = load_config(args.config or PRESETS[args.preset], overrides, BenchmarkConfig)
     result = Benchmark(cfg).run()
-    stages = ", ".join(f"{k} {v:.0f}s" for k, v in result["wall_seconds"].items())
-    print(f"benchmark done: {result['results_md']} ({stages})")
+    if "console" in result:  # rank 0
+        stages = ", ".join(f"{k} {v:.0f}s" for k, v in result["wall_seconds"].items())
+        print(f"\n{result['console']}\n\nbenchmark done: {result['results_md']} ({stages})")
     return 0
 
 

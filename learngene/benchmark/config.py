@@ -24,10 +24,17 @@ class BenchmarkConfig:
     output: str = "runs/benchmark/digits"
     depths: list[int] = field(default_factory=lambda: list(range(6, 16)))
     methods: list[str] = field(default_factory=lambda: list(METHODS))
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # fine-tune seeds; also random plans' seeds
-    learngene_seeds: list[int] = field(default_factory=lambda: [0])  # fine-tune seed i uses learngene seed i % n
+    # Replicate r of every cell has seed seeds[r] (its fine-tune seed; also the init seed of methods without a
+    # learngene and the random plan's seed of sws-random) and uses learngene seed learngene_seeds[r % n]: the
+    # fine-tune seeds are nested under the learngene seeds, len(seeds) / n of them each (default: one, paired).
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    learngene_seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # of sws, tleg and simple-lg
     finetune_epochs: int = 1
     workers: int = 2  # parts trained at once, each in its own process (1 = in this process)
+    threads: int = 1  # torch threads of every part: results are bitwise repeatable for a fixed count
+    deterministic: bool = True  # every training part runs with deterministic=true
+    keep_training_states: bool = False  # keep each finished part's last.pt (only needed to extend a training)
+    bootstrap_resamples: int = 2000  # paired bootstrap of the verdicts (resampling learngene seeds and test images)
     teacher_cache: bool = True  # the learngenes after the first replay the ancestry's outputs (same data, seed)
     trained_depths: list[int] = field(default_factory=list)  # Trained references; empty = all depths
     vanilla_lg_layers: int = 3
@@ -54,11 +61,21 @@ def check_benchmark_config(cfg: BenchmarkConfig) -> BenchmarkConfig:
         raise LearngeneError(f"depths {cfg.depths} must be a non-empty list of positive integers")
     if not cfg.seeds or not cfg.learngene_seeds:
         raise LearngeneError("seeds and learngene_seeds must each list at least one seed")
-    if cfg.workers < 1:
-        raise LearngeneError(f"workers={cfg.workers} must be >= 1")
+    for name, seeds in (("seeds", cfg.seeds), ("learngene_seeds", cfg.learngene_seeds)):
+        if len(set(seeds)) != len(seeds) or any(s < 0 for s in seeds):
+            raise LearngeneError(f"{name}={seeds} must be distinct non-negative integers")
+    if len(cfg.seeds) % len(cfg.learngene_seeds):
+        raise LearngeneError(f"seeds={cfg.seeds} must hold a multiple of the {len(cfg.learngene_seeds)} "
+                             "learngene_seeds (the same number of fine-tune seeds under each learngene seed)")
+    if cfg.workers < 1 or cfg.threads < 1:
+        raise LearngeneError(f"workers={cfg.workers} and threads={cfg.threads} must be >= 1")
+    if cfg.bootstrap_resamples < 100:
+        raise LearngeneError(f"bootstrap_resamples={cfg.bootstrap_resamples} is too few for a 95% interval: "
+                             "use at least 100 (default 2000)")
     if cfg.finetune_epochs < 0:
         raise LearngeneError(f"finetune_epochs={cfg.finetune_epochs} must be >= 0")
     outside = [d for d in cfg.trained_depths if d not in cfg.depths]
     if outside:
-        raise LearngeneError(f"trained_depths {outside} are not among depths {cfg.depths}")
+        raise LearngeneError(f"trained_depths {outside} are not among depths {cfg.depths}: set trained_depths to "
+                             "some of the depths (e.g. trained_depths=[] for all of them)")
     return cfg

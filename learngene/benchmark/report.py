@@ -1,8 +1,10 @@
-"""Benchmark results: per-seed rows -> aggregated CSV, Markdown tables in the paper's layout, PNG plots.
+"""Benchmark results: measurement rows -> CSVs, paired verdicts, a claims table, Markdown in the paper's layout, plots.
 
-A *run row* is one measurement: ``method, depth, phase, seed, top1, top5, val_loss, params, params_stored,
-epochs, seconds`` where ``phase`` is ``no-tune`` (right after initialization), ``fine-tuned`` (after the short
-fine-tune every method gets) or ``trained`` (from scratch with the full budget, the paper's "Trained").
+A *result row* is one measurement on the test split: ``method, depth, phase, learngene_seed, seed, split, top1,
+top5, loss, params, params_stored, epochs, seconds`` where ``phase`` is ``no-tune`` (right after
+initialization), ``fine-tuned`` (after the short fine-tune every method gets) or ``trained`` (from scratch
+with the full budget, the paper's "Trained"). In memory a row also holds its per-image top-1 hits
+(``correct``) and its ``cluster`` (the index of its learngene seed), which the paired bootstrap resamples.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from learngene.benchmark.stats import Interval, cluster_means, paired_bootstrap
 from learngene.checkpoint import atomic_path, atomic_write_text
 
 METHOD_LABELS = {
@@ -20,32 +23,59 @@ METHOD_LABELS = {
     "vanilla-lg": "Vanilla-LG", "scratch": "Scratch init", "trained": "Trained",
 }
 PHASES = ("no-tune", "fine-tuned", "trained")
-RUN_FIELDS = ["method", "depth", "phase", "seed", "top1", "top5", "val_loss", "params", "params_stored", "epochs",
-              "seconds"]
-SUMMARY_FIELDS = ["method", "depth", "phase", "seeds", "top1", "top1_std", "top5", "top5_std", "val_loss",
-                  "val_loss_std", "params", "params_stored", "epochs", "seconds"]
+RESULT_FIELDS = ["method", "depth", "phase", "learngene_seed", "seed", "split", "top1", "top5", "loss", "params",
+                 "params_stored", "epochs", "seconds"]
+SUMMARY_FIELDS = ["method", "depth", "phase", "units", "top1", "top1_std", "top5", "top5_std", "loss", "loss_std",
+                  "params", "params_stored", "epochs", "seconds", "spread_covers"]
+SOURCE_FIELDS = ["model", "learngene_seed", "split", "top1", "top5", "loss", "params", "epochs", "seconds",
+                 "teacher_seconds", "charged_seconds"]
+VERDICT_FIELDS = ["phase", "depth", "method", "baseline", "diff", "low", "high", "verdict"]
+LEARNGENE_NAMES = {"ancestry": "Ancestry", "sws": "SWS Aux-Net (learngene)", "tleg": "TLEG Aux-Net (learngene)",
+                   "simple-lg": "Simple-LG 5-layer net (learngene)"}
+PAPER_DEPTHS = range(6, 16)  # the depths of the paper's parameter count (Des-B-6 to Des-B-15)
+PAPER_STORED_RATIO = 759.3 / 37.0  # paper Table 2: PF stores 759.3M, SWS 37.0M
+STORED_RATIO_TOLERANCE = 0.9  # "about 20x": reproduced from 90% of the paper's ratio up
+COST_MARGIN = 1.1  # timings on a shared CPU move by ~10%: a cost ratio within 1.1x of 1 is inconclusive
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def summarize(runs: Iterable[dict]) -> list[dict]:
-    """One row per (method, depth, phase): mean and sample std over seeds, mean seconds."""
+def spread_covers(method: str, phase: str) -> str:
+    """The sources of variance that the ± of a cell covers (the ancestry and the data split are fixed)."""
+    own = {"sws": "learngene seed", "tleg": "learngene seed", "simple-lg": "learngene seed",
+           "sws-random": "learngene seed x random plan seed", "weight-selection": "Des-Net seed (new weights)",
+           "vanilla-lg": "Trained source seed x Des-Net seed (new weights)", "scratch": "Des-Net init seed",
+           "trained": "training seed"}[method]
+    return own + " x fine-tune seed" if phase == "fine-tuned" else own
+
+
+def summarize(rows: Iterable[dict]) -> list[dict]:
+    """One row per (method, depth, phase): mean and sample std over its units, mean seconds."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
-    for row in runs:
+    for row in rows:
         groups[(row["method"], int(row["depth"]), row["phase"])].append(row)
     summary = []
-    for (method, depth, phase), rows in groups.items():
-        out = dict(method=method, depth=depth, phase=phase, seeds=len(rows))
-        for key in ("top1", "top5", "val_loss"):
-            out[key], out[f"{key}_std"] = mean_std([float(r[key]) for r in rows])
-        out.update(params=int(rows[0]["params"]), params_stored=int(rows[0]["params_stored"]),
-                   epochs=float(rows[0]["epochs"]), seconds=statistics.fmean(float(r["seconds"]) for r in rows))
+    for (method, depth, phase), units in groups.items():
+        out = dict(method=method, depth=depth, phase=phase, units=len(units))
+        for key in ("top1", "top5", "loss"):
+            out[key], out[f"{key}_std"] = mean_std([float(r[key]) for r in units])
+        out.update(params=int(units[0]["params"]), params_stored=int(units[0]["params_stored"]),
+                   epochs=float(units[0]["epochs"]), seconds=statistics.fmean(float(r["seconds"]) for r in units),
+                   spread_covers=spread_covers(method, phase))
         summary.append(out)
     order = {m: i for i, m in enumerate(METHOD_LABELS)}
     summary.sort(key=lambda r: (PHASES.index(r["phase"]), order.get(r["method"], 99), r["depth"]))
     return summary
+
+
+def source_row(method: str, learngene_seed, result: dict, charged: float) -> dict:
+    """A learngenes.csv row: the ancestry or a learngene, measured on test, with its training seconds."""
+    test = result["test"]
+    return dict(model=method, learngene_seed=learngene_seed, split="test", top1=test["top1"], top5=test["top5"],
+                loss=test["loss"], params=result["params"], epochs=result["epochs"], seconds=result["seconds"],
+                teacher_seconds=result.get("teacher_seconds", 0.0), charged_seconds=charged)
 
 
 def write_csv(rows: Sequence[dict], fields: Sequence[str], path: Path) -> None:
@@ -57,111 +87,345 @@ def write_csv(rows: Sequence[dict], fields: Sequence[str], path: Path) -> None:
     atomic_write_text(buffer.getvalue(), path)
 
 
+class Analysis:
+    """Paired comparisons between the cells of a run: verdicts against SWS, ties with the best, the claims."""
+
+    def __init__(self, rows: Sequence[dict], depths: Sequence[int], methods: Sequence[str], resamples: int):
+        self.depths, self.methods, self.resamples = list(depths), list(methods), resamples
+        self.units: dict[tuple, list[tuple[int, str]]] = defaultdict(list)
+        for row in rows:
+            self.units[(row["method"], int(row["depth"]), row["phase"])].append((row["cluster"], row["correct"]))
+        self.clusters = 1 + max(row["cluster"] for row in rows)
+        self.means = {key: sum(c.count("1") / len(c) for _, c in units) * 100 / len(units)
+                      for key, units in self.units.items()}
+        self._cells: dict[tuple, object] = {}
+        self._intervals: dict[tuple, Interval] = {}
+
+    def has(self, key: tuple) -> bool:
+        return key in self.units
+
+    def compare(self, a: tuple, b: tuple) -> Interval:
+        """Cell ``a`` minus cell ``b`` (keys ``(method, depth, phase)``), paired over learngene seeds and images."""
+        if (a, b) not in self._intervals:
+            for key in (a, b):
+                if key not in self._cells:
+                    self._cells[key] = cluster_means(self.units[key], self.clusters)
+            self._intervals[a, b] = paired_bootstrap(self._cells[a], self._cells[b], self.resamples)
+        return self._intervals[a, b]
+
+    def baselines(self, depth: int, phase: str) -> list[tuple]:
+        """The cells SWS is compared with at ``depth``: every other method's, and Trained where it exists."""
+        keys = [(m, depth, phase) for m in self.methods if m != "sws"] + [("trained", depth, "trained")]
+        return [k for k in keys if self.has(k)]
+
+    def verdict_rows(self) -> list[dict]:
+        rows = []
+        for phase in ("no-tune", "fine-tuned"):
+            for depth in self.depths:
+                sws = ("sws", depth, phase)
+                if not self.has(sws):
+                    continue
+                for key in self.baselines(depth, phase):
+                    iv = self.compare(sws, key)
+                    rows.append(dict(phase=phase, depth=depth, method="sws", baseline=key[0], diff=iv.diff,
+                                     low=iv.low, high=iv.high, verdict=iv.label()))
+        return rows
+
+    def bold(self, depth: int, keys: Sequence[tuple]) -> set[tuple]:
+        """The best mean of a row and every cell whose paired interval against it includes 0 (a tie)."""
+        present = [k for k in keys if self.has(k)]
+        if not present:
+            return set()
+        best = max(present, key=lambda k: self.means[k])
+        return {best} | {k for k in present if k != best and self.compare(best, k).label() != "better"}
+
+
+def _range_verdict(intervals: dict[int, Interval], margin: float = 0.0) -> str:
+    """reproduced: above ``margin`` at every depth; not reproduced: below it at some depth; else inconclusive."""
+    if all(iv.low > margin for iv in intervals.values()):
+        return "reproduced"
+    if any(iv.high < margin for iv in intervals.values()):
+        return "not reproduced"
+    return "inconclusive"
+
+
+def _evidence(intervals: dict[int, Interval]) -> str:
+    return "; ".join(f"depth {d}: {iv.text()}" for d, iv in intervals.items())
+
+
+CLAIM_RULES = [
+    "**SWS above a baseline with no tuning at depths 6-9**: the paired difference SWS minus the baseline (no-tune, "
+    "test top-1) at every depth of 6-9 in the run; *reproduced* when its 95% interval lies above 0 at every such "
+    "depth, *not reproduced* when it lies below 0 at some depth, else *inconclusive*.",
+    "**SWS within 1 point of or above Trained at depths >= 12**: SWS no-tune minus Trained at every depth >= 12 with "
+    "a Trained reference; *reproduced* when the interval lies above -1 at every such depth, *not reproduced* when it "
+    "lies below -1 at some depth, else *inconclusive*.",
+    "**Cyclic above random-assigned**: SWS (cyclic) minus SWS-RI, no-tune, at every depth of the run; the rule of "
+    "the first claim.",
+    "**Simple-LG falling with depth**: Simple-LG no-tune at the shallowest depth minus at the deepest (paired over "
+    "learngene seeds and images); *reproduced* when the interval lies above 0, *not reproduced* when below 0, else "
+    "*inconclusive*.",
+    f"**About 20x fewer parameters stored**: the parameters of one Des-Net of every depth 6-15 (what PF stores) over "
+    f"the SWS learngene's (counted, not measured); *reproduced* from {STORED_RATIO_TOLERANCE:.0%} of the paper's "
+    f"{PAPER_STORED_RATIO:.1f}x up, else *not reproduced*.",
+    f"**Total training cost of N Des-Nets**: measured seconds of the Trained references of the N depths that have "
+    f"one over the SWS learngene (charged seconds, mean over learngene seeds) plus the N fine-tunes; *reproduced* "
+    f"when the ratio is >= {COST_MARGIN}, *not reproduced* when <= 1/{COST_MARGIN}, else *inconclusive* "
+    "(also when N = 1: one Des-Net has nothing to amortize the learngene over).",
+]
+
+
+def claims(analysis: Analysis, summary: Sequence[dict], sources: Sequence[dict], des_params: dict[int, int],
+           learngene_params: int) -> list[tuple[str, str, str]]:
+    """``(claim, evidence, verdict)`` for each SWS paper claim, computed on this run (rules: ``CLAIM_RULES``)."""
+    out = []
+    shallow = [d for d in analysis.depths if 6 <= d <= 9]
+    for baseline in ("tleg", "weight-selection", "simple-lg", "vanilla-lg"):
+        claim = f"SWS above {METHOD_LABELS[baseline]} with no tuning at depths 6-9 (paper Table 1, 3)"
+        if baseline not in analysis.methods or not shallow:
+            out.append((claim, "not in this run (method or depths 6-9 missing)", "not checked"))
+            continue
+        intervals = {d: analysis.compare(("sws", d, "no-tune"), (baseline, d, "no-tune")) for d in shallow}
+        out.append((claim, _evidence(intervals), _range_verdict(intervals)))
+
+    claim = "SWS with no tuning within 1 point of or above Trained at depths >= 12 (paper Table 1)"
+    deep = [d for d in analysis.depths if d >= 12 and analysis.has(("trained", d, "trained"))]
+    if deep:
+        intervals = {d: analysis.compare(("sws", d, "no-tune"), ("trained", d, "trained")) for d in deep}
+        out.append((claim, _evidence(intervals), _range_verdict(intervals, margin=-1.0)))
+    else:
+        out.append((claim, "no Trained reference at depths >= 12 in this run", "not checked"))
+
+    claim = "Cyclic initialization above random-assigned, no tuning (paper Table 4)"
+    if "sws-random" in analysis.methods:
+        intervals = {d: analysis.compare(("sws", d, "no-tune"), ("sws-random", d, "no-tune")) for d in analysis.depths}
+        out.append((claim, _evidence(intervals), _range_verdict(intervals)))
+    else:
+        out.append((claim, "sws-random not in this run", "not checked"))
+
+    claim = "Simple-LG falling with depth, no tuning (paper Fig. 1d, Table 3)"
+    lo, hi = min(analysis.depths), max(analysis.depths)
+    if "simple-lg" in analysis.methods and lo < hi:
+        iv = analysis.compare(("simple-lg", lo, "no-tune"), ("simple-lg", hi, "no-tune"))
+        verdict = {"better": "reproduced", "worse": "not reproduced", "tie": "inconclusive"}[iv.label()]
+        out.append((claim, f"depth {lo} minus depth {hi}: {iv.text()}", verdict))
+    else:
+        out.append((claim, "simple-lg or two depths not in this run", "not checked"))
+
+    stored = sum(des_params[d] for d in PAPER_DEPTHS)
+    ratio = stored / learngene_params
+    out.append(("About 20x fewer parameters stored than one pre-trained model per depth "
+                "(paper Table 2)",
+                f"depths 6-15: PF {stored / 1e6:.3f}M, SWS learngene {learngene_params / 1e6:.3f}M: {ratio:.1f}x",
+                "reproduced" if ratio >= STORED_RATIO_TOLERANCE * PAPER_STORED_RATIO else "not reproduced"))
+
+    cost = cost_totals(summary, sources, analysis.depths)
+    claim = "Training N Des-Nets costs less with SWS than training each from scratch (paper: 6.6x for N = 10)"
+    if cost is None:
+        out.append((claim, "no depth with both a Trained reference and an SWS fine-tune", "not checked"))
+    else:
+        depths, learngene, tuned, scratch = cost
+        ratio = scratch / (learngene + tuned)
+        evidence = (f"N = {len(depths)} (depths {', '.join(map(str, depths))}): Trained {scratch:.0f} s, SWS "
+                    f"{learngene:.0f} + {tuned:.0f} s: {ratio:.2f}x")
+        verdict = ("inconclusive" if len(depths) < 2 else "reproduced" if ratio >= COST_MARGIN
+                   else "not reproduced" if ratio <= 1 / COST_MARGIN else "inconclusive")
+        out.append((claim, evidence, verdict))
+    return out
+
+
 def _lookup(summary: Sequence[dict]) -> dict[tuple, dict]:
     return {(r["method"], r["depth"], r["phase"]): r for r in summary}
 
 
-def _accuracy_table(summary, depths, methods, phase, with_trained: bool) -> list[str]:
-    """Rows = depths, columns = methods; bold = best mean, or a tie with it (difference within either spread)."""
+def cost_totals(summary, sources, depths) -> tuple[list[int], float, float, float] | None:
+    """``(depths, SWS learngene s, SWS fine-tunes s, Trained s)`` over the depths that have a Trained reference."""
     cells = _lookup(summary)
-    columns = [(m, phase) for m in methods] + ([("trained", "trained")] if with_trained else [])
+    common = [d for d in depths if ("trained", d, "trained") in cells and ("sws", d, "fine-tuned") in cells]
+    learngene = learngene_seconds(sources).get("sws")
+    if not common or learngene is None:
+        return None
+    return (common, learngene, sum(cells["sws", d, "fine-tuned"]["seconds"] for d in common),
+            sum(cells["trained", d, "trained"]["seconds"] for d in common))
+
+
+def learngene_seconds(sources: Sequence[dict]) -> dict[str, float]:
+    """Mean charged training seconds of each learngene over its seeds."""
+    groups = defaultdict(list)
+    for row in sources:
+        if row["model"] != "ancestry":
+            groups[row["model"]].append(row["charged_seconds"])
+    return {model: statistics.fmean(values) for model, values in groups.items()}
+
+
+def _accuracy_table(analysis: Analysis, summary, depths, methods, phase) -> list[str]:
+    """Rows = depths, columns = methods and Trained; bold = best mean or tied with it (paired 95% interval)."""
+    cells = _lookup(summary)
+    columns = [(m, phase) for m in methods] + [("trained", "trained")]
     header = "| depth | params (M) | " + " | ".join(METHOD_LABELS.get(m, m) for m, _ in columns) + " |"
     lines = [header, "|" + "---|" * (len(columns) + 2)]
     for depth in depths:
-        present = [cells.get((m, depth, p)) for m, p in columns]
-        scored = [r for r in present if r]
-        if not scored:
+        keys = [(m, depth, p) for m, p in columns]
+        present = [cells.get(k) for k in keys]
+        if not any(present):
             continue
-        best = max(scored, key=lambda r: r["top1"])
-        row = [str(depth), f"{scored[0]['params'] / 1e6:.3f}"]
-        for r in present:
-            if r is None:
-                row.append("-")
-                continue
-            text = f"{r['top1']:.1f} ± {r['top1_std']:.1f}"
-            tied = best["top1"] - r["top1"] <= max(best["top1_std"], r["top1_std"])
-            row.append(f"**{text}**" if tied else text)
+        bold = analysis.bold(depth, keys)
+        row = [str(depth), f"{next(r for r in present if r)['params'] / 1e6:.3f}"]
+        for key, r in zip(keys, present):
+            text = "-" if r is None else f"{r['top1']:.1f} ± {r['top1_std']:.1f}"
+            row.append(f"**{text}**" if key in bold else text)
         lines.append("| " + " | ".join(row) + " |")
     return lines
 
 
-def _params_stored_table(summary, depths, learngene_params: int) -> list[str]:
+def _verdict_table(analysis: Analysis, depths, phase: str) -> list[str]:
+    baselines = [m for m in analysis.methods if m != "sws"] + ["trained"]
+    baselines = [b for b in baselines if any(analysis.has((b, d, "trained" if b == "trained" else phase))
+                                             for d in depths)]
+    lines = ["| depth | " + " | ".join(METHOD_LABELS[b] for b in baselines) + " |",
+             "|" + "---|" * (len(baselines) + 1)]
+    for depth in depths:
+        if not analysis.has(("sws", depth, phase)):
+            continue
+        row = [str(depth)]
+        for b in baselines:
+            key = (b, depth, "trained" if b == "trained" else phase)
+            if analysis.has(key):
+                iv = analysis.compare(("sws", depth, phase), key)
+                row.append(f"{iv.text()} {iv.label()}")
+            else:
+                row.append("-")
+        lines.append("| " + " | ".join(row) + " |")
+    return lines
+
+
+def _claims_table(claim_rows) -> list[str]:
+    return ["| claim | this run (difference [95% interval] or measurement) | verdict |", "|---|---|---|",
+            *(f"| {claim} | {evidence} | **{verdict}** |" for claim, evidence, verdict in claim_rows)]
+
+
+def _params_stored_table(summary, depths, learngene_params: int, des_params: dict[int, int]) -> list[str]:
     """PF keeps one pretrained model per depth (its top-1 where a Trained reference exists); SWS one learngene."""
     cells = _lookup(summary)
     lines = ["| depth | params (M) | PF params stored (M) | PF top-1 | SWS params stored (M) | SWS top-1 |",
              "|---|---|---|---|---|---|"]
-    pf_total = 0
     for depth in depths:
         sws = cells.get(("sws", depth, "fine-tuned"))
-        if not sws:
-            continue
         pf = cells.get(("trained", depth, "trained"))
         pf_top1 = f"{pf['top1']:.1f} ± {pf['top1_std']:.1f}" if pf else "-"
-        pf_total += sws["params"]
-        lines.append(f"| {depth} | {sws['params'] / 1e6:.3f} | {sws['params'] / 1e6:.3f} | {pf_top1} | "
-                     f"{learngene_params / 1e6:.3f} | {sws['top1']:.1f} ± {sws['top1_std']:.1f} |")
-    if pf_total:
-        lines.append(f"| all | | **{pf_total / 1e6:.3f}** | | **{learngene_params / 1e6:.3f}** "
-                     f"({pf_total / learngene_params:.1f}x less) | |")
+        sws_top1 = f"{sws['top1']:.1f} ± {sws['top1_std']:.1f}" if sws else "-"
+        params = des_params[depth] / 1e6
+        lines.append(f"| {depth} | {params:.3f} | {params:.3f} | {pf_top1} | {learngene_params / 1e6:.3f} | "
+                     f"{sws_top1} |")
+    total = sum(des_params[d] for d in depths)
+    lines.append(f"| all {len(depths)} | | **{total / 1e6:.3f}** | | **{learngene_params / 1e6:.3f}** "
+                 f"({total / learngene_params:.1f}x less) | |")
     return lines
 
 
-def _cost_table(summary, depths, learngene_seconds: dict[str, float]) -> list[str]:
-    """Total measured training seconds for one Des-Net of every depth that has a Trained reference."""
+def _cost_table(summary, sources, depths, context: str, teacher_cache: bool) -> list[str]:
+    """Measured training seconds of one Des-Net of every depth that has a Trained reference."""
+    cost = cost_totals(summary, sources, depths)
+    if cost is None:
+        return ["No depth has both a Trained reference and an SWS fine-tune: no cost comparison."]
+    common, _, _, scratch = cost
     cells = _lookup(summary)
-    common = [d for d in depths if ("trained", d, "trained") in cells]
-
-    def total(method, phase):
-        rows = [cells.get((method, d, phase)) for d in common]
-        return None if not common or not all(rows) else sum(r["seconds"] for r in rows)
-
-    scratch = total("trained", "trained")
-    lines = [f"Des-Nets of depths {', '.join(map(str, common))}: learngene training once, then one fine-tune each, "
-             "against training each from scratch.", "",
+    seconds = learngene_seconds(sources)
+    charge = (" A learngene that replays the teacher cache is charged the teacher's forward time measured while "
+              "the SWS learngene of its seed recorded it." if teacher_cache else "")
+    lines = [f"N = {len(common)} Des-Nets, of depths {', '.join(map(str, common))} (the depths with a Trained "
+             "reference): one learngene training (mean over learngene seeds), then one fine-tune each (mean over "
+             "seeds), against training each from scratch (mean over seeds)."
+             + (" With N = 1 there is nothing to amortize the learngene over: see the default preset for N > 1."
+                if len(common) == 1 else ""),
+             f"Every part was timed in the same context: {context}.{charge}", "",
              "| method | learngene training (s) | Des-Net training (s) | total (s) | Trained / method |",
              "|---|---|---|---|---|"]
     for method in ("sws", "tleg", "simple-lg"):
-        tuned = total(method, "fine-tuned")
-        if tuned is None or method not in learngene_seconds:
+        rows = [cells.get((method, d, "fine-tuned")) for d in common]
+        if method not in seconds or not all(rows):
             continue
-        whole = learngene_seconds[method] + tuned
-        ratio = f"{scratch / whole:.1f}x" if scratch else "-"
-        lines.append(f"| {METHOD_LABELS[method]} | {learngene_seconds[method]:.1f} | {tuned:.1f} | {whole:.1f} | "
-                     f"{ratio} |")
-    if scratch:
-        lines.append(f"| Trained (from scratch) | 0 | {scratch:.1f} | {scratch:.1f} | 1.0x |")
+        tuned = sum(r["seconds"] for r in rows)
+        whole = seconds[method] + tuned
+        lines.append(f"| {METHOD_LABELS[method]} | {seconds[method]:.1f} | {tuned:.1f} | {whole:.1f} | "
+                     f"{scratch / whole:.2f}x |")
+    lines.append(f"| Trained (from scratch) | 0 | {scratch:.1f} | {scratch:.1f} | 1.00x |")
     return lines
 
 
-def _learngene_table(learngenes: Sequence[dict], ancestry_top1: float) -> list[str]:
-    lines = ["| model | params (M) | val top-1 | gap to ancestry | training (s) |", "|---|---|---|---|---|"]
-    for lg in learngenes:
-        gap = lg["top1"] - ancestry_top1
-        lines.append(f"| {lg['name']} | {lg['params'] / 1e6:.3f} | {lg['top1']:.1f} ± {lg['top1_std']:.1f} | "
-                     f"{gap:+.1f} | {lg['seconds']:.1f} |")
+def _learngene_table(sources: Sequence[dict], summary, deepest: int) -> list[str]:
+    groups = defaultdict(list)
+    for row in sources:
+        groups[row["model"]].append(row)
+    ancestry = groups["ancestry"][0]["top1"]
+    lines = ["| model | params (M) | test top-1 | gap to ancestry | training (s) |", "|---|---|---|---|---|"]
+    for model, rows in groups.items():
+        mean, std = mean_std([r["top1"] for r in rows])
+        seconds = statistics.fmean(r["charged_seconds"] if model != "ancestry" else r["seconds"] for r in rows)
+        lines.append(f"| {LEARNGENE_NAMES[model]} | {rows[0]['params'] / 1e6:.3f} | {mean:.1f} ± {std:.1f} | "
+                     f"{mean - ancestry:+.1f} | {seconds:.1f} |")
+    trained = _lookup(summary).get(("trained", deepest, "trained"))
+    if trained:
+        lines.append(f"| Plain ViT-{deepest} from scratch (Trained budget) | {trained['params'] / 1e6:.3f} | "
+                     f"{trained['top1']:.1f} ± {trained['top1_std']:.1f} | {trained['top1'] - ancestry:+.1f} | "
+                     f"{trained['seconds']:.1f} |")
     return lines
 
 
-def markdown_report(summary, depths, methods, learngenes, ancestry_top1, learngene_params, learngene_seconds,
-                    finetune_epochs: int, title: str) -> str:
-    seeds = max((r["seeds"] for r in summary), default=0)
+def _spread_table(methods) -> list[str]:
+    lines = ["| method | no-tune ± covers | fine-tuned ± covers |", "|---|---|---|"]
+    for m in methods:
+        lines.append(f"| {METHOD_LABELS[m]} | {spread_covers(m, 'no-tune')} | {spread_covers(m, 'fine-tuned')} |")
+    lines.append(f"| Trained | {spread_covers('trained', 'trained')} | |")
+    return lines
+
+
+def markdown_report(analysis: Analysis, summary, sources, *, trained_deepest: int, learngene_params: int,
+                    des_params: dict[int, int], finetune_epochs: int, context: str, teacher_cache: bool,
+                    title: str) -> tuple[str, str]:
+    """``(results.md, the console's closing tables)``."""
+    depths, methods = analysis.depths, analysis.methods
+    no_tune = _accuracy_table(analysis, summary, depths, methods, "no-tune")
+    tuned = _accuracy_table(analysis, summary, depths, methods, "fine-tuned")
+    claim_table = _claims_table(claims(analysis, summary, sources, des_params, learngene_params))
+    units = max((r["units"] for r in summary if r["phase"] == "fine-tuned"), default=0)
     parts = [
         f"# {title}", "",
-        f"Every number is top-1 accuracy (%) on the validation split, mean ± sample std over {seeds} seeds. "
-        "**Bold**: the best of its row, or tied with it (difference no larger than either spread).", "",
-        "## Learngenes and the models they come from", "",
-        *_learngene_table(learngenes, ancestry_top1), "",
+        "Every number is top-1 accuracy (%) on the test split, which nothing but this report reads (trainings log "
+        f"the val split; recipes were chosen on val). A cell is the mean ± sample std over its units: "
+        f"{analysis.clusters} learngene seeds for a no-tune cell of a learned method, {units} Des-Nets for a "
+        "fine-tuned cell (see *What each spread covers*). **Bold**: the best mean of its row and every cell whose "
+        "paired 95% bootstrap interval against it includes 0.", "",
+        "## Claims of the SWS paper, checked on this run", "",
+        *claim_table, "",
+        "How each verdict is computed:", "",
+        *(f"- {rule}" for rule in CLAIM_RULES), "",
+        "Differences are in points of test top-1, SWS minus the other, with a 95% paired bootstrap interval "
+        f"({analysis.resamples} resamples of learngene seeds and test images, fixed generator).", "",
         "## No tuning after initialization (paper Table 1)", "",
-        *_accuracy_table(summary, depths, methods, "no-tune", with_trained=True), "",
+        *no_tune, "",
+        "SWS minus each baseline, no tuning (better / tie / worse: the interval above 0 / containing 0 / below 0):", "",
+        *_verdict_table(analysis, depths, "no-tune"), "",
         f"## After a {finetune_epochs}-epoch fine-tune, same recipe for every method", "",
-        *_accuracy_table(summary, depths, methods, "fine-tuned", with_trained=True), "",
+        *tuned, "",
+        "SWS minus each baseline after the fine-tune:", "",
+        *_verdict_table(analysis, depths, "fine-tuned"), "",
+        "## What each spread covers", "",
+        "The ancestry (the teacher of every learngene and IMwLM's parent) is one model trained with one seed, and the "
+        "data split is fixed: no spread covers them.", "",
+        *_spread_table(methods), "",
+        "## Learngenes and the models they come from", "",
+        *_learngene_table(sources, summary, trained_deepest), "",
         "## Parameters stored to initialize the Des-Nets (paper Table 2)", "",
         "PF (pre-train then fine-tune) stores one pretrained model per depth; SWS stores one learngene.", "",
-        *_params_stored_table(summary, depths, learngene_params), "",
+        *_params_stored_table(summary, depths, learngene_params, des_params), "",
         "## Training cost (measured seconds)", "",
-        *_cost_table(summary, depths, learngene_seconds), "",
+        *_cost_table(summary, sources, depths, context, teacher_cache), "",
     ]
-    return "\n".join(parts)
+    console = "\n".join([f"{title}: test top-1 (%)", "", "No tuning after initialization:", *no_tune, "",
+                         f"After a {finetune_epochs}-epoch fine-tune:", *tuned, "", "Claims of the SWS paper:",
+                         *claim_table])
+    return "\n".join(parts), console
 
 
 def plot_accuracy(summary, depths, methods, phase: str, path: Path, title: str) -> None:
@@ -182,7 +446,7 @@ def plot_accuracy(summary, depths, methods, phase: str, path: Path, title: str) 
         style = dict(linestyle="--", color="black") if method == "trained" else dict(marker="o", markersize=3)
         ax.errorbar(xs, ys, yerr=errs, label=METHOD_LABELS.get(method, method), capsize=2, **style)
     ax.set_xlabel("Des-Net depth (layers)")
-    ax.set_ylabel("val top-1 (%)")
+    ax.set_ylabel("test top-1 (%)")
     ax.set_title(title)
     ax.set_xticks(list(depths))
     ax.grid(alpha=0.3)
@@ -191,4 +455,3 @@ def plot_accuracy(summary, depths, methods, phase: str, path: Path, title: str) 
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
     plt.close(fig)
-

@@ -1,19 +1,28 @@
 """The benchmark pipeline: ancestry -> learngenes -> Des-Nets of every depth and method -> results.
 
 Every part is cached in its own folder under ``cfg.output`` with a key: the hash of its resolved
-config and of the keys of the parts it was made from. A part whose key is unchanged is reused; an
-unfinished training resumes from its ``last.pt``; a part whose key changed is recomputed.
+config, of the keys of the parts it was made from, of the torch thread count it runs with and of the
+code that makes it (``code_fingerprint``). A part whose key is unchanged is reused; an unfinished
+training resumes from its ``last.pt``; a part whose key changed, or whose ``done.json`` cannot be read,
+is recomputed from an empty folder.
 
-Independent parts (the learngenes, the Trained references, the Des-Nets) run on ``cfg.workers``
-processes at once: the models are small, and two one-thread processes use two CPU cores far better
-than one process with two threads. Under ``torchrun`` the parts run one after the other, each
-trained and evaluated by all ranks in one process group; rank 0 alone writes the cache.
+Every reported number is measured here, on the test split, by evaluating each artifact (ancestry,
+learngenes, Des-Nets before and after their fine-tune, Trained references); the per-image top-1 hits
+are kept for the paired statistics of the report. Trainings still log the val split.
+
+Every part runs in the same context: on ``cfg.workers`` processes (each with ``cfg.threads`` torch
+threads), or in this process with ``cfg.threads`` threads when ``workers=1``; the models are small,
+and two one-thread processes use two CPU cores far better than one process with two threads. The
+same command on the same machine gives bitwise the same results. Under ``torchrun`` the parts run
+one after the other, each trained and evaluated by all ranks in one process group; rank 0 alone
+writes the cache and prints.
 """
 from __future__ import annotations
 
 import concurrent.futures
 import contextlib
 import copy
+import dataclasses
 import functools
 import hashlib
 import json
@@ -23,22 +32,28 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
+import timm
 import torch
+import torch.distributed as dist
 from omegaconf import OmegaConf
 
+import learngene
 from learngene.baselines.methods import METHODS
 from learngene.benchmark import report
 from learngene.benchmark.config import BenchmarkConfig, PartConfig, check_benchmark_config
-from learngene.checkpoint import atomic_write_text, recorded_preprocessing, save_model_folder, stored_parameter_count
+from learngene.checkpoint import atomic_write_text, load_learngene, load_model_folder, recorded_preprocessing, \
+    save_model_folder, stored_parameter_count
 from learngene.config import TrainConfig, load_config
-from learngene.data import build_loaders
-from learngene.engine import evaluate, train
+from learngene.data import build_eval_loader, build_loaders
+from learngene.engine import build_student, evaluate, train
 from learngene.engine.distributed import init_processes, shard_loader
+from learngene.errors import LearngeneError
+from learngene.models.registry import des_architecture
 
 DONE = "done.json"
 WAIT_SECONDS = 2.0  # how often non-zero ranks look for the part rank 0 is writing
+LEARNED = ("sws", "tleg", "simple-lg")  # methods whose Des-Nets come from a learngene trained per learngene seed
 
 
 @dataclass
@@ -55,80 +70,165 @@ def digest(*items) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+@functools.lru_cache(maxsize=1)
+def code_fingerprint() -> str:
+    """learngene's version and a hash of every ``.py`` file of the package: other code, other parts."""
+    root = Path(learngene.__file__).parent
+    h = hashlib.sha256(learngene.__version__.encode())
+    for path in sorted(root.rglob("*.py")):
+        h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
 
-def read_done(path: Path, key: str) -> Part | None:
+def synchronize() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def read_done(path: Path) -> dict | None:
+    """The record in ``path/done.json``; None when there is none; ``{}`` when it cannot be read (truncated)."""
     done = path / DONE
-    if done.is_file():
+    if not done.is_file():
+        return None
+    try:
         record = json.loads(done.read_text())
-        if record.get("key") == key:
-            return Part(path, key, record["result"])
-    return None
+        return record if isinstance(record.get("key"), str) and isinstance(record.get("result"), dict) else {}
+    except (OSError, ValueError, AttributeError):
+        return {}
 
 
-def cached(path: Path, key: str, compute: Callable[[Path], dict]) -> Part:
-    """Reuse ``path`` when its ``done.json`` carries ``key``; else clear it and ``compute(path) -> dict``.
+def cached(path: Path, key: str, compute) -> Part:
+    """Reuse ``path`` when its ``done.json`` carries the full key; else clear it and ``compute(path) -> dict``
+    (its console output goes to ``path/console.log``).
 
-    Under torchrun every rank computes (trainings and evaluations are collective); rank 0 alone writes
-    the cache, and the other ranks take its result.
+    The full key adds the code fingerprint and this process's torch thread count to ``key``. Under
+    torchrun every rank computes (trainings and evaluations are collective); rank 0 alone writes the
+    cache, and the other ranks take its result.
     """
-    part = read_done(path, key)
-    if part is not None:
-        return part
+    key = digest(key, code_fingerprint(), torch.get_num_threads())
+    record = read_done(path)
+    if record and record["key"] == key:
+        return Part(path, key, record["result"])
     stamp = path / "key.txt"
     if rank() == 0:
-        if path.exists() and (not stamp.is_file() or stamp.read_text() != key):
-            shutil.rmtree(path)  # made from another config: start over
+        if record == {}:
+            print(f"{path / DONE} is unreadable (truncated?): computing {path} again", flush=True)
+        if path.exists() and (record == {} or not stamp.is_file() or stamp.read_text() != key):
+            shutil.rmtree(path)  # made from other inputs or code, or damaged: start over
         path.mkdir(parents=True, exist_ok=True)
         stamp.write_text(key)
-    result = compute(path)
+    with console_log(path / "console.log" if rank() == 0 else Path(os.devnull)):  # other ranks print nothing
+        result = compute(path)
     if rank() == 0:
         atomic_write_text(json.dumps({"key": key, "result": result}, indent=2) + "\n", path / DONE)
         return Part(path, key, result)
-    while (part := read_done(path, key)) is None:  # rank 0 saves the artifacts and records the result
+    while not ((record := read_done(path)) and record["key"] == key):  # rank 0 saves the artifacts and the result
         time.sleep(WAIT_SECONDS)
-    return part
+    return Part(path, key, record["result"])
 
 
-def train_config(part: PartConfig, path: Path, overrides: list[str]) -> TrainConfig:
+@contextlib.contextmanager
+def console_log(path: Path):
+    """Send a part's own console lines (epoch lines, library warnings) to ``path``: the benchmark prints one
+    line per part instead, and parallel parts do not interleave."""
+    with open(path, "a") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+        yield
+
+
+@functools.lru_cache(maxsize=4)
+def test_loader(data_yaml: str, device: str):
+    """This process's share of the test split of a data config (all of it unless under torchrun)."""
+    cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(TrainConfig), OmegaConf.create(data_yaml)))
+    procs = init_processes(device)  # under torchrun: the benchmark's process group
+    return shard_loader(build_eval_loader(cfg.data, "test"), procs), procs
+
+
+def test_metrics(model: torch.nn.Module, cfg: TrainConfig) -> dict:
+    """Top-1/top-5/loss of ``model`` on the test split of ``cfg.data``, and ``correct``: its top-1 hit on each
+    test image as a string of 0/1 in the split's order."""
+    loader, procs = test_loader(OmegaConf.to_yaml(OmegaConf.structured({"data": cfg.data})), cfg.device)
+    metrics = evaluate(model.to(procs.device), loader, procs.device, cfg.amp, per_image=True)
+    shares = procs.all_gather(metrics.pop("correct").tolist())  # rank r holds images r, r + W, r + 2W, ...
+    correct = [None] * sum(len(s) for s in shares)
+    for r, share in enumerate(shares):
+        correct[r::len(shares)] = share
+    return dict(metrics, correct="".join("1" if hit else "0" for hit in correct))
+
+
+def load_artifact(artifact: Path) -> torch.nn.Module:
+    """A trained part's model: its learngene's Aux-Net, or its timm model folder."""
+    if artifact.suffix == ".safetensors":
+        return load_learngene(artifact).build_aux()
+    return load_model_folder(artifact)
+
+
+def train_config(part: PartConfig, path: Path, overrides: list[str], deterministic: bool) -> TrainConfig:
     cfg = load_config(part.config, [*part.overrides, *overrides], TrainConfig)
     cfg.output = str(path / "run")
+    cfg.deterministic = cfg.deterministic or deterministic
     return cfg
 
 
-def train_part(path: Path, cfg: TrainConfig, upstream_keys: tuple[str, ...] = ()) -> Part:
-    """Train ``cfg`` in ``path/run`` (resuming an interrupted run of the same config), cached."""
-    key = digest(OmegaConf.to_yaml(OmegaConf.structured(cfg)), upstream_keys)
+@dataclass
+class TrainJob:
+    """Train ``cfg`` in ``path/run`` (resuming an interrupted run of the same config), evaluate its artifact on
+    the test split; cached. ``records_teacher_cache``: this learngene is the one that runs the teacher and
+    records its outputs for the others (its cache folder is emptied when it starts afresh)."""
 
-    def compute(_):
-        cfg.resume = "auto" if cfg.optim.epochs > 0 else ""  # an evaluate-only run has nothing to resume
-        summary = train(cfg)
-        if summary.get("interrupted"):
-            raise KeyboardInterrupt("benchmark stopped by SIGTERM; run the same command again to continue")
-        if "artifact" not in summary:  # not rank 0: it writes nothing, its result comes from rank 0
-            return summary
-        return dict(summary, params=stored_parameter_count(summary["artifact"]))
+    name: str  # what the console calls it
+    path: Path
+    cfg: TrainConfig
+    upstream: tuple[str, ...] = ()
+    after: tuple[str, ...] = ()  # names of the jobs of its stage that must finish first
+    records_teacher_cache: bool = False
+    keep_training_state: bool = False
 
-    return cached(path, key, compute)
+    def __call__(self) -> Part:
+        cfg = self.cfg
+        key = digest(OmegaConf.to_yaml(OmegaConf.structured(cfg)), self.upstream)
+        run_dir = Path(cfg.output)
 
+        def compute(folder: Path) -> dict:
+            if self.records_teacher_cache and cfg.distill.teacher_cache and not (run_dir / "last.pt").exists():
+                if rank() == 0:
+                    shutil.rmtree(cfg.distill.teacher_cache, ignore_errors=True)
+                synchronize()
+            cfg.resume = "auto" if cfg.optim.epochs > 0 else ""  # an evaluate-only run has nothing to resume
+            summary = train(cfg)
+            if summary.get("interrupted"):
+                raise KeyboardInterrupt("benchmark stopped by SIGTERM; run the same command again to continue")
+            synchronize()  # rank 0 has written the artifact
+            artifact = run_dir / "learngene.safetensors"
+            artifact = artifact if artifact.is_file() else run_dir / "model"
+            test = test_metrics(load_artifact(artifact), cfg)
+            return dict(summary, artifact=str(artifact), params=stored_parameter_count(artifact), test=test)
 
-@functools.lru_cache(maxsize=2)
-def validation(data_yaml: str, device: str):
-    """This process's share of a fine-tune config's validation set (all of it unless under torchrun)."""
-    cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(TrainConfig), OmegaConf.create(data_yaml)))
-    procs = init_processes(device)  # under torchrun: the benchmark's process group
-    return shard_loader(build_loaders(cfg.data, seed=0)[1], procs), procs.device
+        part = cached(self.path, key, compute)
+        if not self.keep_training_state and rank() == 0:
+            (run_dir / "last.pt").unlink(missing_ok=True)  # after done.json: a finished part needs no resume
+        return part
 
 
 def initialize(path: Path, method: str, depth: int, seed: int, source: Part | None, options: dict,
                finetune: TrainConfig) -> Part:
-    """A Des-Net initialized by ``method``, saved as a timm model folder and evaluated with no tuning.
+    """A Des-Net initialized by ``method``, saved as a timm model folder and evaluated on test with no tuning.
 
     Under torchrun every rank builds the same Des-Net and evaluates its share; rank 0 saves it.
     """
-    key = digest(method, depth, seed, options, source.key if source else None)
+    data = OmegaConf.to_yaml(OmegaConf.structured({"data": finetune.data}))
+    key = digest(method, depth, seed, options, source.key if source else None, data, finetune.amp)
 
     def compute(folder: Path) -> dict:
         source_artifact = source.result["artifact"] if source else None
@@ -136,32 +236,70 @@ def initialize(path: Path, method: str, depth: int, seed: int, source: Part | No
         model = init.build()
         model_dir = folder / "model"
         if rank() == 0:
-            if model_dir.exists():
+            if model_dir.exists():  # saved by an interrupted earlier computation of this part
                 shutil.rmtree(model_dir)
             save_model_folder(model, model_dir, preprocessing=recorded_preprocessing(source_artifact),
                               model_args=init.model_args, extra_files={"init.json": init.info})
-        val_loader, device = validation(OmegaConf.to_yaml(OmegaConf.structured({"data": finetune.data})),
-                                        finetune.device)
-        metrics = evaluate(model.to(device), val_loader, device, finetune.amp)
-        return dict(metrics, artifact=str(model_dir), params=sum(p.numel() for p in model.parameters()),
-                    params_stored=init.info["parameters_stored"])
+        return dict(artifact=str(model_dir), params=sum(p.numel() for p in model.parameters()),
+                    params_stored=init.info["parameters_stored"], test=test_metrics(model, finetune))
 
     return cached(path, key, compute)
 
 
-def des_net(out: Path, name: str, method: str, depth: int, seed: int, source: Part | None, options: dict,
-            finetune: TrainConfig) -> tuple[Part, Part]:
-    """Initialize (``METHODS[method]``), evaluate, then fine-tune the Des-Net of benchmark method ``name``."""
-    where = Path(name) / f"depth{depth}" / f"seed{seed}"
-    init = initialize(out / "init" / where, method, depth, seed, source, options, finetune)
-    cfg = copy.deepcopy(finetune)
-    cfg.model.name, cfg.model.pretrained = f"local-dir:{init.result['artifact']}", True
-    cfg.seed, cfg.output = seed, str(out / "finetune" / where / "run")
-    return init, train_part(out / "finetune" / where, cfg, (init.key,))
+@dataclass
+class DesNetJob:
+    """Initialize the Des-Net of benchmark method ``name`` (``METHODS[method]`` with ``init_seed``), evaluate it,
+    then fine-tune a copy with each of ``finetune_seeds`` and evaluate those."""
+
+    name: str
+    out: Path
+    method: str
+    benchmark_method: str
+    depth: int
+    init_seed: int
+    finetune_seeds: tuple[int, ...]
+    source: Part | None
+    options: dict
+    finetune: TrainConfig
+    keep_training_state: bool = False
+    after: tuple[str, ...] = ()
+
+    def __call__(self) -> tuple[Part, list[Part]]:
+        where = Path(self.benchmark_method) / f"depth{self.depth}"
+        init = initialize(self.out / "init" / where / f"seed{self.init_seed}", self.method, self.depth,
+                          self.init_seed, self.source, self.options, self.finetune)
+        tuned = []
+        for seed in self.finetune_seeds:
+            path = self.out / "finetune" / where / f"seed{seed}"
+            cfg = copy.deepcopy(self.finetune)
+            cfg.model.name, cfg.model.pretrained = f"local-dir:{init.result['artifact']}", True
+            cfg.seed, cfg.output = seed, str(path / "run")
+            tuned.append(TrainJob(self.name, path, cfg, (init.key,), keep_training_state=self.keep_training_state)())
+        return init, tuned
+
+
+def run_job(job):
+    return job()
 
 
 def worker_setup(threads: int) -> None:
     torch.set_num_threads(threads)
+
+
+def duration(seconds: float) -> str:
+    seconds = round(seconds)
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+def describe(name: str, result) -> str:
+    """One console line for a finished part: its test top-1 and training seconds."""
+    init, tuned = result if isinstance(result, tuple) else (None, [result])
+    texts = [f"no-tune {init.result['test']['top1']:.1f}"] if init is not None else []
+    for part in tuned:
+        r = part.result
+        texts.append(f"{'tuned ' if init is not None else ''}{r['test']['top1']:.1f}"
+                     + (f" ({r['seconds']:.0f} s)" if r.get("epochs") else ""))
+    return f"{name}: test top-1 " + ", ".join(texts)
 
 
 class StageClock:
@@ -180,190 +318,274 @@ class StageClock:
 
 
 class Benchmark:
+    STAGES = ("sources", "learngenes", "Des-Nets")
+
     def __init__(self, cfg: BenchmarkConfig):
         self.cfg = check_benchmark_config(cfg)
         self.out = Path(cfg.output)
-        self.runs: list[dict] = []
-        self.finetune_cfg = load_config(cfg.finetune.config, [*cfg.finetune.overrides,
-                                                              f"optim.epochs={cfg.finetune_epochs}"], TrainConfig)
+        for folder in (self.out, *self.out.parents):
+            if folder.exists() and not folder.is_dir():
+                raise LearngeneError(f"output {self.out} lies below the regular file {folder}: choose an output "
+                                     "folder whose parents are folders")
+            if folder.exists():
+                break
+        self.finetune_cfg = self.train_config(cfg.finetune, self.out / "finetune",
+                                              [f"optim.epochs={cfg.finetune_epochs}"])
         self.info = build_loaders(self.finetune_cfg.data, seed=0)[2]
         distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
         self.workers = 1 if distributed else cfg.workers
         self.pool: concurrent.futures.ProcessPoolExecutor | None = None
+        self.clock = StageClock()
 
-    def map(self, fn: Callable, jobs: list[tuple]) -> list:
-        """``[fn(*job) for job in jobs]``, on ``self.workers`` processes when there are several."""
-        if self.workers == 1 or len(jobs) == 1:
-            return [fn(*job) for job in jobs]
-        if self.pool is None:  # started once, on first need: each worker pays torch's import time
-            threads = max(1, (os.cpu_count() or 1) // self.workers)
-            self.pool = concurrent.futures.ProcessPoolExecutor(
-                self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=worker_setup,
-                initargs=(threads,))
-        return list(self.pool.map(fn, *zip(*jobs)))
+    def train_config(self, part: PartConfig, path: Path, overrides: list[str]) -> TrainConfig:
+        return train_config(part, path, overrides, self.cfg.deterministic)
+
+    def say(self, text: str) -> None:
+        if rank() == 0:
+            print(text, flush=True)
+
+    @property
+    def context(self) -> str:
+        """The execution context every part is trained, timed and evaluated in."""
+        threads = f"{self.cfg.threads} torch thread{'s' if self.cfg.threads > 1 else ''}"
+        if self.workers > 1:
+            return f"{self.workers} worker processes with {threads} each, on {os.cpu_count()} CPUs"
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        return f"one process per rank ({world} rank{'s' if world > 1 else ''}), {threads}, device " \
+               f"{self.finetune_cfg.device}"
+
+    def run_stage(self, number: int, title: str, jobs: list) -> dict:
+        """Run ``jobs`` (each after the jobs its ``after`` names), printing one line per finished part with the
+        stage's progress and an estimate of the time left; return ``{job.name: result}``."""
+        self.say(f"== stage {number}/{len(self.STAGES)}: {title}: {len(jobs)} parts on {self.context}")
+        results, start = {}, time.perf_counter()
+
+        def finished(job, result) -> None:
+            results[job.name] = result
+            elapsed = time.perf_counter() - start
+            left = elapsed / len(results) * (len(jobs) - len(results))
+            self.say(f"[{title} {len(results)}/{len(jobs)}, {duration(elapsed)} elapsed, ~{duration(left)} left] "
+                     f"{describe(job.name, result)}")
+
+        with self.clock(title):
+            if self.workers == 1:
+                for job in jobs:
+                    finished(job, job())
+                return results
+            if self.pool is None:  # started once, on first need: each worker pays torch's import time
+                self.pool = concurrent.futures.ProcessPoolExecutor(
+                    self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=worker_setup,
+                    initargs=(self.cfg.threads,))
+            waiting, running = list(jobs), {}
+            while waiting or running:
+                for job in [j for j in waiting if all(name in results for name in j.after)]:
+                    waiting.remove(job)
+                    running[self.pool.submit(run_job, job)] = job
+                done, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
+                for future in done:
+                    finished(running.pop(future), future.result())
+        return results
 
     # -- parts ------------------------------------------------------------------------------------
 
-    def part(self, name: str, part: PartConfig) -> Part:
-        return train_part(self.out / name, train_config(part, self.out / name, []))
+    def source_job(self, name: str, part: PartConfig) -> TrainJob:
+        return TrainJob(name, self.out / name, self.train_config(part, self.out / name, []),
+                        keep_training_state=self.cfg.keep_training_states)
 
-    def learngene_job(self, name: str, part: PartConfig, seed: int, teacher: Part,
-                      model: tuple[str, dict] | None = None) -> tuple:
-        """An Aux-Net, or (Simple-LG) a plain net whose timm ``model`` name and kwargs are given."""
-        path = self.out / "learngenes" / name / f"seed{seed}"
+    def learngene_job(self, method: str, part: PartConfig, seed: int, teacher: Part,
+                      model: tuple[str, dict] | None = None) -> TrainJob:
+        """An Aux-Net, or (Simple-LG) a plain net whose timm ``model`` name and kwargs are given. With the teacher
+        cache, the SWS learngene of each seed records the teacher's outputs and the others of that seed replay
+        them: the cache folder is keyed by the teacher's weights (sha256) and the seed."""
+        path = self.out / "learngenes" / method / f"seed{seed}"
         overrides = [f"seed={seed}", f"teacher.name=local-dir:{teacher.result['artifact']}"]
+        records = after = ()
         if self.cfg.teacher_cache:
-            overrides.append(f"distill.teacher_cache={self.out / 'teacher_cache' / f'seed{seed}'}")
-        cfg = train_config(part, path, overrides)
+            weights = file_sha256(Path(teacher.result["artifact"]) / "model.safetensors")[:16]
+            overrides.append(f"distill.teacher_cache={self.out / 'teacher_cache' / weights / f'seed{seed}'}")
+            records, after = method == "sws", (() if method == "sws" else (f"learngene sws seed{seed}",))
+        cfg = self.train_config(part, path, overrides)
         if model is not None:
             cfg.model.name, cfg.model.kwargs = model
-        return path, cfg, (teacher.key,)
+        return TrainJob(f"learngene {method} seed{seed}", path, cfg, (teacher.key,), after, bool(records),
+                        self.cfg.keep_training_states)
 
-    def trained_job(self, depth: int, seed: int, architecture: str, des_args: dict) -> tuple:
+    def trained_job(self, depth: int, seed: int, architecture: str, des_args: dict) -> TrainJob:
         path = self.out / "trained" / f"depth{depth}" / f"seed{seed}"
-        cfg = train_config(self.cfg.trained, path, [f"seed={seed}"])
+        cfg = self.train_config(self.cfg.trained, path, [f"seed={seed}"])
         cfg.model.name, cfg.model.kwargs = architecture, {**des_args, "depth": depth}
-        return path, cfg
+        return TrainJob(f"trained depth{depth} seed{seed}", path, cfg,
+                        keep_training_state=self.cfg.keep_training_states)
+
+    def des_architecture(self) -> tuple[str, dict]:
+        """The timm name and constructor arguments (without depth) of the SWS learngene's Des-Nets, from its
+        config (a meta-device Aux-Net: nothing is computed)."""
+        model_cfg = dataclasses.replace(self.train_config(self.cfg.sws_aux, self.out, []).model, pretrained=False,
+                                        checkpoint="")
+        with torch.device("meta"):
+            aux = build_student(model_cfg, self.info)
+        args = aux.des_model_args(1)
+        del args["depth"]
+        return des_architecture(model_cfg.name), args
 
     # -- the whole pipeline -------------------------------------------------------------------------
 
     def run(self) -> dict:
-        """Run (or continue) the whole benchmark; write results.csv, results.md and the plots."""
+        """Run (or continue) the whole benchmark; write the CSVs, results.md and the plots."""
         procs = init_processes(self.finetune_cfg.device)  # under torchrun: one process group for all trainings
+        threads = torch.get_num_threads()
+        if self.workers == 1:
+            torch.set_num_threads(self.cfg.threads)
         try:
             return self.run_parts()
         finally:
+            torch.set_num_threads(threads)
             if self.pool is not None:
-                self.pool.shutdown()
+                self.pool.shutdown(cancel_futures=True)
             procs.close()
 
     def run_parts(self) -> dict:
         cfg = self.cfg
-        clock = StageClock()
-        with clock("ancestry"):
-            ancestry = self.part("ancestry", cfg.ancestry)
-        sources = {method: self.part(f"sources/{method}", part)
-                   for method, part in (("weight-selection", cfg.weight_selection_parent),
-                                        ("vanilla-lg", cfg.vanilla_lg_source)) if part.config and method in cfg.methods}
+        n = len(cfg.learngene_seeds)
+        lg_of = {s: cfg.learngene_seeds[r % n] for r, s in enumerate(cfg.seeds)}  # replicate seed -> learngene seed
+        architecture, des_args = self.des_architecture()
 
-        with clock("learngenes"):
-            sws = self.map(train_part, [self.learngene_job("sws", cfg.sws_aux, s, ancestry)
-                                        for s in cfg.learngene_seeds])
-            # The SWS learngene fixes the Des-Net architecture of every method.
-            architecture, des_args = des_architecture(sws[0])
-            jobs = {"tleg": [self.learngene_job("tleg", cfg.tleg_aux, s, ancestry) for s in cfg.learngene_seeds],
-                    "simple-lg": [self.learngene_job("simple-lg", cfg.simple_lg, s, ancestry,
-                                                     (architecture, {**des_args, "depth": 5}))
-                                  for s in cfg.learngene_seeds]}
-            names = [name for name in jobs if name in cfg.methods]
-            parts = self.map(train_part, [job for name in names for job in jobs[name]])
-            n = len(cfg.learngene_seeds)
-            learngenes = {"sws": sws, "tleg": [], "simple-lg": []}
-            learngenes.update({name: parts[i * n:(i + 1) * n] for i, name in enumerate(names)})
+        # Stage 1: everything that needs no learngene: the ancestry, optional sources, the Trained references.
+        sources = [("ancestry", cfg.ancestry)] + [(f"sources/{method}", part) for method, part in (
+            ("weight-selection", cfg.weight_selection_parent), ("vanilla-lg", cfg.vanilla_lg_source))
+            if part.config and method in cfg.methods]
+        trained_keys = [(d, s) for d in sorted(cfg.trained_depths or cfg.depths, reverse=True) for s in cfg.seeds]
+        jobs = [self.source_job(name, part) for name, part in sources]
+        jobs += [self.trained_job(d, s, architecture, des_args) for d, s in trained_keys]
+        done = self.run_stage(1, "ancestry and Trained references", jobs)
+        ancestry = done["ancestry"]
+        sources = {name.split("/")[1]: done[name] for name, _ in sources[1:]}
+        trained = {(d, s): done[f"trained depth{d} seed{s}"] for d, s in trained_keys}
 
-        with clock("trained"):
-            keys = [(d, s) for d in cfg.trained_depths or cfg.depths for s in cfg.seeds]
-            parts = self.map(train_part, [self.trained_job(d, s, architecture, des_args) for d, s in keys])
-            trained = dict(zip(keys, parts))
-            for (depth, seed), part in trained.items():
-                self.record("trained", depth, "trained", seed, metrics_of(part), part.result["params"],
-                            part.result["params"], part.result["epochs"], part.result["seconds"])
+        # Stage 2: the learngenes, every learngene seed.
+        jobs = [self.learngene_job("sws", cfg.sws_aux, s, ancestry) for s in cfg.learngene_seeds]
+        for s in cfg.learngene_seeds:
+            if "tleg" in cfg.methods:
+                jobs.append(self.learngene_job("tleg", cfg.tleg_aux, s, ancestry))
+            if "simple-lg" in cfg.methods:
+                jobs.append(self.learngene_job("simple-lg", cfg.simple_lg, s, ancestry,
+                                               (architecture, {**des_args, "depth": 5})))
+        done = self.run_stage(2, "learngenes", jobs)
+        learngenes = {m: {s: done[f"learngene {m} seed{s}"] for s in cfg.learngene_seeds}
+                      for m in LEARNED if f"learngene {m} seed{cfg.learngene_seeds[0]}" in done}
 
-        with clock("Des-Nets"):
-            keys = [(m, d, i, s) for m in cfg.methods for d in cfg.depths for i, s in enumerate(cfg.seeds)]
-            jobs = []
-            for method, depth, i, seed in keys:
-                initializer, source, options = self.initializer(method, learngenes, sources.get(method, ancestry),
-                                                                trained, i, architecture, des_args)
-                jobs.append((self.out, method, initializer, depth, seed, source, options, self.finetune_cfg))
-            for (method, depth, _, seed), (init, tuned) in zip(keys, self.map(des_net, jobs)):
-                self.record(method, depth, "no-tune", seed, init.result, init.result["params"],
-                            init.result["params_stored"], 0, 0.0)
-                self.record(method, depth, "fine-tuned", seed, metrics_of(tuned), init.result["params"],
-                            init.result["params_stored"], tuned.result["epochs"], tuned.result["seconds"])
-        result = dict(wall_seconds=clock.seconds, results_md=str(self.out / "results.md"),
+        # Stage 3: the Des-Nets. A learned method's Des-Net is initialized once per learngene seed and fine-tuned
+        # with that seed's replicate seeds; other methods draw their own seed per replicate.
+        jobs = []
+        for method in cfg.methods:
+            for depth in cfg.depths:
+                if method in LEARNED:
+                    for lg in cfg.learngene_seeds:
+                        jobs.append(self.des_net_job(method, depth, lg, [s for s in cfg.seeds if lg_of[s] == lg],
+                                                     learngenes[method][lg], {}))
+                else:
+                    for s in cfg.seeds:
+                        source, options = self.source_of(method, s, lg_of[s], learngenes, sources.get(method, ancestry),
+                                                         trained, architecture, des_args)
+                        jobs.append(self.des_net_job(method, depth, s, [s], source, options))
+        done = self.run_stage(3, "Des-Nets", jobs)
+
+        rows = self.result_rows([(job, done[job.name]) for job in jobs], trained, lg_of)
+        result = dict(wall_seconds=self.clock.seconds, results_md=str(self.out / "results.md"),
                       results_csv=str(self.out / "results.csv"))
         if rank() == 0:
-            self.write_reports(ancestry, learngenes, trained)
+            result["console"] = self.write_reports(ancestry, learngenes, trained, rows)
             atomic_write_text(json.dumps(result, indent=2) + "\n", self.out / "benchmark.json")
         return result
 
-    # -- helpers ------------------------------------------------------------------------------------
+    def des_net_job(self, method: str, depth: int, init_seed: int, finetune_seeds: list[int], source: Part | None,
+                    options: dict) -> DesNetJob:
+        initializer = "sws" if method == "sws-random" else method
+        return DesNetJob(f"{method} depth{depth} seed{init_seed}", self.out, initializer, method, depth, init_seed,
+                         tuple(finetune_seeds), source, options, self.finetune_cfg, self.cfg.keep_training_states)
 
-    def record(self, method: str, depth: int, phase: str, seed: int, metrics: dict, params: int, stored: int,
-               epochs: float, seconds: float) -> None:
-        self.runs.append(dict(method=method, depth=depth, phase=phase, seed=seed, top1=metrics["top1"],
-                              top5=metrics["top5"], val_loss=metrics["loss"], params=params, params_stored=stored,
-                              epochs=epochs, seconds=seconds))
-
-    def initializer(self, method: str, learngenes: dict, source: Part, trained: dict, index: int,
-                    architecture: str, des_args: dict) -> tuple[str, Part | None, dict]:
-        """The ``METHODS`` entry, source part and options of benchmark ``method``; fine-tune seed number
-        ``index`` uses learngene seed ``index % n``.
-
-        ``source`` is the method's configured source part (the ancestry when it has none).
-        """
+    def source_of(self, method: str, seed: int, lg: int, learngenes: dict, source: Part, trained: dict,
+                  architecture: str, des_args: dict) -> tuple[Part | None, dict]:
+        """The source part and options of benchmark ``method`` (not a learned one) for the replicate of ``seed``,
+        whose learngene seed is ``lg``; ``source`` is the method's configured source (the ancestry when none)."""
         cfg = self.cfg
-
-        def pick(parts: list[Part]) -> Part:
-            return parts[index % len(parts)]
-
-        if method in ("sws", "tleg", "simple-lg"):
-            return method, pick(learngenes[method]), {}
-        if method == "sws-random":
-            return "sws", pick(learngenes["sws"]), {"strategy": "random"}
+        if method == "sws-random":  # the learngene of its replicate, a random plan drawn with the replicate's seed
+            return learngenes["sws"][lg], {"strategy": "random"}
         if method == "weight-selection":
-            return method, source, {"model": architecture, "model_args": des_args,
-                                    "layers": cfg.weight_selection_layers, "elements": cfg.weight_selection_elements}
-        if method == "vanilla-lg":  # a configured source, or the deepest same-width model trained here
-            if self.cfg.vanilla_lg_source.config:
-                return method, source, {"num_layers": cfg.vanilla_lg_layers}
+            return source, {"model": architecture, "model_args": des_args, "layers": cfg.weight_selection_layers,
+                            "elements": cfg.weight_selection_elements}
+        if method == "vanilla-lg":  # a configured source, or the deepest same-width model trained with this seed
+            if cfg.vanilla_lg_source.config:
+                return source, {"num_layers": cfg.vanilla_lg_layers}
             deepest = max(d for d, _ in trained)
-            return method, trained[deepest, cfg.seeds[0]], {"num_layers": cfg.vanilla_lg_layers}
-        return method, pick(learngenes["sws"]), {}  # scratch: the learngene only names the Des-Net architecture
+            return trained[deepest, seed], {"num_layers": cfg.vanilla_lg_layers}
+        return None, {"model": architecture, "model_args": des_args}  # scratch
 
-    def write_reports(self, ancestry: Part, learngenes: dict, trained: dict) -> None:
+    # -- results ------------------------------------------------------------------------------------
+
+    def result_rows(self, des_nets: list[tuple[DesNetJob, tuple]], trained: dict, lg_of: dict) -> list[dict]:
+        """One row per measurement (see ``report.RESULT_FIELDS``), each with its per-image hits and the index of
+        its learngene seed (``cluster``: what the paired bootstrap resamples)."""
+        cfg, rows = self.cfg, []
+        cluster = {s: r % len(cfg.learngene_seeds) for r, s in enumerate(cfg.seeds)}
+
+        def row(method, depth, phase, lg, seed, part, params, stored, group):
+            r = part.result
+            rows.append(dict(method=method, depth=depth, phase=phase, learngene_seed="" if lg is None else lg,
+                             seed=seed, split="test", top1=r["test"]["top1"], top5=r["test"]["top5"],
+                             loss=r["test"]["loss"], params=params, params_stored=stored,
+                             epochs=r.get("epochs", 0), seconds=r.get("seconds", 0.0), correct=r["test"]["correct"],
+                             cluster=group))
+
+        for (depth, seed), part in trained.items():
+            row("trained", depth, "trained", None, seed, part, part.result["params"], part.result["params"],
+                cluster[seed])
+        for job, (init, tuned) in des_nets:
+            method, depth, init_seed = job.benchmark_method, job.depth, job.init_seed
+            learned = method in LEARNED
+            lg = init_seed if learned else (lg_of[init_seed] if method == "sws-random" else None)
+            group = cfg.learngene_seeds.index(init_seed) if learned else cluster[init_seed]
+            params, stored = init.result["params"], init.result["params_stored"]
+            row(method, depth, "no-tune", lg, init_seed, init, params, stored, group)
+            for seed, part in zip(job.finetune_seeds, tuned):
+                row(method, depth, "fine-tuned", lg, seed, part, params, stored, group)
+        return rows
+
+    def write_reports(self, ancestry: Part, learngenes: dict, trained: dict, rows: list[dict]) -> str:
         cfg = self.cfg
-        summary = report.summarize(self.runs)
-        report.write_csv(self.runs, report.RUN_FIELDS, self.out / "runs.csv")
-        report.write_csv(summary, report.SUMMARY_FIELDS, self.out / "results.csv")
-
-        names = {"sws": "SWS Aux-Net (learngene)", "tleg": "TLEG Aux-Net (learngene)",
-                 "simple-lg": "Simple-LG 5-layer net (learngene)"}
-        rows = [dict(name="Ancestry", params=ancestry.result["params"], top1=ancestry.result["val_top1"],
-                     top1_std=0.0, seconds=ancestry.result["seconds"])]
-        seconds = {}
-        for key, parts in learngenes.items():
-            if parts:
-                seconds[key] = sum(p.result["seconds"] for p in parts) / len(parts)
-                rows.append(part_row(names[key], parts))
+        teacher_cost = {s: max(parts[s].result.get("teacher_seconds", 0.0) for parts in learngenes.values())
+                        for s in cfg.learngene_seeds}
+        sources = [report.source_row("ancestry", "", ancestry.result, 0.0)]
+        for method, parts in learngenes.items():
+            for s, part in parts.items():
+                r = part.result
+                # A learngene that replayed the teacher cache is charged the recording's teacher time.
+                charged = r["seconds"] - r.get("teacher_seconds", 0.0) + teacher_cost[s] if cfg.teacher_cache \
+                    else r["seconds"]
+                sources.append(report.source_row(method, s, r, charged))
         deepest = max(d for d, _ in trained)
-        rows.append(part_row(f"Plain ViT-{deepest} from scratch (Trained budget)",
-                             [trained[deepest, s] for s in cfg.seeds]))
-
-        markdown = report.markdown_report(
-            summary, cfg.depths, list(cfg.methods), rows, ancestry.result["val_top1"],
-            learngenes["sws"][0].result["params"], seconds, cfg.finetune_epochs,
+        summary = report.summarize(rows)
+        report.write_csv(rows, report.RESULT_FIELDS, self.out / "results.csv")
+        report.write_csv(summary, report.SUMMARY_FIELDS, self.out / "summary.csv")
+        report.write_csv(sources, report.SOURCE_FIELDS, self.out / "learngenes.csv")
+        analysis = report.Analysis(rows, cfg.depths, list(cfg.methods), cfg.bootstrap_resamples)
+        report.write_csv(analysis.verdict_rows(), report.VERDICT_FIELDS, self.out / "verdicts.csv")
+        learngene_params = learngenes["sws"][cfg.learngene_seeds[0]].result["params"]
+        markdown, console = report.markdown_report(
+            analysis, summary, sources, trained_deepest=deepest, learngene_params=learngene_params,
+            des_params=self.des_params(), finetune_epochs=cfg.finetune_epochs, context=self.context,
+            teacher_cache=cfg.teacher_cache,
             title=f"SWS benchmark on {self.finetune_cfg.data.name} ({self.info.num_classes} classes, "
-                  f"{self.info.num_val} validation images)")
+                  f"{self.info.num_test} test images)")
         atomic_write_text(markdown, self.out / "results.md")
         for phase, name, title in (("no-tune", "no_tune.png", "no tuning after initialization"),
                                    ("fine-tuned", "fine_tuned.png", f"after a {cfg.finetune_epochs}-epoch fine-tune")):
             report.plot_accuracy(summary, cfg.depths, list(cfg.methods), phase, self.out / name, f"Des-Nets, {title}")
+        return console
 
-
-def des_architecture(sws: Part) -> tuple[str, dict]:
-    """The timm name and constructor arguments (without depth) of the SWS learngene's Des-Nets."""
-    init = METHODS["scratch"](sws.result["artifact"], 1)
-    return init.architecture, {k: v for k, v in init.model_args.items() if k != "depth"}
-
-
-def metrics_of(part: Part) -> dict:
-    r = part.result
-    return {"top1": r["val_top1"], "top5": r["val_top5"], "loss": r["val_loss"]}
-
-
-def part_row(name: str, parts: list[Part]) -> dict:
-    mean, std = report.mean_std([p.result["val_top1"] for p in parts])
-    return dict(name=name, params=parts[0].result["params"], top1=mean, top1_std=std,
-                seconds=sum(p.result["seconds"] for p in parts) / len(parts))
+    def des_params(self) -> dict[int, int]:
+        """Parameters of the Des-Net of every depth the paper's parameter claim counts (6-15) and of the run's."""
+        architecture, des_args = self.des_architecture()
+        with torch.device("meta"):
+            return {d: sum(p.numel() for p in timm.create_model(architecture, **des_args, depth=d).parameters())
+                    for d in sorted({*range(6, 16), *self.cfg.depths})}

@@ -15,16 +15,20 @@ def autocast(device: torch.device, amp: str):
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: DataLoader, device: torch.device | str, amp: str = "none") -> dict:
+def evaluate(model: nn.Module, loader: DataLoader, device: torch.device | str, amp: str = "none",
+             per_image: bool = False) -> dict:
     """``{"top1": %, "top5": %, "loss": mean CE}`` over every image of ``loader`` (top-k capped at the class count).
 
     Under torchrun each rank passes its own share of the data and the sums are all-reduced, so
-    every rank returns the metrics of the whole set.
+    every rank returns the metrics of the whole set. With ``per_image`` the result also holds
+    ``"correct"``: a bool CPU tensor, whether each image of this process's ``loader`` (in its order) is
+    a top-1 hit (what paired statistics over images need).
     """
     device = torch.device(device)
     was_training = model.training
     model.eval()
     sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss, top-1 hits, top-5 hits, images
+    correct = []
     for images, targets in loader:
         images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
         with autocast(device, amp):
@@ -33,8 +37,13 @@ def evaluate(model: nn.Module, loader: DataLoader, device: torch.device | str, a
         hits = logits.topk(min(5, logits.shape[-1]), dim=-1).indices == targets[:, None]
         sums += torch.stack([F.cross_entropy(logits, targets, reduction="sum"), hits[:, 0].sum(),
                              hits.any(dim=-1).sum(), torch.tensor(targets.numel(), device=device)]).double()
+        if per_image:
+            correct.append(hits[:, 0].cpu())
     if dist.is_available() and dist.is_initialized():
         dist.all_reduce(sums)
     model.train(was_training)
     loss, top1, top5, count = sums.tolist()
-    return {"top1": 100.0 * top1 / count, "top5": 100.0 * top5 / count, "loss": loss / count}
+    metrics = {"top1": 100.0 * top1 / count, "top5": 100.0 * top5 / count, "loss": loss / count}
+    if per_image:
+        metrics["correct"] = torch.cat(correct) if correct else torch.zeros(0, dtype=torch.bool)
+    return metrics

@@ -140,6 +140,7 @@ class Run:
         self.num_updates = 0
         self.history: list[dict] = []  # the log.csv rows
         self.teacher_top1: float | None = None
+        self.teacher_seconds = 0.0  # in the teacher's forward, this process (replayed batches cost none)
         self.tensorboard = None
 
     # -- setup --------------------------------------------------------------------------------------
@@ -344,8 +345,12 @@ class Run:
         cache = self.teacher_cache
         teacher_logits = cache.lookup(self.epoch, step, images) if cache is not None else None
         if teacher_logits is None:
+            start = time.perf_counter()
             with torch.no_grad():  # the teacher sees the same (mixed) batch, in eval mode
                 teacher_logits = self.teacher(images)
+            if images.is_cuda:
+                torch.cuda.synchronize(images.device)
+            self.teacher_seconds += time.perf_counter() - start
             if cache is not None:
                 cache.record(self.epoch, step, images, teacher_logits)
         return distillation_loss(logits, targets, teacher_logits, self.cfg.distill.alpha, self.cfg.distill.tau,
@@ -473,6 +478,7 @@ class Run:
         }
         if self.teacher is not None:
             summary["teacher_top1"] = self.teacher_top1
+            summary["teacher_seconds"] = self.teacher_seconds  # of this process since it (re)started
         if self.ema is not None:
             summary["ema_val_top1"] = final["ema_val_top1"]
         if self.procs.is_main:
