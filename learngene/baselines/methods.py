@@ -30,21 +30,26 @@ from learngene.baselines.tleg import expand_tleg
 from learngene.baselines.vanilla_lg import expand_vanilla_lg
 from learngene.baselines.weight_selection import layer_counts, select_weights
 from learngene.checkpoint import load_learngene, load_model_folder
-from learngene.errors import LearngeneError
-from learngene.expand import expand_sws, load_expanded, make_plan
-from learngene.expand.plan import check_depth
+from learngene.errors import LearngeneError, first_line
+from learngene.expand import ExpansionPlan, expand_sws, load_expanded, make_plan
+from learngene.expand.plan import check_depth, check_positive_int
 from learngene.models import PooledViT, SWSAuxViT, TLEGAuxViT
 from learngene.models.registry import des_architecture
 
 
 @dataclasses.dataclass
 class Initialization:
-    """A Des-Net's full state dict, the timm model it belongs to, and how it was made (plain data)."""
+    """A Des-Net's full state dict, the timm model it belongs to, and how it was made (plain data).
+
+    ``plan`` is the layer plan of the methods that place learngene layers by one (sws, simple-lg); it is also
+    part of ``info``.
+    """
 
     state_dict: dict[str, torch.Tensor]
     architecture: str
     model_args: dict
     info: dict
+    plan: ExpansionPlan | None = None
 
     def build(self) -> nn.Module:
         model = timm.create_model(self.architecture, **self.model_args)
@@ -58,8 +63,10 @@ def fresh_model(architecture: str, model_args: dict, seed: int) -> nn.Module:
         torch.manual_seed(seed)
         try:
             return timm.create_model(architecture, **model_args)
-        except (RuntimeError, TypeError, ValueError) as e:
-            raise LearngeneError(f"cannot create {architecture!r} with {model_args}: {e}") from None
+        except (AssertionError, RuntimeError, TypeError, ValueError) as e:
+            # unknown name, arguments it does not take, or values it asserts against (num_heads not dividing embed_dim)
+            raise LearngeneError(f"cannot create {architecture!r} with {model_args}: {first_line(e)}: choose --model "
+                                 "and --model-args that timm accepts (num_heads must divide embed_dim)") from None
 
 
 def count_parameters(tensors) -> int:
@@ -67,12 +74,15 @@ def count_parameters(tensors) -> int:
 
 
 def target_args(base_args: dict, depth: int | None, num_classes: int | None, model_args: dict | None = None) -> dict:
-    """``base_args`` with ``model_args`` applied, then ``depth`` and ``num_classes`` where given."""
+    """``base_args`` with ``model_args`` applied, then ``depth`` and ``num_classes`` where given; both must be >= 1."""
     args = {**base_args, **(model_args or {})}
     if depth is not None:
         args["depth"] = depth
     if num_classes is not None:
         args["num_classes"] = num_classes
+    for name in ("depth", "num_classes"):
+        if name in args:
+            check_positive_int(args[name], name)
     return args
 
 
@@ -122,7 +132,7 @@ def init_sws(source: str, depth: int, num_classes: int | None = None, strategy: 
     architecture = des_architecture(learngene.model)
     state = expand_sws(learngene.state_dict, plan.layer_sources, include_head=num_classes in (None, aux.num_classes))
     info = dict(method="sws", **plan.to_dict(), parameters_stored=count_parameters(learngene.state_dict.values()))
-    return Initialization(with_fresh_head(state, architecture, args, seed), architecture, args, info)
+    return Initialization(with_fresh_head(state, architecture, args, seed), architecture, args, info, plan)
 
 
 def init_tleg(source: str, depth: int, num_classes: int | None = None, seed: int = 0) -> Initialization:
@@ -144,7 +154,7 @@ def init_simple_lg(source: str, depth: int, num_classes: int | None = None, orde
                                    include_head=num_classes in (None, model.num_classes))
     plan.source = source
     info = dict(method="simple-lg", **plan.to_dict(), parameters_stored=count_parameters(model.parameters()))
-    return Initialization(with_fresh_head(state, architecture, args, seed), architecture, args, info)
+    return Initialization(with_fresh_head(state, architecture, args, seed), architecture, args, info, plan)
 
 
 def init_vanilla_lg(source: str, depth: int, num_classes: int | None = None, num_layers: int = 3,
@@ -182,6 +192,8 @@ def init_scratch(source: str | None, depth: int | None, num_classes: int | None 
     elif Path(source).is_dir():
         _, architecture, base_args = load_source_folder(source, "scratch")
     else:  # a learngene file: the architecture of its Des-Nets
+        if depth is None:
+            raise LearngeneError("scratch from a learngene needs --depth: its Des-Nets have no depth of their own")
         learngene, aux = load_aux_learngene(source, "scratch", PooledViT)
         architecture, base_args = des_architecture(learngene.model), aux.des_model_args(depth)
     architecture = model or architecture
