@@ -6,6 +6,7 @@ import pytest
 
 from learngene.cli import ArgumentParser, entry_point, int_at_least
 from learngene.errors import LearngeneError, first_line
+from learngene.perf import speed
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -65,3 +66,16 @@ def test_int_at_least_and_first_line():
     assert first_line(RuntimeError("Error(s) in loading state_dict:\n\tsize mismatch")) == \
         "Error(s) in loading state_dict:"
     assert first_line(AssertionError()) == "AssertionError"
+
+
+def test_bench_speed_help_names_the_tool_and_its_sections(capsys):
+    with pytest.raises(SystemExit) as e:
+        speed.main(["--help"])
+    assert e.value.code == 0
+    text = capsys.readouterr().out
+    assert text.startswith("usage: bench_speed.py ")
+    assert "\nMeasure what learngene training costs, as ratios of runs timed side by side in one process.\n" in text
+    assert "comma-separated subset of aux, kd, toggles, expand (default all; described below)" in " ".join(text.split())
+    assert "\n* ``kd``: student-only step vs online distillation" in text
+    assert speed.main(["--sections", "aux,speed"]) == 2
+    assert capsys.readouterr().err == "error: unknown --sections ['speed']: choose from aux, kd, toggles, expand\n"
