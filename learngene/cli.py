@@ -44,6 +44,13 @@ class ArgumentParser(argparse.ArgumentParser):
         raise LearngeneError(f"{message} (see {self.prog} --help)")
 
 
+def tool_parser(doc: str, prog: str) -> ArgumentParser:
+    """A tool's parser: its docstring's first line describes it, the rest (examples) follows the options verbatim."""
+    summary, details = doc.split("\n", 1)
+    return ArgumentParser(prog=prog, description=summary, epilog=f"examples:{details}",
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
 def int_at_least(minimum: int) -> Callable[[str], int]:
     """An argparse ``type``: an integer no smaller than ``minimum`` (e.g. 1 for a depth, 0 for a seed)."""
 

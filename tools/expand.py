@@ -21,7 +21,7 @@ import json
 from learngene.baselines.methods import METHODS
 from learngene.baselines.weight_selection import ELEMENT_SELECTIONS, LAYER_SELECTIONS
 from learngene.checkpoint import check_output_dir, save_model_folder
-from learngene.cli import ArgumentParser, entry_point, int_at_least
+from learngene.cli import ArgumentParser, entry_point, int_at_least, tool_parser
 from learngene.errors import LearngeneError
 from learngene.expand import ORDER_NAMES, STRATEGIES
 
@@ -37,9 +37,7 @@ def json_object(text: str) -> dict:
 
 
 def make_parser() -> ArgumentParser:
-    summary, examples = __doc__.split("\n", 1)
-    parser = ArgumentParser(prog="expand.py", description=summary, epilog=f"examples:{examples}",
-                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = tool_parser(__doc__, "expand.py")
     parser.add_argument("source", nargs="?",
                         help="learngene file (sws, tleg), trained timm model folder (simple-lg, vanilla-lg, "
                              "weight-selection, pf), or nothing (scratch, with --model)")

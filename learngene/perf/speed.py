@@ -22,7 +22,6 @@ Formulas and measured numbers: docs/performance.md.
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import dataclasses
 import itertools
@@ -43,7 +42,7 @@ from timm.optim import create_optimizer_v2
 
 from learngene.baselines.weight_selection import select_weights
 from learngene.checkpoint import atomic_path
-from learngene.cli import ArgumentParser, entry_point
+from learngene.cli import entry_point, tool_parser
 from learngene.distill import classification_loss, distillation_loss
 from learngene.distill.teacher_cache import TeacherLogitCache
 from learngene.errors import LearngeneError
@@ -74,9 +73,7 @@ class Row:
 
 
 def parse_args(argv):
-    summary, details = __doc__.split("\n", 1)
-    parser = ArgumentParser(prog="bench_speed.py", description=summary, epilog=f"examples:{details}",
-                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = tool_parser(__doc__, "bench_speed.py")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--quick", action="store_true", help="small images and few rounds; no torch.compile on CPU")
     parser.add_argument("--csv", default=None, help="write every row to this CSV file")
