@@ -18,6 +18,8 @@ import argparse
 import inspect
 import json
 
+from timm.models import VisionTransformer
+
 from learngene.baselines.methods import METHODS
 from learngene.baselines.weight_selection import ELEMENT_SELECTIONS, LAYER_SELECTIONS
 from learngene.checkpoint import check_output_dir, save_model_folder
@@ -90,7 +92,8 @@ def main(argv=None) -> int:
     save_model_folder(des, args.out, extra_files={"plan.json": init.info})
 
     params = sum(p.numel() for p in des.parameters())
-    shape = f"depth {len(des.blocks)}, width {des.embed_dim}" if hasattr(des, "blocks") else type(des).__name__
+    vit = isinstance(des, VisionTransformer)
+    shape = f"depth {len(des.blocks)}, width {des.embed_dim}" if vit else type(des).__name__
     plan = f", {init.plan.describe()}, plan {init.plan.layer_sources}" if init.plan else ""
     print(f"wrote {args.out}: {args.method}, {shape}, {params / 1e6:.3f}M params, "
           f"{init.info['parameters_stored'] / 1e6:.3f}M stored to initialize{plan}")
