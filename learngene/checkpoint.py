@@ -129,12 +129,22 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             os.remove(tmp)
 
 
-@contextlib.contextmanager
-def atomic_dir(out_dir: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary folder that becomes ``out_dir`` on success. ``out_dir`` must not hold files."""
+def check_output_dir(out_dir: str | os.PathLike) -> Path:
+    """Refuse an output folder that holds anything or cannot be made (a regular file on its path)."""
     out_dir = Path(out_dir)
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise LearngeneError(f"output {out_dir} already exists and is not empty: choose a new --out or remove it")
+    existing = next(p for p in out_dir.absolute().parents if p.exists())
+    if not existing.is_dir():
+        raise LearngeneError(f"output {out_dir} cannot be created: {existing} is a file, not a folder; "
+                             "choose another --out")
+    return out_dir
+
+
+@contextlib.contextmanager
+def atomic_dir(out_dir: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary folder that becomes ``out_dir`` on success. ``out_dir`` must not hold files."""
+    out_dir = check_output_dir(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
     try:
@@ -270,15 +280,10 @@ def load_learngene(path: str | os.PathLike) -> Learngene:
     return Learngene(state, fields["model"], model_args, fields["kind"], extra, preprocessing, str(path))
 
 
-def recorded_preprocessing(source: str | os.PathLike | None) -> dict | None:
-    """The preprocessing recorded in a learngene file or a model folder (None if none is recorded)."""
-    if source is None:
-        return None
-    source = Path(source)
-    if source.is_dir():
-        pretrained_cfg = json.loads((source / "config.json").read_text()).get("pretrained_cfg", {})
-        return {k: pretrained_cfg[k] for k in PREPROCESSING_KEYS if k in pretrained_cfg} or None
-    return load_learngene(source).preprocessing
+def recorded_preprocessing(model_dir: str | os.PathLike) -> dict | None:
+    """The preprocessing a model folder's ``config.json`` records (None if none is recorded)."""
+    pretrained_cfg = json.loads((Path(model_dir) / "config.json").read_text()).get("pretrained_cfg", {})
+    return {k: pretrained_cfg[k] for k in PREPROCESSING_KEYS if k in pretrained_cfg} or None
 
 
 def save_model_folder(model: torch.nn.Module, out_dir: str | os.PathLike, *, preprocessing: dict | None,

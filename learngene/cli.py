@@ -3,14 +3,25 @@ from __future__ import annotations
 
 import argparse
 import functools
+import signal
 import sys
 from typing import Callable, Sequence
 
-from learngene.errors import LearngeneError
+from learngene.errors import LearngeneError, first_line
+
+Main = Callable[[Sequence[str] | None], int]
+INTERRUPTED_EXIT_CODE = 128 + signal.SIGINT  # what a shell reports for a command stopped by Ctrl-C
 
 
-def entry_point(main: Callable[[Sequence[str] | None], int]) -> Callable[[Sequence[str] | None], int]:
-    """Wrap a tool's ``main(argv) -> int`` so bad input becomes one stderr line and exit code 2."""
+def entry_point(main: Main | None = None, *, on_interrupt: str = "stopped by Ctrl-C; run the same command again"):
+    """Wrap a tool's ``main(argv) -> int`` so bad input becomes one stderr line and exit code 2.
+
+    Ctrl-C becomes one ``interrupted: ...`` line and exit code 130, not a traceback: the line says how to
+    continue, with the ``KeyboardInterrupt``'s own message if it has one, else ``on_interrupt``.
+    Use as ``@entry_point`` or ``@entry_point(on_interrupt="...")``.
+    """
+    if main is None:
+        return functools.partial(entry_point, on_interrupt=on_interrupt)
 
     @functools.wraps(main)
     def wrapped(argv: Sequence[str] | None = None) -> int:
@@ -19,9 +30,11 @@ def entry_point(main: Callable[[Sequence[str] | None], int]) -> Callable[[Sequen
         except LearngeneError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
+        except KeyboardInterrupt as e:
+            print(f"interrupted: {first_line(e) if str(e).strip() else on_interrupt}", file=sys.stderr)
+            return INTERRUPTED_EXIT_CODE
 
     return wrapped
-
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -29,3 +42,26 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str):
         raise LearngeneError(f"{message} (see {self.prog} --help)")
+
+
+def tool_parser(doc: str, prog: str) -> ArgumentParser:
+    """A tool's parser: its docstring's first line describes it, the rest (examples) follows the options verbatim."""
+    summary, details = doc.split("\n", 1)
+    return ArgumentParser(prog=prog, description=summary, epilog=f"examples:{details}",
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def int_at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse ``type``: an integer no smaller than ``minimum`` (e.g. 1 for a depth, 0 for a seed)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {value}")
+        return value
+
+    parse.__name__ = f"int >= {minimum}"  # argparse names the type in some messages
+    return parse

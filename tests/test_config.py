@@ -1,13 +1,22 @@
+import dataclasses
 from pathlib import Path
 
 import pytest
+import torch
 
+from learngene.benchmark.config import BenchmarkConfig, PartConfig, check_benchmark_config
 from learngene.config import TrainConfig, check_train_config, load_config, parse_config_args, save_config
+from learngene.data import DatasetInfo
+from learngene.engine.models import LOCAL_DIR, build_student, build_teacher
 from learngene.errors import LearngeneError
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED_CONFIGS = sorted((REPO / "configs" / "digits").glob("*.yaml")) + sorted(
     (REPO / "configs" / "imagenet").glob("*.yaml"))
+BENCHMARK_CONFIGS = sorted((REPO / "configs" / "benchmark").glob("*.yaml"))
+# What each data.name of the shipped configs feeds a model: (classes, channels). The ImageNet configs read an
+# ImageFolder of ImageNet-1k, which is not here.
+DATA_SHAPES = {"digits": (10, 1), "imagefolder": (1000, 3)}
 
 
 def write(tmp_path, text):
@@ -77,7 +86,56 @@ def test_parse_config_args_tool_convention(tmp_path):
         parse_config_args(["--bogus"], TrainConfig, None, "test")
 
 
+def build_on_meta(cfg: TrainConfig) -> list[torch.nn.Module]:
+    """The config's student, and its teacher unless that is a model folder, as the tools build them, without weights.
+
+    On the meta device nothing is allocated, so ViT-L costs what a digits model does; no weights are loaded
+    (pretrained and checkpoints are off: the test checks the architecture a config names, not files elsewhere).
+    """
+    num_classes, in_chans = DATA_SHAPES[cfg.data.name]
+    info = DatasetInfo(num_classes, in_chans, cfg.data.img_size, (0.5,) * in_chans, (0.5,) * in_chans, 1, 1)
+    models = []
+    with torch.device("meta"):
+        if not cfg.model.name.startswith(LOCAL_DIR):
+            models.append(build_student(dataclasses.replace(cfg.model, pretrained=False, checkpoint=""), info))
+        if cfg.teacher.name and not cfg.teacher.name.startswith(LOCAL_DIR):
+            models.append(build_teacher(dataclasses.replace(cfg.teacher, pretrained=False, checkpoint=""), info))
+    return models
+
+
 @pytest.mark.parametrize("path", SHIPPED_CONFIGS, ids=lambda p: f"{p.parent.name}/{p.name}")
-def test_shipped_configs_load_and_validate(path):
+def test_shipped_configs_load_validate_and_build(path):
     cfg = check_train_config(load_config(path, [], TrainConfig))
     assert cfg.model.name and cfg.output.startswith("runs/")
+    for model in build_on_meta(cfg):
+        assert all(p.is_meta for p in model.parameters())
+    if not cfg.model.name.startswith(LOCAL_DIR):
+        assert build_on_meta(cfg)[0].num_classes == DATA_SHAPES[cfg.data.name][0]
+
+
+def benchmark_parts(cfg: BenchmarkConfig) -> dict[str, PartConfig]:
+    return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)
+            if isinstance(getattr(cfg, f.name), PartConfig) and getattr(cfg, f.name).config}
+
+
+@pytest.mark.parametrize("path", BENCHMARK_CONFIGS, ids=lambda p: p.name)
+def test_benchmark_configs_load_validate_and_build_their_parts(path, monkeypatch):
+    monkeypatch.chdir(REPO)  # part configs are relative to the repository, as when the benchmark runs from it
+    cfg = check_benchmark_config(load_config(path, [], BenchmarkConfig))
+    assert cfg.output.startswith("runs/")
+    parts = benchmark_parts(cfg)
+    assert {"ancestry", "sws_aux", "tleg_aux", "simple_lg", "finetune", "trained"} <= set(parts)
+    for name, part in parts.items():  # each part as the benchmark loads it: its file plus its overrides
+        part_cfg = check_train_config(load_config(part.config, part.overrides, TrainConfig))
+        assert build_on_meta(part_cfg) or name == "finetune", name  # only the fine-tune starts from a folder
+
+
+def test_a_config_timm_rejects_fails_the_build():
+    cfg = load_config(REPO / "configs" / "digits" / "aux.yaml", ["model.kwargs.bogus=1"], TrainConfig)
+    with pytest.raises(LearngeneError, match="unexpected keyword argument 'bogus'"):
+        build_on_meta(check_train_config(cfg))
+    cfg = load_config(REPO / "configs" / "imagenet" / "aux_b.yaml", ["teacher.kwargs.bogus=1"], TrainConfig)
+    with pytest.raises(LearngeneError, match="cannot create teacher 'levit_384'.*unexpected keyword argument 'bogus'"):
+        build_on_meta(check_train_config(cfg))
+    with pytest.raises(LearngeneError, match="'stagez'"):
+        load_config(REPO / "configs" / "benchmark" / "digits.yaml", ["stagez=1"], BenchmarkConfig)

@@ -90,6 +90,20 @@ def test_plan_round_trips_as_plain_data():
                                   seed=None, source="lg.safetensors")
 
 
+def test_plan_describes_its_strategy_and_says_when_the_order_changes_nothing():
+    assert make_plan(8, SIZES, "cyclic", "front-last-mid").describe() == "cyclic order front-last-mid"
+    assert make_plan(7, SIZES, "cyclic", "0,2,1,3,4").describe() == "cyclic order 0,2,1,3,4"
+    assert make_plan(12, SIZES).describe() == "cyclic order front-mid-last"
+    # At a multiple of the 5 stages every stage gets the same number of layers in any order.
+    assert make_plan(10, SIZES, "cyclic", "last-mid-front").describe() == \
+        "cyclic order last-mid-front (at depth 10 the same plan as front-mid-last)"
+    assert make_plan(3, SIZES, "cyclic", "0,1,2,4,3").describe() == \
+        "cyclic order 0,1,2,4,3 (at depth 3 the same plan as front-mid-last)"
+    assert make_plan(4, SIZES, "cyclic", "0,1,2,4,3").describe() == "cyclic order 0,1,2,4,3"
+    assert make_plan(6, SIZES, "random", seed=3).describe() == "random (seed 3)"
+    assert make_plan(6, SIZES, "shuffled", seed=0).describe() == "shuffled (seed 0)"
+
+
 def des_for(aux, depth, **overrides):
     return timm.create_model("vit_tiny_patch16_224", **dict(aux.des_model_args(depth), **overrides)).eval()
 
@@ -119,12 +133,24 @@ def test_other_label_space_keeps_target_head(tiny_aux):
     torch.testing.assert_close(des.blocks[5].norm1.weight, tiny_aux.stages[4].norm1.weight)
 
 
-def test_wrong_architecture_is_refused(tiny_aux):
+def test_wrong_architecture_is_refused_naming_keys_and_shapes(tiny_aux):
     wider = timm.create_model("vit_tiny_patch16_224", **dict(tiny_aux.des_model_args(6), embed_dim=48))
-    with pytest.raises(LearngeneError, match="shape mismatch"):
+    with pytest.raises(LearngeneError) as e:
         load_expanded(wider, expand_sws(tiny_aux.state_dict(), cyclic_layer_sources(6, SIZES)))
+    assert str(e.value) == (
+        "learngene does not fit the target model VisionTransformer: other shapes pos_embed (1, 16, 32) given, "
+        "(1, 16, 48) in the model, patch_embed.proj.weight (32, 1, 2, 2) given, (48, 1, 2, 2) in the model, "
+        "patch_embed.proj.bias (32,) given, (48,) in the model and 75 more: build the target with the "
+        "architecture arguments of the learngene's Des-Nets")
     deeper = des_for(tiny_aux, 8)
-    with pytest.raises(LearngeneError, match="missing keys"):
+    with pytest.raises(LearngeneError) as e:
         load_expanded(deeper, expand_sws(tiny_aux.state_dict(), cyclic_layer_sources(6, SIZES)))
+    assert str(e.value).startswith("learngene does not fit the target model VisionTransformer: missing keys "
+                                   "blocks.6.norm1.weight, blocks.6.norm1.bias, blocks.6.attn.qkv.weight and 21 more: ")
+    shallower = des_for(tiny_aux, 5)
+    with pytest.raises(LearngeneError) as e:
+        load_expanded(shallower, expand_sws(tiny_aux.state_dict(), cyclic_layer_sources(6, SIZES)))
+    assert "unexpected keys blocks.5.norm1.weight, blocks.5.norm1.bias, blocks.5.attn.qkv.weight and 9 more: " \
+        in str(e.value)
     with pytest.raises(LearngeneError, match="the learngene has 5 stages"):
         expand_sws(tiny_aux.state_dict(), [0, 5])

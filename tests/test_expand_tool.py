@@ -58,13 +58,52 @@ def test_des_folder_loads_in_plain_timm(tiny_aux, learngene_file, tmp_path, caps
     assert result.stdout.split() == ["VisionTransformer", "12", "avg", "True"]
 
 
-def test_other_num_classes_and_order(learngene_file, tmp_path):
+def test_other_num_classes_and_order(learngene_file, tmp_path, capsys):
     out = tmp_path / "des7"
     assert expand.main([str(learngene_file), "--depth", "7", "--out", str(out), "--order", "front-last-mid",
                         "--num-classes", "4"]) == 0
     config = json.loads((out / "config.json").read_text())
     assert config["num_classes"] == 4 and config["model_args"]["depth"] == 7
     assert json.loads((out / "plan.json").read_text())["layer_sources"] == [0, 0, 1, 1, 2, 3, 4]
+    # At depth 7 front-last-mid places the layers as the default order does: the summary says so.
+    assert capsys.readouterr().out == (
+        f"wrote {out}: sws, depth 7, width 32, 0.090M params, 0.065M stored to initialize, cyclic order "
+        "front-last-mid (at depth 7 the same plan as front-mid-last), plan [0, 0, 1, 1, 2, 3, 4]\n")
+
+    out = tmp_path / "des8"
+    assert expand.main([str(learngene_file), "--depth", "8", "--out", str(out), "--order", "front-last-mid"]) == 0
+    assert capsys.readouterr().out.endswith(", cyclic order front-last-mid, plan [0, 0, 1, 1, 2, 3, 3, 4]\n")
+    out = tmp_path / "des8r"
+    assert expand.main([str(learngene_file), "--depth", "8", "--out", str(out), "--strategy", "random",
+                        "--seed", "2"]) == 0
+    plan = json.loads((out / "plan.json").read_text())["layer_sources"]
+    assert capsys.readouterr().out.endswith(f", random (seed 2), plan {plan}\n")
+
+
+def test_help_shows_the_examples_and_defaults(capsys):
+    with pytest.raises(SystemExit) as e:
+        expand.main(["--help"])
+    assert e.value.code == 0
+    text = capsys.readouterr().out
+    assert "examples:\n    python tools/expand.py runs/digits/aux/learngene.safetensors --depth 12" in text
+    assert "runs/digits/tleg_aux/learngene.safetensors --method tleg" in text
+    assert "--model-args '{\"embed_dim\": 64, \"num_heads\": 4}'" in text
+    flat = " ".join(text.split())
+    assert "which parent layers (default first)" in flat and "which elements per axis (default uniform)" in flat
+    assert "weight selection keeps the parent's width, heads and MLP ratio unless set here" in flat
+
+
+def test_ctrl_c_is_one_line_and_leaves_no_folder(learngene_file, tmp_path, capsys, monkeypatch):
+    def interrupted_write(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    import timm.models
+    monkeypatch.setattr(timm.models, "save_for_hf", interrupted_write)  # Ctrl-C while the folder is being written
+    out = tmp_path / "des"
+    assert expand.main([str(learngene_file), "--depth", "4", "--out", str(out)]) == 130
+    captured = capsys.readouterr()
+    assert (captured.out, captured.err) == ("", "interrupted: nothing was written; run the same command again\n")
+    assert [p.name for p in tmp_path.iterdir()] == ["lg.safetensors"]  # no folder, no temporary one
 
 
 def error_line(capsys):
@@ -74,8 +113,8 @@ def error_line(capsys):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--depth", "0"], "depth must be a positive integer"),
-    (["--depth", "-2"], "depth must be a positive integer"),
+    (["--depth", "0"], "argument --depth: must be an integer >= 1, got 0"),
+    (["--depth", "-2"], "argument --depth: must be an integer >= 1, got -2"),
     (["--depth", "5", "--order", "sideways"], "unknown order"),
     (["--depth", "5", "--strategy", "greedy"], "invalid choice"),
     (["--depth", "five"], "invalid int value"),

@@ -1,13 +1,16 @@
 """Initialize a Des-Net with SWS or a baseline, written as a timm local-dir model folder.
 
     python tools/expand.py runs/digits/aux/learngene.safetensors --depth 12 --out runs/des12
-    python tools/expand.py runs/digits/tleg/learngene.safetensors --method tleg --depth 12 --out runs/tleg12
-    python tools/expand.py runs/digits/ancestry/model --method weight-selection --depth 6 --out runs/ws6
+    python tools/expand.py runs/digits/tleg_aux/learngene.safetensors --method tleg --depth 12 --out runs/tleg12
+    python tools/expand.py runs/digits/ancestry/model --method weight-selection --depth 6 \\
+        --model-args '{"embed_dim": 64, "num_heads": 4}' --out runs/ws6   # the width of the digits Des-Nets
     python tools/expand.py runs/digits/aux/learngene.safetensors --method scratch --depth 12 --out runs/scratch12
     python -c "import timm; timm.create_model('local-dir:runs/des12', pretrained=True)"   # no learngene needed
 
 Every method writes the same kind of folder; ``plan.json`` records the method, its choices and the
 parameters stored to initialize (see learngene/baselines/methods.py and docs/baselines.md).
+Weight selection keeps the parent's width, heads and MLP ratio unless --model-args sets them: without
+it, a child of the digits ancestry is 128 wide, twice the width of the SWS Des-Nets.
 """
 from __future__ import annotations
 
@@ -15,13 +18,14 @@ import argparse
 import inspect
 import json
 
+from timm.models import VisionTransformer
+
 from learngene.baselines.methods import METHODS
 from learngene.baselines.weight_selection import ELEMENT_SELECTIONS, LAYER_SELECTIONS
-from learngene.checkpoint import recorded_preprocessing, save_model_folder
-from learngene.cli import ArgumentParser, entry_point
+from learngene.checkpoint import check_output_dir, save_model_folder
+from learngene.cli import ArgumentParser, entry_point, int_at_least, tool_parser
 from learngene.errors import LearngeneError
 from learngene.expand import ORDER_NAMES, STRATEGIES
-from learngene.hub import resolve_source
 
 
 def json_object(text: str) -> dict:
@@ -35,18 +39,18 @@ def json_object(text: str) -> dict:
 
 
 def make_parser() -> ArgumentParser:
-    parser = ArgumentParser(description=__doc__.splitlines()[0])
+    parser = tool_parser(__doc__, "expand.py")
     parser.add_argument("source", nargs="?",
                         help="learngene file (sws, tleg), trained timm model folder (simple-lg, vanilla-lg, "
                              "weight-selection, pf), or nothing (scratch, with --model)")
     parser.add_argument("--method", default="sws", choices=list(METHODS), help="initializer (default sws)")
-    parser.add_argument("--depth", type=int, default=None,
+    parser.add_argument("--depth", type=int_at_least(1), default=None,
                         help="number of Des-Net layers (>= 1); weight-selection, scratch and pf default to the "
                              "source's")
     parser.add_argument("--out", required=True, help="output folder (must not exist or be empty)")
-    parser.add_argument("--num-classes", type=int, default=None,
+    parser.add_argument("--num-classes", type=int_at_least(1), default=None,
                         help="Des-Net classes; when it differs from the source's, the head keeps timm's init")
-    parser.add_argument("--seed", type=int, default=0,
+    parser.add_argument("--seed", type=int_at_least(0), default=0,
                         help="seed of random plans and selections and of any weights left at timm's init")
     parser.add_argument("--strategy", default="cyclic", choices=STRATEGIES,
                         help="sws: cyclic (default); random: random layers per stage, stage order kept; "
@@ -54,21 +58,24 @@ def make_parser() -> ArgumentParser:
     parser.add_argument("--order", default=None,
                         help=f"sws, simple-lg: cyclic stage order, one of {', '.join(ORDER_NAMES)} or a "
                              "permutation like 0,1,2,3,4 (default front-mid-last)")
-    parser.add_argument("--num-layers", type=int, default=3, help="vanilla-lg: ancestry blocks put on top (default 3)")
+    parser.add_argument("--num-layers", type=int_at_least(1), default=3,
+                        help="vanilla-lg: ancestry blocks put on top (default 3)")
     parser.add_argument("--model", default=None,
                         help="weight-selection, scratch: timm model name of the Des-Net (default the source's)")
     parser.add_argument("--model-args", type=json_object, default=None,
                         help="weight-selection, scratch: JSON constructor overrides, e.g. "
-                             "'{\"embed_dim\": 192, \"num_heads\": 3}'")
-    parser.add_argument("--layers", default="first", choices=LAYER_SELECTIONS, help="weight-selection: layers")
+                             "'{\"embed_dim\": 64, \"num_heads\": 4}'; weight selection keeps the parent's width, "
+                             "heads and MLP ratio unless set here")
+    parser.add_argument("--layers", default="first", choices=LAYER_SELECTIONS,
+                        help="weight-selection: which parent layers (default %(default)s)")
     parser.add_argument("--elements", default="uniform", choices=ELEMENT_SELECTIONS,
-                        help="weight-selection: elements per axis")
+                        help="weight-selection: which elements per axis (default %(default)s)")
     parser.add_argument("--head-aware", action="store_true",
                         help="weight-selection: keep attention heads whole in fused qkv and proj")
     return parser
 
 
-@entry_point
+@entry_point(on_interrupt="nothing was written; run the same command again")
 def main(argv=None) -> int:
     parser = make_parser()
     args = parser.parse_args(argv)
@@ -78,17 +85,19 @@ def main(argv=None) -> int:
     for name, value in vars(args).items():
         if name not in accepted and name not in ("method", "out") and value != parser.get_default(name):
             raise LearngeneError(f"--{name.replace('_', '-')} does not apply to --method {args.method}")
+    check_output_dir(args.out)  # before the work, not after it
 
     init = init_method(**options)
     des = init.build()
-    source = resolve_source(args.source) if args.source else None  # a shared folder or hub id: its weights
-    save_model_folder(des, args.out, preprocessing=recorded_preprocessing(source), model_args=init.model_args,
+    save_model_folder(des, args.out, preprocessing=init.preprocessing, model_args=init.model_args,
                       extra_files={"plan.json": init.info})
 
     params = sum(p.numel() for p in des.parameters())
-    plan = f", plan {init.info['layer_sources']}" if "layer_sources" in init.info else ""
-    print(f"wrote {args.out}: {args.method}, depth {init.model_args.get('depth', 'default')}, "
-          f"{params / 1e6:.3f}M params, {init.info['parameters_stored'] / 1e6:.3f}M stored to initialize{plan}")
+    vit = isinstance(des, VisionTransformer)
+    shape = f"depth {len(des.blocks)}, width {des.embed_dim}" if vit else type(des).__name__
+    plan = f", {init.plan.describe()}, plan {init.plan.layer_sources}" if init.plan else ""
+    print(f"wrote {args.out}: {args.method}, {shape}, {params / 1e6:.3f}M params, "
+          f"{init.info['parameters_stored'] / 1e6:.3f}M stored to initialize{plan}")
     return 0
 
 

@@ -29,10 +29,10 @@ from learngene.baselines.simple_lg import expand_simple_lg
 from learngene.baselines.tleg import expand_tleg
 from learngene.baselines.vanilla_lg import expand_vanilla_lg
 from learngene.baselines.weight_selection import layer_counts, select_weights
-from learngene.checkpoint import load_learngene, load_model_folder
-from learngene.errors import LearngeneError
-from learngene.expand import expand_sws, load_expanded, make_plan
-from learngene.expand.plan import check_depth
+from learngene.checkpoint import load_learngene, load_model_folder, recorded_preprocessing
+from learngene.errors import LearngeneError, first_line
+from learngene.expand import ExpansionPlan, expand_sws, load_expanded, make_plan
+from learngene.expand.plan import check_depth, check_positive_int
 from learngene.hub import resolve_source
 from learngene.models import PooledViT, SWSAuxViT, TLEGAuxViT
 from learngene.models.registry import des_architecture
@@ -40,12 +40,19 @@ from learngene.models.registry import des_architecture
 
 @dataclasses.dataclass
 class Initialization:
-    """A Des-Net's full state dict, the timm model it belongs to, and how it was made (plain data)."""
+    """A Des-Net's full state dict, the timm model it belongs to, and how it was made (plain data).
+
+    ``plan`` is the layer plan of the methods that place learngene layers by one (sws, simple-lg); it is also
+    part of ``info``. ``preprocessing`` is what the source was trained on (``checkpoint.preprocessing_of``), which
+    the Des-Net's folder records; None for a model with no trained source.
+    """
 
     state_dict: dict[str, torch.Tensor]
     architecture: str
     model_args: dict
     info: dict
+    plan: ExpansionPlan | None = None
+    preprocessing: dict | None = None
 
     def build(self) -> nn.Module:
         model = timm.create_model(self.architecture, **self.model_args)
@@ -59,8 +66,10 @@ def fresh_model(architecture: str, model_args: dict, seed: int) -> nn.Module:
         torch.manual_seed(seed)
         try:
             return timm.create_model(architecture, **model_args)
-        except (RuntimeError, TypeError, ValueError) as e:
-            raise LearngeneError(f"cannot create {architecture!r} with {model_args}: {e}") from None
+        except (AssertionError, RuntimeError, TypeError, ValueError) as e:
+            # unknown name, arguments it does not take, or values it asserts against (num_heads not dividing embed_dim)
+            raise LearngeneError(f"cannot create {architecture!r} with {model_args}: {first_line(e)}: choose --model "
+                                 "and --model-args that timm accepts (num_heads must divide embed_dim)") from None
 
 
 def count_parameters(tensors) -> int:
@@ -68,12 +77,15 @@ def count_parameters(tensors) -> int:
 
 
 def target_args(base_args: dict, depth: int | None, num_classes: int | None, model_args: dict | None = None) -> dict:
-    """``base_args`` with ``model_args`` applied, then ``depth`` and ``num_classes`` where given."""
+    """``base_args`` with ``model_args`` applied, then ``depth`` and ``num_classes`` where given; both must be >= 1."""
     args = {**base_args, **(model_args or {})}
     if depth is not None:
         args["depth"] = depth
     if num_classes is not None:
         args["num_classes"] = num_classes
+    for name in ("depth", "num_classes"):
+        if name in args:
+            check_positive_int(args[name], name)
     return args
 
 
@@ -93,13 +105,15 @@ def load_aux_learngene(source: str | None, method: str, model_type: type):
     return learngene, aux
 
 
-def load_source_folder(source: str | None, method: str) -> tuple[nn.Module, str, dict]:
-    """A trained model folder: the model, its timm architecture name and its constructor arguments."""
+def load_source_folder(source: str | None, method: str) -> tuple[nn.Module, str, dict, dict | None]:
+    """A trained model folder (or a shared one, or its hub id): the model, its timm architecture name, its
+    constructor arguments and the preprocessing it records."""
     if source is None:
         raise LearngeneError(f"{method} needs a source: a trained timm model folder")
-    model = load_model_folder(source)
-    config = json.loads((Path(source) / "config.json").read_text())
-    return model, config["architecture"], config.get("model_args", {})
+    folder = resolve_source(source)
+    model = load_model_folder(folder)
+    config = json.loads((Path(folder) / "config.json").read_text())
+    return model, config["architecture"], config.get("model_args", {}), recorded_preprocessing(folder)
 
 
 def attention_heads(model: nn.Module) -> int:
@@ -124,7 +138,8 @@ def init_sws(source: str, depth: int, num_classes: int | None = None, strategy: 
     architecture = des_architecture(learngene.model)
     state = expand_sws(learngene.state_dict, plan.layer_sources, include_head=num_classes in (None, aux.num_classes))
     info = dict(method="sws", **plan.to_dict(), parameters_stored=count_parameters(learngene.state_dict.values()))
-    return Initialization(with_fresh_head(state, architecture, args, seed), architecture, args, info)
+    return Initialization(with_fresh_head(state, architecture, args, seed), architecture, args, info, plan,
+                          learngene.preprocessing)
 
 
 def init_tleg(source: str, depth: int, num_classes: int | None = None, seed: int = 0) -> Initialization:
@@ -135,36 +150,38 @@ def init_tleg(source: str, depth: int, num_classes: int | None = None, seed: int
     state = expand_tleg(learngene.state_dict, depth, include_head=num_classes in (None, aux.num_classes))
     info = dict(method="tleg", source=source, coefficients=[i / depth for i in range(depth)],
                 parameters_stored=count_parameters(learngene.state_dict.values()))
-    return Initialization(with_fresh_head(state, architecture, args, seed), architecture, args, info)
+    return Initialization(with_fresh_head(state, architecture, args, seed), architecture, args, info,
+                          preprocessing=learngene.preprocessing)
 
 
 def init_simple_lg(source: str, depth: int, num_classes: int | None = None, order=None,
                    seed: int = 0) -> Initialization:
-    model, architecture, base_args = load_source_folder(source, "simple-lg")
+    model, architecture, base_args, preprocessing = load_source_folder(source, "simple-lg")
     args = target_args(base_args, depth, num_classes)
     state, plan = expand_simple_lg(model.state_dict(), depth, order,
                                    include_head=num_classes in (None, model.num_classes))
     plan.source = source
     info = dict(method="simple-lg", **plan.to_dict(), parameters_stored=count_parameters(model.parameters()))
-    return Initialization(with_fresh_head(state, architecture, args, seed), architecture, args, info)
+    return Initialization(with_fresh_head(state, architecture, args, seed), architecture, args, info, plan,
+                          preprocessing)
 
 
 def init_vanilla_lg(source: str, depth: int, num_classes: int | None = None, num_layers: int = 3,
                     seed: int = 0) -> Initialization:
     check_depth(depth)
-    ancestry, architecture, base_args = load_source_folder(source, "vanilla-lg")
+    ancestry, architecture, base_args, preprocessing = load_source_folder(source, "vanilla-lg")
     args = target_args(base_args, depth, num_classes)
     state, copied = expand_vanilla_lg(ancestry.state_dict(), fresh_model(architecture, args, seed).state_dict(),
                                       num_layers)
     info = dict(method="vanilla-lg", source=source, num_layers=num_layers, seed=seed,
                 parameters_stored=count_parameters(state[key] for key in copied))
-    return Initialization(state, architecture, args, info)
+    return Initialization(state, architecture, args, info, preprocessing=preprocessing)
 
 
 def init_weight_selection(source: str, depth: int, num_classes: int | None = None, model: str | None = None,
                           model_args: dict | None = None, layers: str = "first", elements: str = "uniform",
                           head_aware: bool = False, seed: int = 0) -> Initialization:
-    parent, parent_architecture, base_args = load_source_folder(source, "weight-selection")
+    parent, parent_architecture, base_args, preprocessing = load_source_folder(source, "weight-selection")
     architecture = model or parent_architecture
     args = target_args(base_args, depth, num_classes, model_args)
     child = fresh_model(architecture, args, seed)
@@ -172,7 +189,7 @@ def init_weight_selection(source: str, depth: int, num_classes: int | None = Non
     state = select_weights(parent.state_dict(), child.state_dict(), layers, elements, seed, head_aware, num_heads)
     info = dict(method="weight-selection", source=source, layers=layers, elements=elements, head_aware=head_aware,
                 seed=seed, parameters_stored=count_parameters(parent.parameters()))
-    return Initialization(state, architecture, args, info)
+    return Initialization(state, architecture, args, info, preprocessing=preprocessing)
 
 
 def init_scratch(source: str | None, depth: int | None, num_classes: int | None = None, model: str | None = None,
@@ -180,21 +197,25 @@ def init_scratch(source: str | None, depth: int | None, num_classes: int | None 
     if source is None:
         if model is None:
             raise LearngeneError("scratch needs --model (a timm model name) or a source whose architecture to copy")
-        architecture, base_args = model, {}
-    elif Path(source).is_dir():
-        _, architecture, base_args = load_source_folder(source, "scratch")
+        architecture, base_args, preprocessing = model, {}, None
+    elif Path(resolve_source(source)).is_dir():
+        _, architecture, base_args, preprocessing = load_source_folder(source, "scratch")
     else:  # a learngene file: the architecture of its Des-Nets
+        if depth is None:
+            raise LearngeneError("scratch from a learngene needs --depth: its Des-Nets have no depth of their own")
         learngene, aux = load_aux_learngene(source, "scratch", PooledViT)
         architecture, base_args = des_architecture(learngene.model), aux.des_model_args(depth)
+        preprocessing = learngene.preprocessing
     architecture = model or architecture
     args = target_args(base_args, depth, num_classes, model_args)
     info = dict(method="scratch", source=source, seed=seed, parameters_stored=0)
-    return Initialization(fresh_model(architecture, args, seed).state_dict(), architecture, args, info)
+    return Initialization(fresh_model(architecture, args, seed).state_dict(), architecture, args, info,
+                          preprocessing=preprocessing)
 
 
 def init_pf(source: str, depth: int | None = None, num_classes: int | None = None, seed: int = 0) -> Initialization:
     """Pre-train-then-fine-tune: the Des-Net is a same-size model trained on the source data, as it is."""
-    model, architecture, base_args = load_source_folder(source, "pf")
+    model, architecture, base_args, preprocessing = load_source_folder(source, "pf")
     source_depth = layer_counts(model.state_dict()).get("blocks")
     if depth is not None and depth != source_depth:
         raise LearngeneError(f"pf reuses a trained model as it is: give its depth ({source_depth}) or no --depth")
@@ -203,7 +224,8 @@ def init_pf(source: str, depth: int | None = None, num_classes: int | None = Non
     if num_classes not in (None, model.num_classes):
         state = {k: v for k, v in state.items() if not k.startswith("head.")}
     info = dict(method="pf", source=source, parameters_stored=count_parameters(model.parameters()))
-    return Initialization(with_fresh_head(state, architecture, args, seed), architecture, args, info)
+    return Initialization(with_fresh_head(state, architecture, args, seed), architecture, args, info,
+                          preprocessing=preprocessing)
 
 
 METHODS = {

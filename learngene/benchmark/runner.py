@@ -42,8 +42,8 @@ import learngene
 from learngene.baselines.methods import METHODS
 from learngene.benchmark import report
 from learngene.benchmark.config import BenchmarkConfig, PartConfig, check_benchmark_config
-from learngene.checkpoint import atomic_write_text, load_learngene, load_model_folder, recorded_preprocessing, \
-    save_model_folder, stored_parameter_count
+from learngene.checkpoint import atomic_write_text, load_learngene, load_model_folder, save_model_folder, \
+    stored_parameter_count
 from learngene.config import TrainConfig, load_config
 from learngene.data import build_eval_loader, build_loaders
 from learngene.engine import build_student, evaluate, train
@@ -238,7 +238,7 @@ def initialize(path: Path, method: str, depth: int, seed: int, source: Part | No
         if rank() == 0:
             if model_dir.exists():  # saved by an interrupted earlier computation of this part
                 shutil.rmtree(model_dir)
-            save_model_folder(model, model_dir, preprocessing=recorded_preprocessing(source_artifact),
+            save_model_folder(model, model_dir, preprocessing=init.preprocessing,
                               model_args=init.model_args, extra_files={"init.json": init.info})
         return dict(artifact=str(model_dir), params=sum(p.numel() for p in model.parameters()),
                     params_stored=init.info["parameters_stored"], test=test_metrics(model, finetune))

@@ -33,10 +33,14 @@ ORDER_NAMES = (
 STRATEGIES = ("cyclic", "random", "shuffled")
 
 
+def check_positive_int(value: int, name: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise LearngeneError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
 def check_depth(depth: int) -> int:
-    if not isinstance(depth, int) or isinstance(depth, bool) or depth < 1:
-        raise LearngeneError(f"depth must be a positive integer, got {depth!r}")
-    return depth
+    return check_positive_int(depth, "depth")
 
 
 def stage_groups(num_stages: int) -> dict[str, list[int]]:
@@ -71,6 +75,12 @@ def resolve_order(order: str | Sequence[int] | None, num_stages: int) -> list[in
     return stages
 
 
+def order_name(visit: Sequence[int]) -> str:
+    """The name of a stage order (``front-last-mid``), or its stage indices (``0,2,1,3,4``) when it has none."""
+    names = [name for name in ORDER_NAMES if resolve_order(name, len(visit)) == list(visit)]
+    return names[0] if names else ",".join(map(str, visit))
+
+
 def layout_by_stage(counts: Sequence[int]) -> list[int]:
     """Stage-by-stage layout: counts (2, 1, 3) -> [0, 0, 1, 2, 2, 2]."""
     return [s for s, n in enumerate(counts) for _ in range(n)]
@@ -82,13 +92,21 @@ def cyclic_layer_sources(depth: int, stage_sizes: Sequence[int], order=None) -> 
     >>> cyclic_layer_sources(12, (3, 3, 4, 3, 3))
     [0, 0, 0, 1, 1, 1, 2, 2, 3, 3, 4, 4]
     """
-    check_depth(depth)
     sizes = check_stage_sizes(stage_sizes)
-    visit = resolve_order(order, len(sizes))
-    counts = [0] * len(sizes)
+    return layout_by_stage(cyclic_counts(depth, resolve_order(order, len(sizes))))
+
+
+def cyclic_counts(depth: int, visit: Sequence[int]) -> list[int]:
+    """Layers per stage when ``depth`` layers visit the stages round-robin in the order ``visit``.
+
+    Only the first ``depth % M`` stages of the order get an extra layer, so at a depth that is a multiple
+    of the number of stages M every order gives the same plan.
+    """
+    check_depth(depth)
+    counts = [0] * len(visit)
     for i in range(depth):
         counts[visit[i % len(visit)]] += 1
-    return layout_by_stage(counts)
+    return counts
 
 
 def random_layer_sources(depth: int, stage_sizes: Sequence[int], seed: int, keep_order: bool = True) -> list[int]:
@@ -137,6 +155,18 @@ class ExpansionPlan:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def describe(self) -> str:
+        """The strategy and its order or seed (``cyclic order front-last-mid``); says when the order changes nothing."""
+        if self.strategy != "cyclic":
+            return f"{self.strategy} (seed {self.seed})"
+        if self.order is None:
+            return "cyclic"
+        text = f"cyclic order {order_name(self.order)}"
+        default = sorted(self.order)
+        if self.order != default and cyclic_counts(self.depth, self.order) == cyclic_counts(self.depth, default):
+            text += f" (at depth {self.depth} the same plan as {order_name(default)})"
+        return text
 
     @classmethod
     def from_dict(cls, data: dict) -> "ExpansionPlan":

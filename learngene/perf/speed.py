@@ -1,4 +1,4 @@
-"""Speed measurements behind ``tools/bench_speed.py``: ratios of runs timed side by side in one process.
+"""Measure what learngene training costs, as ratios of runs timed side by side in one process.
 
     python tools/bench_speed.py --quick --csv runs/bench/cpu-quick.csv            # CPU, under a minute
     python tools/bench_speed.py --csv runs/bench/cpu.csv                          # CPU, adds torch.compile
@@ -42,7 +42,7 @@ from timm.optim import create_optimizer_v2
 
 from learngene.baselines.weight_selection import select_weights
 from learngene.checkpoint import atomic_path
-from learngene.cli import ArgumentParser, entry_point
+from learngene.cli import entry_point, tool_parser
 from learngene.distill import classification_loss, distillation_loss
 from learngene.distill.teacher_cache import TeacherLogitCache
 from learngene.errors import LearngeneError
@@ -73,11 +73,12 @@ class Row:
 
 
 def parse_args(argv):
-    parser = ArgumentParser(description=__doc__.splitlines()[0])
+    parser = tool_parser(__doc__, "bench_speed.py")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--quick", action="store_true", help="small images and few rounds; no torch.compile on CPU")
     parser.add_argument("--csv", default=None, help="write every row to this CSV file")
-    parser.add_argument("--sections", default="aux,kd,toggles,expand", help="comma-separated subset to run")
+    parser.add_argument("--sections", default=",".join(SECTIONS),
+                        help=f"comma-separated subset of {', '.join(SECTIONS)} (default all; described below)")
     parser.add_argument("--model", choices=SIZES, default=None, help="Aux-Net width (default: base on cuda, tiny on cpu)")
     parser.add_argument("--batch", type=int, default=None, help="images per step (default: 256 cuda, 16 cpu)")
     parser.add_argument("--img-size", type=int, default=None, help="default 224 (64 with --quick)")
@@ -101,9 +102,9 @@ def parse_args(argv):
         if getattr(args, name) is None:
             setattr(args, name, value)
     args.sections = [s for s in args.sections.split(",") if s]
-    unknown = set(args.sections) - {"aux", "kd", "toggles", "expand"}
+    unknown = set(args.sections) - set(SECTIONS)
     if unknown:
-        raise LearngeneError(f"unknown --sections {sorted(unknown)}: choose from aux, kd, toggles, expand")
+        raise LearngeneError(f"unknown --sections {sorted(unknown)}: choose from {', '.join(SECTIONS)}")
     if cuda and not torch.cuda.is_available():
         raise LearngeneError("--device cuda but no CUDA device is visible: run with --device cpu or on a GPU machine")
     too_small = [f"--{name.replace('_', '-')} {getattr(args, name)}" for name in
