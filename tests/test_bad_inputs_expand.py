@@ -27,7 +27,8 @@ def sources(tmp_path_factory):
     aux = timm.create_model("sws_aux_vit_tiny_patch16_224", img_size=8, patch_size=2, in_chans=1, num_classes=10,
                             embed_dim=32, num_heads=4)
     save_learngene(aux, root / "lg.safetensors")
-    save_model_folder(timm.create_model("vit_tiny_patch16_224", **PARENT), root / "parent", model_args=PARENT)
+    save_model_folder(timm.create_model("vit_tiny_patch16_224", **PARENT), root / "parent", preprocessing=None,
+                      model_args=PARENT)
     (root / "truncated.safetensors").write_bytes((root / "lg.safetensors").read_bytes()[:3000])
     (root / "empty.pt").write_bytes(b"")
     save_file({"w": torch.zeros(2)}, root / "foreign.safetensors")
@@ -76,11 +77,11 @@ CASES = {
                               "output {root}/file.txt already exists and is not empty: choose a new --out or "
                               "remove it"),
     "truncated learngene": ("{root}/truncated.safetensors --depth 4",
-                            "{root}/truncated.safetensors is truncated or not a safetensors learngene file (Error "
+                            "{root}/truncated.safetensors is truncated or not a safetensors learngene file (SafetensorError: Error "
                             "while deserializing header: invalid header length): write it again with "
                             "tools/train_aux.py"),
     "empty .pt as learngene": ("{root}/empty.pt --depth 4",
-                               "{root}/empty.pt is truncated or not a safetensors learngene file (Error while "
+                               "{root}/empty.pt is truncated or not a safetensors learngene file (SafetensorError: Error while "
                                "deserializing header: header too small): write it again with tools/train_aux.py"),
     "foreign safetensors": ("{root}/foreign.safetensors --depth 4",
                             "{root}/foreign.safetensors is not a learngene file (no 'learngene/v1' metadata): pass "

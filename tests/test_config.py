@@ -16,7 +16,8 @@ SHIPPED_CONFIGS = sorted((REPO / "configs" / "digits").glob("*.yaml")) + sorted(
 BENCHMARK_CONFIGS = sorted((REPO / "configs" / "benchmark").glob("*.yaml"))
 # What each data.name of the shipped configs feeds a model: (classes, channels). The ImageNet configs read an
 # ImageFolder of ImageNet-1k, which is not here.
-DATA_SHAPES = {"digits": (10, 1), "imagefolder": (1000, 3)}
+DATA_SHAPES = {"digits": (10, 1), "imagefolder": (1000, 3), "mnist": (10, 1), "fashion_mnist": (10, 1),
+               "cifar10": (10, 3), "cifar100": (100, 3)}
 
 
 def write(tmp_path, text):
@@ -93,7 +94,7 @@ def build_on_meta(cfg: TrainConfig) -> list[torch.nn.Module]:
     (pretrained and checkpoints are off: the test checks the architecture a config names, not files elsewhere).
     """
     num_classes, in_chans = DATA_SHAPES[cfg.data.name]
-    info = DatasetInfo(num_classes, in_chans, cfg.data.img_size, (0.5,) * in_chans, (0.5,) * in_chans, 1, 1)
+    info = DatasetInfo(num_classes, in_chans, cfg.data.img_size, (0.5,) * in_chans, (0.5,) * in_chans, 1, 1, 1)
     models = []
     with torch.device("meta"):
         if not cfg.model.name.startswith(LOCAL_DIR):
