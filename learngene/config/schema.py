@@ -60,12 +60,23 @@ class OptimConfig:
 
 
 @dataclass
+class ElasticConfig:
+    """Width-nested Aux-Net training (learngene/engine/elastic.py, docs/width.md); off while ``widths`` is empty."""
+
+    widths: list[int] = field(default_factory=list)  # e.g. [16, 32, 48, 64]: multiples of the head dim, max = width
+    random_widths: int = 1  # passes per step at widths drawn from `widths`, besides the largest and the smallest
+    sample_depths: list[int] = field(default_factory=list)  # [lo, hi]: extra passes run as cyclic Des-Nets of depth
+    # drawn in lo..hi; [] = the Aux-Net's own layers
+
+
+@dataclass
 class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    elastic: ElasticConfig = field(default_factory=ElasticConfig)
     output: str = "runs/default"  # run folder: last.pt, log.csv, summary.json, config.yaml, the final model
     seed: int = 0
     resume: str = ""  # "" = fresh run, "auto" = continue OUTPUT/last.pt if it exists, or a last.pt path
@@ -103,6 +114,11 @@ def check_train_config(cfg: TrainConfig) -> TrainConfig:
         problems.append(f"distill.tau={cfg.distill.tau} must be > 0")
     if not 0.0 < cfg.ema_decay < 1.0:
         problems.append(f"ema_decay={cfg.ema_decay} must be in (0, 1)")
+    if cfg.elastic.random_widths < 0:
+        problems.append(f"elastic.random_widths={cfg.elastic.random_widths} must be >= 0")
+    depths = cfg.elastic.sample_depths
+    if depths and (len(depths) != 2 or not 1 <= depths[0] <= depths[1]):
+        problems.append(f"elastic.sample_depths={list(depths)} must be [] or [lo, hi] with 1 <= lo <= hi")
     if problems:
         raise LearngeneError("; ".join(problems))
     return cfg

@@ -297,3 +297,90 @@ def add_copy_noise(state: dict[str, torch.Tensor], maps: dict[str, ChannelMap], 
         group_mean = (noise @ groups) / channel.copies().double()
         out[key] = tensor + (noise - group_mean @ groups.T).to(tensor.dtype)
     return out
+
+
+@dataclasses.dataclass
+class WidthPlan:
+    """How a Des-Net's width is made from a learngene's: plain data, JSON-serializable (``plan.json``)."""
+
+    width: int
+    num_heads: int
+    mlp_hidden: int
+    source_width: int
+    source_heads: int
+    source_mlp_hidden: int
+    embedding: str  # narrow | grow | keep
+    mlp: str  # narrow | grow | keep
+    trained_widths: list[int]  # the widths the learngene was trained at (elastic.widths, or its own width)
+    partial: str = "orthogonal"  # growth rule for a non-integer embedding ratio
+    noise_std: float = 0.0
+    seed: int = 0
+
+    @property
+    def mlp_ratio(self) -> float:
+        return self.mlp_hidden / self.width
+
+    def model_args(self) -> dict:
+        """The timm VisionTransformer arguments of this width."""
+        return dict(embed_dim=self.width, num_heads=self.num_heads, mlp_ratio=self.mlp_ratio)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "WidthPlan":
+        return cls(**data)
+
+
+def direction(new: int, old: int) -> str:
+    return "narrow" if new < old else "grow" if new > old else "keep"
+
+
+def plan_width(learngene, width: int | None = None, num_heads: int | None = None, mlp_ratio: float | None = None,
+               partial: str = "orthogonal", noise_std: float = 0.0, seed: int = 0) -> WidthPlan:
+    """Decide narrowing, growth or neither for a Des-Net of ``width`` from a loaded ``Learngene``.
+
+    The head dim is the learngene's: ``num_heads`` defaults to ``width / head_dim`` and must equal it;
+    ``mlp_ratio`` defaults to the learngene's. Narrower than every width the learngene was trained at is
+    refused (its prefixes were never trained: train an elastic Aux-Net, ``elastic.widths``).
+    """
+    args = learngene.model_args
+    source_width, source_heads = args["embed_dim"], args["num_heads"]
+    source_hidden = int(source_width * args.get("mlp_ratio", 4.0))
+    source = ViTWidth(source_width, source_heads, source_hidden)
+    width = source_width if width is None else width
+    check_target(source, width, None)
+    head_dim = source.head_dim
+    if num_heads is not None and (num_heads < 1 or width % num_heads):
+        raise LearngeneError(f"--num-heads {num_heads} does not divide the width {width}: use {width // head_dim}")
+    if num_heads is not None and width // num_heads != head_dim:
+        raise LearngeneError(f"--num-heads {num_heads} gives {width // num_heads}-dim heads but the learngene's are "
+                             f"{head_dim}-dim: use --num-heads {width // head_dim} (or leave it out)")
+    ratio = source_hidden / source_width if mlp_ratio is None else mlp_ratio
+    mlp_hidden = round(width * ratio)
+    # timm builds int(width * mlp_ratio) hidden units, and the Des-Net is given mlp_ratio = mlp_hidden / width
+    if mlp_hidden < 1 or abs(width * ratio - mlp_hidden) > 1e-6 or int(width * (mlp_hidden / width)) != mlp_hidden:
+        raise LearngeneError(f"--mlp-ratio {ratio} times width {width} is not a whole number of MLP units: "
+                             f"pick a ratio R with {width} * R a positive integer")
+    trained = sorted((learngene.extra.get("elastic") or {}).get("widths") or [source_width])
+    if width < trained[0]:
+        kind = "elastic learngene" if "elastic" in learngene.extra else "learngene (not elastic)"
+        raise LearngeneError(f"width {width} is narrower than every width this {kind} was trained at ({trained}): "
+                             "train an Aux-Net with elastic.widths including it, or use --method weight-selection")
+    if partial not in PARTIAL_RULES:
+        raise LearngeneError(f"unknown partial rule {partial!r}: use one of {', '.join(PARTIAL_RULES)}")
+    return WidthPlan(width, width // head_dim, mlp_hidden, source_width, source_heads, source_hidden,
+                     direction(width, source_width), direction(mlp_hidden, source_hidden), trained, partial,
+                     noise_std, seed)
+
+
+def apply_width_plan(state: dict[str, torch.Tensor], plan: WidthPlan) -> dict[str, torch.Tensor]:
+    """``state`` (at the plan's source width) narrowed to the common prefix, then grown to the plan's width."""
+    if (plan.embedding, plan.mlp) == ("keep", "keep"):
+        return state
+    state = narrow_width(state, plan.source_heads, min(plan.width, plan.source_width),
+                         min(plan.mlp_hidden, plan.source_mlp_hidden))
+    heads = min(plan.width, plan.source_width) // (plan.source_width // plan.source_heads)
+    if "grow" not in (plan.embedding, plan.mlp):
+        return state
+    return grow_width(state, heads, plan.width, plan.mlp_hidden, plan.partial, plan.noise_std, plan.seed)
