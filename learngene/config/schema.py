@@ -76,7 +76,6 @@ class TrainConfig:
     distill: DistillConfig = field(default_factory=DistillConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
-    elastic: ElasticConfig = field(default_factory=ElasticConfig)
     output: str = "runs/default"  # run folder: last.pt, log.csv, summary.json, config.yaml, the final model
     seed: int = 0
     resume: str = ""  # "" = fresh run, "auto" = continue OUTPUT/last.pt if it exists, or a last.pt path
@@ -87,6 +86,7 @@ class TrainConfig:
     ema: bool = False  # keep a timm ModelEmaV3 copy (evaluated and saved in last.pt; the artifact is not EMA)
     ema_decay: float = 0.9998
     deterministic: bool = False  # deterministic algorithms, no cudnn autotuning (bitwise reproducible on CPU)
+    elastic: ElasticConfig = field(default_factory=ElasticConfig)  # width-nested Aux-Net training (docs/width.md)
 
 
 AMP_MODES = ("none", "bf16", "fp16")
