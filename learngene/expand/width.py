@@ -125,17 +125,17 @@ class ChannelMap:
     def write(self, tensor: torch.Tensor, axis: int) -> torch.Tensor:
         """The new tensor along an axis that produces these channels."""
         if self.mix is not None:
-            return apply_along(tensor, self.mix.to(tensor.dtype) * self.scale, axis)
-        return tensor.index_select(axis, self.source)
+            return apply_along(tensor, self.mix.to(tensor) * self.scale, axis)
+        return tensor.index_select(axis, self.source.to(tensor.device))
 
     def read(self, tensor: torch.Tensor, axis: int) -> torch.Tensor:
         """The new tensor along an axis that reads these channels: the old sums are kept."""
         if self.mix is not None:
-            return apply_along(tensor, self.mix.to(tensor.dtype) / self.scale, axis)
-        divisor = self.copies()[self.source].to(tensor.dtype)
+            return apply_along(tensor, self.mix.to(tensor) / self.scale, axis)
+        divisor = self.copies()[self.source].to(tensor)
         shape = [1] * tensor.ndim
         shape[axis] = -1
-        return tensor.index_select(axis, self.source) / divisor.view(shape)
+        return tensor.index_select(axis, self.source.to(tensor.device)) / divisor.view(shape)
 
 
 def apply_along(tensor: torch.Tensor, matrix: torch.Tensor, axis: int) -> torch.Tensor:
@@ -145,7 +145,7 @@ def apply_along(tensor: torch.Tensor, matrix: torch.Tensor, axis: int) -> torch.
 
 def head_maps(head_source: torch.Tensor, old_heads: int, head_dim: int) -> tuple[ChannelMap, ChannelMap]:
     """The ``qkv`` and ``attn`` channel maps of the heads ``head_source`` (new head -> old head)."""
-    within = torch.arange(head_dim)
+    within = torch.arange(head_dim, device=head_source.device)
     attn = (head_source[:, None] * head_dim + within).flatten()
     qkv = torch.cat([part * old_heads * head_dim + attn for part in range(3)])
     return ChannelMap(qkv, 3 * old_heads * head_dim), ChannelMap(attn, old_heads * head_dim)
@@ -193,9 +193,10 @@ def narrow_width(state: dict[str, torch.Tensor], num_heads: int, width: int,
     if width > source.embed_dim or mlp_hidden > source.mlp_hidden:
         raise LearngeneError(f"cannot narrow width {source.embed_dim} (MLP {source.mlp_hidden}) to {width} "
                              f"(MLP {mlp_hidden}): use grow_width for a wider net")
-    qkv, attn = head_maps(torch.arange(heads), num_heads, source.head_dim)
-    maps = {EMBED: ChannelMap(torch.arange(width), source.embed_dim), QKV: qkv, ATTN: attn,
-            HIDDEN: ChannelMap(torch.arange(mlp_hidden), source.mlp_hidden)}
+    device = state["pos_embed"].device  # index tensors where the state is (elastic training on a GPU)
+    qkv, attn = head_maps(torch.arange(heads, device=device), num_heads, source.head_dim)
+    maps = {EMBED: ChannelMap(torch.arange(width, device=device), source.embed_dim), QKV: qkv, ATTN: attn,
+            HIDDEN: ChannelMap(torch.arange(mlp_hidden, device=device), source.mlp_hidden)}
     return remap(state, maps)
 
 
@@ -295,7 +296,7 @@ def add_copy_noise(state: dict[str, torch.Tensor], maps: dict[str, ChannelMap], 
         groups = torch.zeros(channel.source.numel(), channel.old_size, dtype=torch.float64)
         groups[torch.arange(channel.source.numel()), channel.source] = 1.0
         group_mean = (noise @ groups) / channel.copies().double()
-        out[key] = tensor + (noise - group_mean @ groups.T).to(tensor.dtype)
+        out[key] = tensor + (noise - group_mean @ groups.T).to(tensor)
     return out
 
 
