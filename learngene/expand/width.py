@@ -29,9 +29,9 @@ A width change picks, for each kind, which old channel every new channel comes f
   carry the stream through an isometry ``U`` (new x old, ``U^T U = I``) that maps the all-ones direction
   to the all-ones direction, scaled by ``sqrt(new / old)``: the wide stream's mean and variance equal
   the narrow stream's, so each LayerNorm output is ``sqrt(new / old) U`` times the old one, and readers
-  multiply by ``U^T / sqrt(new / old)``. ``U`` is the isometry closest to the (uneven) repetition on the centered subspace. The wide
-  Des-Net's LayerNorms then have weight 1 and bias 0. ``partial="duplicate"`` repeats unevenly anyway
-  (not exact; kept to measure, docs/width.md).
+  multiply by ``U^T / sqrt(new / old)``. ``U`` is the isometry closest to the (uneven) repetition on the
+  centered subspace. The wide Des-Net's LayerNorms then have weight 1 and bias 0. ``partial="duplicate"``
+  repeats unevenly anyway (not exact; kept to measure, docs/width.md).
 
 Optional symmetry-breaking noise (``noise_std``) perturbs the weights that read repeated channels with
 noise that sums to zero over the copies of each channel, so the function stays the same while the
