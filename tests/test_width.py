@@ -134,3 +134,30 @@ def test_plan_narrowing_the_mlp_while_growing_equals_narrow_then_grow(tiny_aux, 
     state = apply_width_plan(des_state, plan)
     assert state.keys() == expected.keys() and all(torch.equal(state[k], expected[k]) for k in state)
     des_net(tiny_aux, 6, 48, mlp_ratio=2.0).load_state_dict(state)  # a plain timm ViT of that shape
+
+
+def test_expand_tool_grows_and_refuses(tiny_aux, tmp_path, capsys):
+    import sys
+    from pathlib import Path
+
+    from learngene.checkpoint import load_model_folder, save_learngene
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    import expand
+
+    source = tmp_path / "lg.safetensors"
+    save_learngene(tiny_aux, source)
+    out = tmp_path / "des6_w48"
+    assert expand.main([str(source), "--depth", "6", "--width", "48", "--out", str(out)]) == 0
+    config = json.loads((out / "config.json").read_text())["model_args"]
+    assert (config["embed_dim"], config["num_heads"], config["depth"]) == (48, 6, 6)
+    assert json.loads((out / "plan.json").read_text())["width"] == plan_width(learngene_of(tiny_aux), 48).to_dict()
+    images = torch.randn(4, 1, 8, 8)
+    reference = des_net(tiny_aux, 6)
+    reference.load_state_dict(expand_sws(tiny_aux.state_dict(), cyclic_layer_sources(6, tiny_aux.stage_sizes)))
+    with torch.no_grad():
+        torch.testing.assert_close(load_model_folder(out).eval()(images), reference(images), atol=1e-4, rtol=0)
+    capsys.readouterr()
+    assert expand.main([str(source), "--depth", "6", "--width", "16", "--out", str(tmp_path / "narrow")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: width 16 is narrower") and err.count("\n") == 1
+    assert not (tmp_path / "narrow").exists()
