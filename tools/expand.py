@@ -1,6 +1,7 @@
 """Initialize a Des-Net with SWS or a baseline, written as a timm local-dir model folder.
 
     python tools/expand.py runs/digits/aux/learngene.safetensors --depth 12 --out runs/des12
+    python tools/expand.py runs/digits/aux_elastic/learngene.safetensors --depth 9 --width 32 --out runs/des9_w32
     python tools/expand.py runs/digits/tleg_aux/learngene.safetensors --method tleg --depth 12 --out runs/tleg12
     python tools/expand.py runs/digits/ancestry/model --method weight-selection --depth 6 \\
         --model-args '{"embed_dim": 64, "num_heads": 4}' --out runs/ws6   # the width of the digits Des-Nets
@@ -58,6 +59,12 @@ def make_parser() -> ArgumentParser:
     parser.add_argument("--order", default=None,
                         help=f"sws, simple-lg: cyclic stage order, one of {', '.join(ORDER_NAMES)} or a "
                              "permutation like 0,1,2,3,4 (default front-mid-last)")
+    parser.add_argument("--width", type=int_at_least(1), default=None,
+                        help="sws: Des-Net width; narrower takes the learngene's leading channels (needs an elastic "
+                             "learngene), wider grows it keeping its function (docs/width.md)")
+    parser.add_argument("--num-heads", type=int_at_least(1), default=None,
+                        help="sws: heads of that width (the head dim is kept)")
+    parser.add_argument("--mlp-ratio", type=float, default=None, help="sws: MLP ratio (default the learngene's)")
     parser.add_argument("--num-layers", type=int_at_least(1), default=3,
                         help="vanilla-lg: ancestry blocks put on top (default 3)")
     parser.add_argument("--model", default=None,

@@ -34,6 +34,7 @@ from learngene.errors import LearngeneError, first_line
 from learngene.expand import ExpansionPlan, expand_sws, load_expanded, make_plan
 from learngene.expand.plan import check_depth, check_positive_int
 from learngene.hub import resolve_source
+from learngene.expand.width import apply_width_plan, plan_width
 from learngene.models import PooledViT, SWSAuxViT, TLEGAuxViT
 from learngene.models.registry import des_architecture
 
@@ -129,7 +130,8 @@ def with_fresh_head(state: dict, architecture: str, args: dict, seed: int) -> di
 
 
 def init_sws(source: str, depth: int, num_classes: int | None = None, strategy: str = "cyclic", order=None,
-             seed: int = 0) -> Initialization:
+             seed: int = 0, width: int | None = None, num_heads: int | None = None,
+             mlp_ratio: float | None = None) -> Initialization:
     learngene, aux = load_aux_learngene(source, "sws", SWSAuxViT)
     if order is not None and strategy != "cyclic":
         raise LearngeneError("--order applies to --strategy cyclic only")
@@ -138,6 +140,11 @@ def init_sws(source: str, depth: int, num_classes: int | None = None, strategy: 
     architecture = des_architecture(learngene.model)
     state = expand_sws(learngene.state_dict, plan.layer_sources, include_head=num_classes in (None, aux.num_classes))
     info = dict(method="sws", **plan.to_dict(), parameters_stored=count_parameters(learngene.state_dict.values()))
+    if (width, num_heads, mlp_ratio) != (None, None, None):  # narrowing or growth (docs/width.md)
+        width_plan = plan_width(learngene, width, num_heads, mlp_ratio)
+        state = apply_width_plan(state, width_plan)
+        args.update(width_plan.model_args())
+        info["width"] = width_plan.to_dict()
     return Initialization(with_fresh_head(state, architecture, args, seed), architecture, args, info, plan,
                           learngene.preprocessing)
 

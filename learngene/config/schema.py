@@ -62,6 +62,16 @@ class OptimConfig:
 
 
 @dataclass
+class ElasticConfig:
+    """Width-nested Aux-Net training (learngene/engine/elastic.py, docs/width.md); off while ``widths`` is empty."""
+
+    widths: list[int] = field(default_factory=list)  # e.g. [16, 32, 48, 64]: multiples of the head dim, max = width
+    random_widths: int = 1  # passes per step at widths drawn from `widths`, besides the largest and the smallest
+    sample_depths: list[int] = field(default_factory=list)  # [lo, hi]: extra passes run as cyclic Des-Nets of depth
+    # drawn in lo..hi; [] = the Aux-Net's own layers
+
+
+@dataclass
 class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
@@ -78,6 +88,7 @@ class TrainConfig:
     ema: bool = False  # keep a timm ModelEmaV3 copy (evaluated and saved in last.pt; the artifact is not EMA)
     ema_decay: float = 0.9998
     deterministic: bool = False  # deterministic algorithms, no cudnn autotuning (bitwise reproducible on CPU)
+    elastic: ElasticConfig = field(default_factory=ElasticConfig)  # width-nested Aux-Net training (docs/width.md)
 
 
 AMP_MODES = ("none", "bf16", "fp16")
@@ -112,6 +123,11 @@ def check_train_config(cfg: TrainConfig) -> TrainConfig:
         problems.append(f"ema_decay={cfg.ema_decay} must be in (0, 1)")
     if not 0 <= cfg.seed <= MAX_SEED:  # numpy seeds are 32-bit, and each process adds its rank
         problems.append(f"seed={cfg.seed} must be between 0 and {MAX_SEED}")
+    if cfg.elastic.random_widths < 0:
+        problems.append(f"elastic.random_widths={cfg.elastic.random_widths} must be >= 0")
+    depths = cfg.elastic.sample_depths
+    if depths and (len(depths) != 2 or not 1 <= depths[0] <= depths[1]):
+        problems.append(f"elastic.sample_depths={list(depths)} must be [] or [lo, hi] with 1 <= lo <= hi")
     if problems:
         raise LearngeneError("; ".join(problems))
     return cfg

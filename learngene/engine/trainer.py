@@ -49,6 +49,7 @@ from learngene.data import build_loaders, build_mixup
 from learngene.distill import classification_loss, distillation_loss
 from learngene.distill.teacher_cache import TeacherLogitCache
 from learngene.engine.distributed import Processes, init_processes, shard_loader
+from learngene.engine.elastic import ElasticSandwich, mean_over_passes
 from learngene.engine.evaluate import autocast, evaluate
 from learngene.engine.models import build_student, build_teacher, load_fitting_state_dict, teacher_fingerprint
 from learngene.engine.run_folder import existing_run_files, locked_run_folder, remove_orphans
@@ -128,6 +129,8 @@ class Run:
         self.mixup = build_mixup(cfg.data, self.info.num_classes)
         self.model = build_student(cfg.model, self.info).to(self.device)
         self.teacher = build_teacher(cfg.teacher, self.info).to(self.device) if cfg.teacher.name else None
+        self.elastic = (ElasticSandwich(cfg.elastic, self.model, cfg.model.drop_path_rate, cfg.seed)
+                        if cfg.elastic.widths else None)
         self.teacher_cache = None  # opened once the run is accepted: opening writes the cache's manifest
         if cfg.channels_last:
             self.model.to(memory_format=torch.channels_last)
@@ -294,6 +297,8 @@ class Run:
         with sync:
             with autocast(self.device, cfg.amp):
                 logits = self.train_model(images)
+                if self.elastic is not None:  # the sandwich rule's other widths, on the same parameters
+                    logits = [logits, *self.elastic.extra_logits(images, self.epoch, i)]
                 loss = self.loss(images, logits, targets, i)
             loss_value = loss.item()
             nonfinite, stop = self.procs.any([not math.isfinite(loss_value), sigterm.is_set()])
@@ -341,7 +346,7 @@ class Run:
 
     def loss(self, images: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor, step: int) -> torch.Tensor:
         if self.teacher is None:
-            return classification_loss(logits, targets, self.cfg.data.smoothing)
+            return mean_over_passes(lambda out: classification_loss(out, targets, self.cfg.data.smoothing), logits)
         cache = self.teacher_cache
         teacher_logits = cache.lookup(self.epoch, step, images) if cache is not None else None
         if teacher_logits is None:
@@ -353,8 +358,8 @@ class Run:
             self.teacher_seconds += time.perf_counter() - start
             if cache is not None:
                 cache.record(self.epoch, step, images, teacher_logits)
-        return distillation_loss(logits, targets, teacher_logits, self.cfg.distill.alpha, self.cfg.distill.tau,
-                                 self.cfg.data.smoothing)
+        return mean_over_passes(lambda out: distillation_loss(out, targets, teacher_logits, self.cfg.distill.alpha,
+                                                              self.cfg.distill.tau, self.cfg.data.smoothing), logits)
 
     def optimizer_step(self) -> None:
         if self.cfg.optim.clip_grad:
@@ -517,6 +522,8 @@ class Run:
         if isinstance(model, PooledViT):
             path = self.out / "learngene.safetensors"
             extra = {k: summary[k] for k in ("teacher", "epochs", "val_top1", "teacher_top1") if k in summary}
+            if self.elastic is not None:  # which widths the expander may narrow to
+                extra["elastic"] = self.elastic.metadata()
             save_learngene(model, path, kind=learngene_kind(model), extra=extra, preprocessing=preprocessing)
         else:
             path = self.out / "model"
