@@ -78,13 +78,24 @@ def test_save_config_round_trips(tmp_path):
     assert load_config(tmp_path / "run" / "config.yaml", [], TrainConfig) == cfg
 
 
+def test_training_tools_help_lists_every_config_key_by_section(capsys):
+    with pytest.raises(SystemExit):
+        parse_config_args(["--help"], TrainConfig, None, "Train things.\n\n    python tools/x.py optim.lr=1\n")
+    out = capsys.readouterr().out
+    assert "python tools/x.py optim.lr=1" in out and "docs/training.md" in out
+    assert "  optim: opt, lr, lr_base_batch, weight_decay," in out and "  (top level): output, seed, resume," in out
+    for section in ("model", "teacher", "distill", "data", "optim", "elastic"):
+        fields = [f.name for f in dataclasses.fields(getattr(TrainConfig(), section))]
+        assert f"  {section}: {', '.join(fields)}\n" in out
+
+
 def test_parse_config_args_tool_convention(tmp_path):
     path = write(tmp_path, "model:\n  name: a\n")
-    cfg = parse_config_args(["--config", str(path), "output=runs/x", "seed=3"], TrainConfig, None, "test")
+    cfg = parse_config_args(["--config", str(path), "output=runs/x", "seed=3"], TrainConfig, None, "test\n")
     assert (cfg.model.name, cfg.output, cfg.seed) == ("a", "runs/x", 3)
-    assert parse_config_args([], TrainConfig, path, "test").model.name == "a"
+    assert parse_config_args([], TrainConfig, path, "test\n").model.name == "a"
     with pytest.raises(LearngeneError, match="unrecognized arguments: --bogus"):
-        parse_config_args(["--bogus"], TrainConfig, None, "test")
+        parse_config_args(["--bogus"], TrainConfig, None, "test\n")
 
 
 def build_on_meta(cfg: TrainConfig) -> list[torch.nn.Module]:

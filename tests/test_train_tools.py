@@ -8,8 +8,9 @@ import pytest
 import timm
 import torch
 from safetensors.torch import load_file
+from torch.utils.data import DataLoader
 
-from learngene.checkpoint import load_learngene, save_model_folder
+from learngene.checkpoint import load_learngene, load_model_folder, save_model_folder
 from learngene.data import DataConfig, build_datasets
 from learngene.engine import evaluate
 
@@ -79,10 +80,17 @@ def test_train_aux_writes_a_learngene(capsys, tmp_path):
 
 def test_finetune_trains_a_model_folder_and_evaluates_only_with_zero_epochs(capsys, tmp_path):
     des = tiny_folder(tmp_path / "des")
+    capsys.readouterr()
     assert finetune.main([f"model.name=local-dir:{des}", "model.pretrained=true", *QUICK,
                           f"output={tmp_path / 'ft'}"]) == 0
     summary = json.loads((tmp_path / "ft" / "summary.json").read_text())
     assert summary["epochs"] == 1 and 0 <= summary["val_top1"] <= summary["val_top5"] <= 100
+    # the accuracy before and after the fine-tune, both on the console
+    _, val, _ = build_datasets(DataConfig(name="digits"))
+    before = evaluate(load_model_folder(des), DataLoader(val, batch_size=64), "cpu")["top1"]
+    out = capsys.readouterr().out
+    assert summary["start_val_top1"] == before and f"before training: val_top1 {before:.2f}" in out
+    assert f"val top1 {summary['val_top1']:.2f}" in out and f"(from {before:.2f} before training)" in out
     assert (tmp_path / "ft" / "model" / "config.json").is_file()
 
     assert finetune.main([f"model.name=local-dir:{tmp_path / 'ft' / 'model'}", "model.pretrained=true", *QUICK,
@@ -147,3 +155,21 @@ def test_torchrun_two_cpu_processes(tmp_path):
     metrics = evaluate(learngene.build_aux(), torch.utils.data.DataLoader(val, batch_size=64), "cpu")
     assert summary["val_top1"] == pytest.approx(metrics["top1"]) and summary["val_loss"] == pytest.approx(
         metrics["loss"], rel=1e-5)
+
+
+def test_tools_default_to_half_the_cores_unless_omp_num_threads_is_set(monkeypatch):
+    from learngene.engine.distributed import default_cpu_threads
+
+    saved = torch.get_num_threads()
+    try:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        monkeypatch.setattr(os, "cpu_count", lambda: 8)
+        assert default_cpu_threads() == 4 == torch.get_num_threads()
+        monkeypatch.setattr(os, "cpu_count", lambda: 1)
+        assert default_cpu_threads() == 1
+        monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's choice is left alone
+        torch.set_num_threads(3)
+        monkeypatch.setattr(os, "cpu_count", lambda: 8)
+        assert default_cpu_threads() == 3
+    finally:
+        torch.set_num_threads(saved)

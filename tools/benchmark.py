@@ -35,19 +35,21 @@ def parse_args(argv):
     parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=None, help="benchmark YAML (default: the preset's)")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="default",
-                        help="digits presets: default (depths 6-15) or quick (depths 6 and 12, fewer epochs)")
+                        help="default: digits, depths 6-15; quick: digits, depths 6 and 12, fewer epochs; mnist, "
+                             "fashion_mnist, cifar10, cifar100: torchvision data under ./data (docs/datasets.md)")
     parser.add_argument("--depths", default=None, help="comma-separated Des-Net depths, e.g. 6,9,12")
     parser.add_argument("--methods", default=None, help="comma-separated methods, e.g. sws,tleg,weight-selection")
     parser.add_argument("--finetune-epochs", type=int, default=None, help="epochs of the short fine-tune")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
-                        help="benchmark config overrides, e.g. output=runs/bench seeds=[0,1,2]")
+                        help="benchmark config overrides, e.g. output=runs/bench seeds=[0,1,2]; data.* keys go to "
+                             "every training part, e.g. data.root=/my/data data.download=true")
     return parser.parse_args(argv)
 
 
 @entry_point
 def main(argv=None) -> int:
     args = parse_args(argv)
-    overrides = list(args.overrides)
+    overrides = [o for o in args.overrides if not o.startswith("data.")]
     if args.depths:
         overrides.append(f"depths=[{','.join(map(str, int_list(args.depths)))}]")
     if args.methods:
@@ -55,6 +57,7 @@ def main(argv=None) -> int:
     if args.finetune_epochs is not None:
         overrides.append(f"finetune_epochs={args.finetune_epochs}")
     cfg = load_config(args.config or PRESETS[args.preset], overrides, BenchmarkConfig)
+    cfg.part_overrides += [o for o in args.overrides if o.startswith("data.")]
     result = Benchmark(cfg).run()
     if "console" in result:  # rank 0
         stages = ", ".join(f"{k} {v:.0f}s" for k, v in result["wall_seconds"].items())

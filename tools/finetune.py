@@ -21,7 +21,7 @@ DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "digits" / "d
 
 @entry_point
 def main(argv=None) -> int:
-    cfg = parse_config_args(argv, TrainConfig, DEFAULT_CONFIG, __doc__.splitlines()[0])
+    cfg = parse_config_args(argv, TrainConfig, DEFAULT_CONFIG, __doc__)
     return train_tool(cfg)
 
 

@@ -21,7 +21,7 @@ DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "digits" / "a
 
 @entry_point
 def main(argv=None) -> int:
-    cfg = parse_config_args(argv, TrainConfig, DEFAULT_CONFIG, __doc__.splitlines()[0])
+    cfg = parse_config_args(argv, TrainConfig, DEFAULT_CONFIG, __doc__)
     if des_architecture(cfg.model.name) == cfg.model.name:  # Aux-Nets are the sws_aux_* / tleg_aux_* models
         raise LearngeneError(f"model.name {cfg.model.name!r} is not an Aux-Net (sws_aux_* or tleg_aux_*): "
                              "train other models with tools/finetune.py")

@@ -51,6 +51,9 @@ class BenchmarkConfig:
     # pretrained timm model (e.g. ImageNet's vit_large_patch16_224 as the weight-selection parent).
     weight_selection_parent: PartConfig = field(default_factory=PartConfig)
     vanilla_lg_source: PartConfig = field(default_factory=PartConfig)
+    # key=value applied to every training part after its own overrides, e.g. [data.root=/my/imagenet];
+    # tools/benchmark.py puts its data.* arguments here (data.download=true, data.root=...).
+    part_overrides: list[str] = field(default_factory=list)
 
 
 def check_benchmark_config(cfg: BenchmarkConfig) -> BenchmarkConfig:

@@ -338,7 +338,7 @@ class Benchmark:
         self.clock = StageClock()
 
     def train_config(self, part: PartConfig, path: Path, overrides: list[str]) -> TrainConfig:
-        return train_config(part, path, overrides, self.cfg.deterministic)
+        return train_config(part, path, [*self.cfg.part_overrides, *overrides], self.cfg.deterministic)
 
     def say(self, text: str) -> None:
         if rank() == 0:

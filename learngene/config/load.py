@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from learngene.checkpoint import atomic_write_text
-from learngene.cli import ArgumentParser
+from learngene.cli import tool_parser
 from learngene.errors import LearngeneError
 
 Schema = TypeVar("Schema")
@@ -66,12 +66,28 @@ def save_config(cfg, path: str | os.PathLike) -> None:
 
 
 def parse_config_args(argv: Sequence[str] | None, schema: type[Schema], default_config: str | os.PathLike | None,
-                      description: str) -> Schema:
-    """The tools' command line: ``[--config FILE] [key=value ...]`` -> a ``schema`` instance."""
-    parser = ArgumentParser(description=description)
+                      doc: str) -> Schema:
+    """The tools' command line: ``[--config FILE] [key=value ...]`` -> a ``schema`` instance.
+
+    ``doc`` is the tool's docstring; ``--help`` shows its examples and every config key by section.
+    """
+    parser = tool_parser(doc, prog=None)
+    parser.epilog += f"\nconfig keys (key=value; docs/training.md explains each):\n{config_keys(schema)}\n"
     parser.add_argument("--config", default=default_config,
                         help=f"YAML config file (default: {default_config or 'none, dataclass defaults'})")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
                         help="config overrides, e.g. optim.epochs=5 data.batch_size=64 output=runs/try")
     args = parser.parse_args(argv)
     return load_config(args.config, args.overrides, schema)
+
+
+def config_keys(schema: type) -> str:
+    """One line per section of a config dataclass: ``  section: key, key, ...``; top-level keys last."""
+    sections, top = [], []
+    for f in dataclasses.fields(schema):
+        default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
+        if dataclasses.is_dataclass(default):
+            sections.append(f"  {f.name}: {', '.join(g.name for g in dataclasses.fields(default))}")
+        else:
+            top.append(f.name)
+    return "\n".join([*sections, f"  (top level): {', '.join(top)}"])

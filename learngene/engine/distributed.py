@@ -47,6 +47,15 @@ class Processes:
             dist.destroy_process_group()
 
 
+def default_cpu_threads() -> int:
+    """Set torch's CPU threads for a tool run and return the count: ``OMP_NUM_THREADS`` when set, else half the
+    cores (at least one). All the cores, torch's default, oversubscribe a shared machine: on 2 cores with one
+    other busy process, 2 threads made the digits trainings 3-14x slower than 1 (docs/training.md)."""
+    if "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // 2))
+    return torch.get_num_threads()
+
+
 def resolve_device(device: str) -> torch.device:
     """"auto" | "cpu" | "cuda" -> this process's device (under torchrun: the GPU of its LOCAL_RANK)."""
     if device == "cuda" and not torch.cuda.is_available():

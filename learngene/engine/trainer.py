@@ -48,7 +48,7 @@ from learngene.config import TrainConfig, check_train_config, resume_conflicts, 
 from learngene.data import build_loaders, build_mixup
 from learngene.distill import classification_loss, distillation_loss
 from learngene.distill.teacher_cache import TeacherLogitCache
-from learngene.engine.distributed import Processes, init_processes, shard_loader
+from learngene.engine.distributed import Processes, default_cpu_threads, init_processes, resolve_device, shard_loader
 from learngene.engine.elastic import ElasticSandwich, mean_over_passes
 from learngene.engine.evaluate import autocast, evaluate
 from learngene.engine.models import build_student, build_teacher, load_fitting_state_dict, teacher_fingerprint
@@ -68,6 +68,9 @@ def train_tool(cfg: TrainConfig) -> int:
     0 when finished, 143 when stopped by SIGTERM (``last.pt`` saved mid-epoch), 130 on Ctrl-C, which
     prints one line saying how to continue instead of a traceback.
     """
+    threads = default_cpu_threads()
+    if os.environ.get("RANK", "0") == "0" and resolve_device(cfg.device).type == "cpu":
+        print(f"using {threads} CPU threads (set OMP_NUM_THREADS to change)", flush=True)
     try:
         summary = train(cfg)
     except KeyboardInterrupt:
@@ -143,6 +146,7 @@ class Run:
         self.num_updates = 0
         self.history: list[dict] = []  # the log.csv rows
         self.teacher_top1: float | None = None
+        self.start_top1: float | None = None  # val top-1 of pretrained starting weights (a fine-tune's "before")
         self.teacher_seconds = 0.0  # in the teacher's forward, this process (replayed batches cost none)
         self.tensorboard = None
 
@@ -210,6 +214,10 @@ class Run:
         self.start_writing()
         if self.teacher is not None and self.teacher_top1 is None:
             self.teacher_top1 = evaluate(self.teacher, self.val_loader, self.device, self.cfg.amp)["top1"]
+        if state is None and (self.cfg.model.pretrained or self.cfg.model.checkpoint):
+            self.start_top1 = evaluate(self.model, self.val_loader, self.device, self.cfg.amp)["top1"]
+            if self.procs.is_main:
+                print(f"before training: val_top1 {self.start_top1:.2f}", flush=True)
         if state is not None:  # last, so that nothing above changes where the generators continue from
             self.restore_rank_rng(state["rng_epoch_start"] if self.step else state["rng"])
 
@@ -437,6 +445,7 @@ class Run:
             "rng_epoch_start": rng_epoch_start,
             "history": self.history,
             "teacher_top1": self.teacher_top1,
+            "start_top1": self.start_top1,
             "config": OmegaConf.to_container(OmegaConf.structured(self.cfg)),
         }
         atomic_torch_save(state, self.last_path)
@@ -460,6 +469,7 @@ class Run:
         self.epoch, self.step, self.num_updates = state["epoch"], state["step"], state["num_updates"]
         self.history = list(state["history"])
         self.teacher_top1 = state["teacher_top1"]
+        self.start_top1 = state["start_top1"]
 
     def restore_rank_rng(self, rng_per_rank: list[dict]) -> None:
         if len(rng_per_rank) == self.procs.world_size:
@@ -481,6 +491,8 @@ class Run:
             "seconds": sum(row["seconds"] for row in self.history),
             "images_per_s": sum(row["images_per_s"] for row in self.history) / len(self.history),
         }
+        if self.start_top1 is not None:
+            summary["start_val_top1"] = self.start_top1
         if self.teacher is not None:
             summary["teacher_top1"] = self.teacher_top1
             summary["teacher_seconds"] = self.teacher_seconds  # of this process since it (re)started
@@ -584,8 +596,9 @@ def format_row(row: dict, epochs: int) -> str:
 
 def format_summary(summary: dict) -> str:
     teacher = f" (teacher top1 {summary['teacher_top1']:.2f})" if "teacher_top1" in summary else ""
+    before = f" (from {summary['start_val_top1']:.2f} before training)" if "start_val_top1" in summary else ""
     timing = (f" in {summary['seconds']:.1f} s, {summary['images_per_s']:.0f} img/s"
               if summary["epochs"] else "")
     written = f"; wrote {summary['artifact']}" if "artifact" in summary else ""
     return (f"done: {summary['model']} {summary['epochs']} epochs{timing}: val top1 {summary['val_top1']:.2f} "
-            f"top5 {summary['val_top5']:.2f} loss {summary['val_loss']:.4f}{teacher}{written}")
+            f"top5 {summary['val_top5']:.2f} loss {summary['val_loss']:.4f}{before}{teacher}{written}")
