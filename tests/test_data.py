@@ -19,7 +19,7 @@ from torch.utils.data import DistributedSampler
 from learngene.data import DataConfig, build_datasets, build_eval_loader, build_loaders, build_mixup, build_splits
 from learngene.data.digits import split_indices
 from learngene.data.factory import holdout_indices
-from learngene.data.seeded import item_seed
+from learngene.data.seeded import seeded_rng
 from learngene.errors import LearngeneError
 
 
@@ -179,8 +179,9 @@ def test_shifted_batches_depend_only_on_seed_epoch_and_index(num_workers):
     train_loader.sampler.set_epoch(1)
     order = [index for index, _ in train_loader.sampler]
     for position in (0, 5, 33):
-        torch.manual_seed(item_seed(3, 1, order[position], 0))
-        assert torch.equal(torch.cat(batches)[position], raw[order[position]][0])
+        with seeded_rng(3, 1, order[position], 0):
+            expected = raw[order[position]][0]
+        assert torch.equal(torch.cat(batches)[position], expected)
     # in the main process the global generators are left as they were
     if num_workers == 0:
         state = torch.get_rng_state(), random.getstate(), np.random.get_state()[1].tolist()

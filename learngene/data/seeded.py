@@ -11,7 +11,7 @@ before it creates the epoch's iterator (loader workers, not persistent, copy the
 """
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import random
 from collections import Counter
 
@@ -20,10 +20,26 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 
-def item_seed(seed: int, epoch: int, index: int, draw: int) -> int:
-    """A 63-bit seed for one draw of one item; a hash, so that nearby keys give unrelated streams."""
-    digest = hashlib.blake2b(f"{seed}/{epoch}/{index}/{draw}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") >> 1
+@contextlib.contextmanager
+def seeded_rng(*key: int):
+    """Run a block with python, numpy and torch (CPU) generators seeded from ``key``; then continue them as before.
+
+    For draws that must be a function of ``key`` alone, whatever else (a student's init, its drop path) has drawn
+    from the global generators, and without moving those generators for the draws that follow: an item's
+    augmentation (seed, epoch, index, draw) here, Mixup/CutMix of a batch (seed, epoch, step, rank) in the
+    training loop. The CUDA generator is left alone.
+    """
+    seed = int(np.random.SeedSequence(key).generate_state(1)[0])  # a hash: nearby keys give unrelated streams
+    saved = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.default_generator.manual_seed(seed)
+    try:
+        yield
+    finally:
+        random.setstate(saved[0])
+        np.random.set_state(saved[1])
+        torch.set_rng_state(saved[2])
 
 
 class SeededItems(Dataset):
@@ -43,17 +59,8 @@ class SeededItems(Dataset):
 
     def __getitem__(self, key):
         index, draw = key if isinstance(key, tuple) else (key, 0)
-        seed = item_seed(self.seed, self.epoch, index, draw)
-        torch_state, python_state, numpy_state = torch.get_rng_state(), random.getstate(), np.random.get_state()
-        try:
-            torch.default_generator.manual_seed(seed)  # the CPU generator only: CUDA's is left alone
-            random.seed(seed)
-            np.random.seed(seed % 2**32)
+        with seeded_rng(self.seed, self.epoch, index, draw):
             return self.dataset[index]
-        finally:
-            torch.set_rng_state(torch_state)
-            random.setstate(python_state)
-            np.random.set_state(numpy_state)
 
 
 class SeededItemSampler(Sampler):

@@ -5,7 +5,6 @@ from (python ``random``, numpy, torch CPU and CUDA) continues from where it stop
 """
 from __future__ import annotations
 
-import contextlib
 import random
 
 import numpy as np
@@ -39,24 +38,3 @@ def restore_rng(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     if state["cuda"] is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state(state["cuda"])
-
-
-@contextlib.contextmanager
-def seeded_rng(*key: int):
-    """Run a block with python, numpy and torch (CPU) generators seeded from ``key``; then continue them as before.
-
-    For draws that must be a function of ``key`` alone, e.g. Mixup/CutMix of batch (seed, epoch, step, rank),
-    whatever else (a student's init, its drop path) has drawn from the global generators, and without
-    moving those generators for the draws that follow.
-    """
-    seed = int(np.random.SeedSequence(key).generate_state(1)[0])
-    saved = random.getstate(), np.random.get_state(), torch.get_rng_state()
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.default_generator.manual_seed(seed)
-    try:
-        yield
-    finally:
-        random.setstate(saved[0])
-        np.random.set_state(saved[1])
-        torch.set_rng_state(saved[2])

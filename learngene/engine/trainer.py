@@ -46,6 +46,7 @@ from learngene.checkpoint import atomic_torch_save, atomic_write_text, load_torc
     save_learngene, save_model_folder
 from learngene.config import TrainConfig, check_train_config, resume_conflicts, save_config
 from learngene.data import build_loaders, build_mixup
+from learngene.data.seeded import seeded_rng
 from learngene.distill import classification_loss, distillation_loss
 from learngene.distill.teacher_cache import TeacherLogitCache
 from learngene.engine.distributed import Processes, default_cpu_threads, init_processes, resolve_device, shard_loader
@@ -53,7 +54,7 @@ from learngene.engine.elastic import ElasticSandwich, mean_over_passes
 from learngene.engine.evaluate import autocast, evaluate
 from learngene.engine.models import build_student, build_teacher, load_fitting_state_dict, teacher_fingerprint
 from learngene.engine.run_folder import existing_run_files, locked_run_folder, remove_orphans
-from learngene.engine.state import capture_rng, restore_rng, seeded_rng
+from learngene.engine.state import capture_rng, restore_rng
 from learngene.errors import LearngeneError
 from learngene.models import PooledViT
 
