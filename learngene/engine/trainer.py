@@ -71,7 +71,7 @@ def train_tool(cfg: TrainConfig) -> int:
     """
     threads = default_cpu_threads()
     if os.environ.get("RANK", "0") == "0" and resolve_device(cfg.device).type == "cpu":
-        print(f"using {threads} CPU threads (set OMP_NUM_THREADS to change)", flush=True)
+        print(f"using {threads} CPU thread{'s' * (threads != 1)} (set OMP_NUM_THREADS to change)", flush=True)
     try:
         summary = train(cfg)
     except KeyboardInterrupt:
