@@ -41,7 +41,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from learngene.errors import LearngeneError
+from learngene.errors import LearngeneError, first_line
 
 LEARNGENE_FORMAT = "learngene/v1"
 CHECKSUM_KEY = "payload_sha256"  # a training state's top-level key, a learngene's or cache shard's metadata key
@@ -96,13 +96,16 @@ def check_checksum(path: Path, what: str, recorded: str | None, payload, remedy:
 
 
 def state_dict_mismatch(expected: Mapping[str, torch.Tensor], given: Mapping[str, torch.Tensor],
-                        limit: int = 3) -> str:
-    """The first missing keys, unexpected keys and shape differences of ``given`` against ``expected``; "" if none."""
+                        limit: int = 3, may_miss: tuple[str, ...] = ()) -> str:
+    """The first missing keys, unexpected keys and shape differences of ``given`` against ``expected``; "" if none.
+
+    Keys of ``expected`` starting with one of ``may_miss`` may be absent from ``given``.
+    """
     def first(items: list[str]) -> str:
         more = f" and {len(items) - limit} more" if len(items) > limit else ""
         return ", ".join(items[:limit]) + more
 
-    missing = [k for k in expected if k not in given]
+    missing = [k for k in expected if k not in given and not (may_miss and k.startswith(may_miss))]
     unexpected = [k for k in given if k not in expected]
     shapes = [f"{k} {list(given[k].shape)} vs {list(expected[k].shape)} expected" for k in expected
               if k in given and given[k].shape != expected[k].shape]
@@ -227,9 +230,8 @@ class Learngene:
         try:
             aux = timm.create_model(self.model, **self.model_args)
         except (RuntimeError, TypeError, ValueError) as e:  # an unknown name, arguments it does not take
-            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise LearngeneError(f"learngene {self.path} names model {self.model!r} with {self.model_args}, which "
-                                 f"timm cannot create ({reason}): {advice}") from None
+                                 f"timm cannot create ({first_line(e)}): {advice}") from None
         mismatch = state_dict_mismatch(aux.state_dict(), self.state_dict)
         if mismatch:
             raise LearngeneError(f"learngene {self.path} does not fit the {self.model} it names ({mismatch}): {advice}")
@@ -324,8 +326,7 @@ def load_model_folder(model_dir: str | os.PathLike, **kwargs) -> torch.nn.Module
     try:
         return timm.create_model(f"local-dir:{model_dir}", pretrained=True, **kwargs)
     except (SafetensorError, RuntimeError, OSError, ValueError, KeyError) as e:
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise LearngeneError(f"cannot load model folder {model_dir}: {first_line}") from None
+        raise LearngeneError(f"cannot load model folder {model_dir}: {first_line(e)}") from None
 
 
 def stored_parameter_count(artifact: str | os.PathLike) -> int:

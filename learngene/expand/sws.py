@@ -6,6 +6,7 @@ from typing import Sequence
 
 import torch
 
+from learngene.checkpoint import state_dict_mismatch
 from learngene.errors import LearngeneError
 
 STAGE_KEY = re.compile(r"^stages\.(\d+)\.(.+)$")
@@ -56,25 +57,16 @@ def expand_sws(learngene_state: dict[str, torch.Tensor], layer_sources: Sequence
     return expand_layers(layers, rest, layer_sources, include_head)
 
 
-def load_expanded(model: torch.nn.Module, state: dict[str, torch.Tensor], show: int = 3) -> None:
+def load_expanded(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
     """Load an expanded state into a freshly built target, checking it fits exactly.
 
     Every given tensor must exist in the target with the same shape; only ``head.*`` may be missing (it then keeps the
-    target's own init). Anything else is a learngene of the wrong architecture: the error names the first ``show``
-    unexpected keys, shape differences and missing keys.
+    target's own init). Anything else is a learngene of the wrong architecture: the error names the first
+    missing keys, unexpected keys and shape differences.
     """
     target = model.state_dict()
-
-    def first(items: list[str]) -> str:
-        return ", ".join(items[:show]) + (f" and {len(items) - show} more" if len(items) > show else "")
-
-    unexpected = [k for k in state if k not in target]
-    shapes = [f"{k} {tuple(v.shape)} given, {tuple(target[k].shape)} in the model" for k, v in state.items()
-              if k in target and v.shape != target[k].shape]
-    missing = [k for k in target if k not in state and not k.startswith(HEAD_PREFIX)]
-    problems = [f"{kind} {first(items)}" for kind, items in
-                (("unexpected keys", unexpected), ("other shapes", shapes), ("missing keys", missing)) if items]
-    if problems:
-        raise LearngeneError(f"learngene does not fit the target model {type(model).__name__}: {'; '.join(problems)}: "
+    mismatch = state_dict_mismatch(target, state, may_miss=(HEAD_PREFIX,))
+    if mismatch:
+        raise LearngeneError(f"learngene does not fit the target model {type(model).__name__} ({mismatch}): "
                              "build the target with the architecture arguments of the learngene's Des-Nets")
     model.load_state_dict({**target, **state}, strict=True)
