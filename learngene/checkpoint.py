@@ -27,15 +27,17 @@ project's own evaluation pipeline.
 from __future__ import annotations
 
 import contextlib
+import csv
 import dataclasses
 import hashlib
+import io
 import json
 import math
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import Iterable, Iterator, Mapping, Sequence
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -85,6 +87,20 @@ def payload_checksum(obj) -> str:
             digest.update(f"{path}={value!r}\n".encode())
 
     feed("", obj)
+    return digest.hexdigest()
+
+
+def json_digest(value) -> str:
+    """A short sha256 (16 hex digits) of a JSON-serializable value, independent of dict order (cache keys)."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
     return digest.hexdigest()
 
 
@@ -173,6 +189,15 @@ def atomic_torch_save(obj: dict, path: str | os.PathLike) -> None:
 def atomic_write_text(text: str, path: str | os.PathLike) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def atomic_write_csv(rows: Iterable[Mapping], columns: Sequence[str], path: str | os.PathLike) -> None:
+    """A CSV file of ``rows`` under a header of ``columns`` (keys of a row not among them are left out)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(buffer.getvalue(), path)
 
 
 def load_torch_file(path: str | os.PathLike, what: str = "checkpoint") -> dict:

@@ -17,7 +17,6 @@ weights it holds after checking their sha256 against the card; a mismatch is ref
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import subprocess
@@ -28,7 +27,7 @@ from huggingface_hub import HfApi, metadata_load, snapshot_download, upload_fold
 from huggingface_hub import constants as hub_constants
 from huggingface_hub.errors import HfHubHTTPError
 
-from learngene.checkpoint import LEARNGENE_FORMAT, atomic_dir, load_learngene, load_model_folder
+from learngene.checkpoint import LEARNGENE_FORMAT, atomic_dir, file_sha256, load_learngene, load_model_folder
 from learngene.errors import LearngeneError
 from learngene.models.registry import des_architecture
 
@@ -38,14 +37,6 @@ LEARNGENE_WEIGHTS = "learngene.safetensors"
 MODEL_WEIGHTS = "model.safetensors"
 # What a shared folder holds; a download fetches only these (never pickles).
 SHARED_FILES = [CARD, "config.json", "plan.json", LEARNGENE_WEIGHTS, MODEL_WEIGHTS]
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def code_version() -> dict:

@@ -42,8 +42,8 @@ import learngene
 from learngene.baselines.methods import METHODS
 from learngene.benchmark import report
 from learngene.benchmark.config import BenchmarkConfig, PartConfig, check_benchmark_config
-from learngene.checkpoint import atomic_write_text, load_learngene, load_model_folder, save_model_folder, \
-    stored_parameter_count
+from learngene.checkpoint import atomic_write_text, file_sha256, json_digest, load_learngene, load_model_folder, \
+    save_model_folder, stored_parameter_count
 from learngene.config import TrainConfig, load_config
 from learngene.data import build_eval_loader, build_loaders
 from learngene.engine import build_student, evaluate, train
@@ -66,8 +66,7 @@ class Part:
 
 
 def digest(*items) -> str:
-    text = json.dumps(items, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return json_digest(items)
 
 
 @functools.lru_cache(maxsize=1)
@@ -78,14 +77,6 @@ def code_fingerprint() -> str:
     for path in sorted(root.rglob("*.py")):
         h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()[:16]
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def rank() -> int:

@@ -20,8 +20,6 @@ sampler order, same worker seeds) before continuing. One process at a time may u
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import json
 import math
 import os
@@ -42,8 +40,8 @@ from timm.utils import ModelEmaV3, random_seed
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from learngene.checkpoint import atomic_torch_save, atomic_write_text, load_torch_file, preprocessing_of, \
-    save_learngene, save_model_folder
+from learngene.checkpoint import atomic_torch_save, atomic_write_csv, atomic_write_text, load_torch_file, \
+    preprocessing_of, save_learngene, save_model_folder
 from learngene.cli import INTERRUPTED_EXIT_CODE
 from learngene.config import TrainConfig, check_train_config, resume_conflicts, save_config
 from learngene.data import build_loaders, build_mixup
@@ -568,11 +566,7 @@ def stop_on_sigterm():
 
 def write_log_csv(history: list[dict], path: Path) -> None:
     columns = list(LOG_COLUMNS) + [k for k in (history[0] if history else {}) if k not in LOG_COLUMNS]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(history)
-    atomic_write_text(buffer.getvalue(), path)
+    atomic_write_csv(history, columns, path)
 
 
 def format_row(row: dict, epochs: int) -> str:
