@@ -49,6 +49,7 @@ LEARNGENE_FORMAT = "learngene/v1"
 CHECKSUM_KEY = "payload_sha256"  # a training state's top-level key, a learngene's or cache shard's metadata key
 PREPROCESSING_KEYS = ("input_size", "mean", "std", "interpolation", "crop_pct", "crop_mode")
 # pretrained_cfg fields describing the architecture rather than where its weights came from
+INIT_RECORD = "init.json"  # how a Des-Net folder was initialized: the method's Initialization.info
 ARCHITECTURE_CFG_KEYS = ("fixed_input_size", "first_conv", "classifier", "pool_size")
 
 
@@ -315,7 +316,7 @@ def recorded_preprocessing(model_dir: str | os.PathLike) -> dict | None:
 
 def save_model_folder(model: torch.nn.Module, out_dir: str | os.PathLike, *, preprocessing: dict | None,
                       model_args: dict, extra_files: dict[str, dict] | None = None) -> None:
-    """Write ``model`` as a timm local-dir folder plus extra JSON files (e.g. ``plan.json``), atomically.
+    """Write ``model`` as a timm local-dir folder plus extra JSON files (e.g. ``init.json``), atomically.
 
     ``model_args`` are the arguments that rebuild the architecture (``timm.create_model(name, **model_args)``);
     ``preprocessing`` (:func:`preprocessing_of`) the inputs the weights were trained with, None for weights

@@ -130,8 +130,8 @@ def sources(tmp_path):
 
 def run_expand(out, *argv):
     assert expand.main([*map(str, argv), "--out", str(out)]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors", "plan.json"]
-    return load_model_folder(out).state_dict(), json.loads((out / "plan.json").read_text())
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "init.json", "model.safetensors"]
+    return load_model_folder(out).state_dict(), json.loads((out / "init.json").read_text())
 
 
 def test_tool_tleg(sources):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from timm.layers import LayerNorm, PatchEmbed, calculate_drop_path_rates, drop_path, trunc_normal_
 from timm.models.vision_transformer import Block, init_weights_vit_timm
-from timm.models._manipulate import named_apply
+from timm.models import named_apply
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
