@@ -27,7 +27,8 @@ from huggingface_hub import HfApi, metadata_load, snapshot_download, upload_fold
 from huggingface_hub import constants as hub_constants
 from huggingface_hub.errors import HfHubHTTPError
 
-from learngene.checkpoint import INIT_RECORD, LEARNGENE_FORMAT, atomic_dir, file_sha256, load_learngene, load_model_folder
+from learngene.checkpoint import INIT_RECORD, LEARNGENE_FORMAT, atomic_dir, file_sha256, load_learngene, \
+    load_model_folder
 from learngene.errors import LearngeneError
 from learngene.models.registry import des_architecture
 

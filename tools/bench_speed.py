@@ -47,6 +47,7 @@ from learngene.distill import classification_loss, distillation_loss
 from learngene.distill.teacher_cache import TeacherLogitCache
 from learngene.errors import LearngeneError
 from learngene.expand import expand_sws, make_plan
+from learngene.methods import count_parameters
 from learngene.models import DEFAULT_STAGE_SIZES
 
 SIZES = ("tiny", "small", "base")
@@ -250,9 +251,9 @@ def bench_aux(args, device, tmp_dir: Path) -> list[Row]:
                                  "vit": train_step(vit, batches, ce_loss(vit), args.amp)},
                                 device, args.rounds, args.steps_per_round)
     shape = f"{args.model} width, {depth} applied layers, batch {args.batch}, {args.img_size}px, amp {args.amp}"
-    return [Row("aux", f"Aux-Net step ({sum(p.numel() for p in aux.parameters()) / 1e6:.1f}M params)",
+    return [Row("aux", f"Aux-Net step ({count_parameters(aux.parameters()) / 1e6:.1f}M params)",
                 1e3 * times.median("aux"), "ms", note=shape),
-            Row("aux", f"timm {vit_name} depth {depth} step ({sum(p.numel() for p in vit.parameters()) / 1e6:.1f}M)",
+            Row("aux", f"timm {vit_name} depth {depth} step ({count_parameters(vit.parameters()) / 1e6:.1f}M)",
                 1e3 * times.median("vit"), "ms"),
             times.ratio_row("aux", "Aux-Net / ViT step time", "aux", "vit", 1.03)]
 

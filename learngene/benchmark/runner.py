@@ -39,7 +39,6 @@ import torch.distributed as dist
 from omegaconf import OmegaConf
 
 import learngene
-from learngene.baselines.methods import METHODS
 from learngene.benchmark import report
 from learngene.benchmark.config import BenchmarkConfig, PartConfig, check_benchmark_config
 from learngene.checkpoint import atomic_write_text, file_sha256, json_digest, load_learngene, load_model_folder, \
@@ -49,6 +48,7 @@ from learngene.data import build_eval_loader, build_loaders
 from learngene.engine import build_student, evaluate, train
 from learngene.engine.distributed import init_processes, shard_loader
 from learngene.errors import LearngeneError
+from learngene.methods import METHODS, count_parameters
 from learngene.models.registry import des_architecture
 
 DONE = "done.json"
@@ -231,7 +231,7 @@ def initialize(path: Path, method: str, depth: int, seed: int, source: Part | No
                 shutil.rmtree(model_dir)
             save_model_folder(model, model_dir, preprocessing=init.preprocessing,
                               model_args=init.model_args, extra_files={"init.json": init.info})
-        return dict(artifact=str(model_dir), params=sum(p.numel() for p in model.parameters()),
+        return dict(artifact=str(model_dir), params=count_parameters(model.parameters()),
                     params_stored=init.info["parameters_stored"], test=test_metrics(model, finetune))
 
     return cached(path, key, compute)
@@ -578,5 +578,5 @@ class Benchmark:
         """Parameters of the Des-Net of every depth the paper's parameter claim counts (6-15) and of the run's."""
         architecture, des_args = self.des_architecture()
         with torch.device("meta"):
-            return {d: sum(p.numel() for p in timm.create_model(architecture, **des_args, depth=d).parameters())
+            return {d: count_parameters(timm.create_model(architecture, **des_args, depth=d).parameters())
                     for d in sorted({*range(6, 16), *self.cfg.depths})}

@@ -74,6 +74,7 @@ def fresh_model(architecture: str, model_args: dict, seed: int) -> nn.Module:
 
 
 def count_parameters(tensors) -> int:
+    """Number of values in ``tensors`` (e.g. ``model.parameters()`` or a state dict's values)."""
     return sum(t.numel() for t in tensors)
 
 
