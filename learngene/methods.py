@@ -28,10 +28,10 @@ from torch import nn
 from learngene.baselines.simple_lg import expand_simple_lg
 from learngene.baselines.tleg import expand_tleg
 from learngene.baselines.vanilla_lg import expand_vanilla_lg
-from learngene.baselines.weight_selection import layer_counts, select_weights
+from learngene.baselines.weight_selection import select_weights
 from learngene.checkpoint import load_learngene, load_model_folder, recorded_preprocessing
 from learngene.errors import LearngeneError, first_line
-from learngene.expand import ExpansionPlan, expand_sws, load_expanded, make_plan
+from learngene.expand import ExpansionPlan, expand_sws, layer_counts, load_expanded, make_plan
 from learngene.expand.plan import check_depth, check_positive_int
 from learngene.hub import resolve_source
 from learngene.expand.width import apply_width_plan, plan_width
