@@ -30,7 +30,7 @@ from huggingface_hub.errors import HfHubHTTPError
 from learngene.checkpoint import INIT_RECORD, LEARNGENE_FORMAT, atomic_dir, file_sha256, load_learngene, \
     load_model_folder
 from learngene.errors import LearngeneError
-from learngene.models.registry import des_architecture
+from learngene.models import des_architecture
 
 HUB_PREFIX = "hf-hub:"
 CARD = "README.md"

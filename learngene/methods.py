@@ -35,8 +35,7 @@ from learngene.expand import ExpansionPlan, expand_sws, layer_counts, load_expan
 from learngene.expand.plan import check_depth, check_positive_int
 from learngene.hub import resolve_source
 from learngene.expand.width import apply_width_plan, plan_width
-from learngene.models import PooledViT, SWSAuxViT, TLEGAuxViT
-from learngene.models.registry import des_architecture
+from learngene.models import PooledViT, SWSAuxViT, TLEGAuxViT, des_architecture
 
 
 @dataclasses.dataclass

@@ -12,7 +12,7 @@ from learngene.baselines import expand_simple_lg, expand_tleg, expand_vanilla_lg
 from learngene.checkpoint import load_learngene, load_model_folder, save_learngene, save_model_folder
 from learngene.errors import LearngeneError
 from learngene.expand import load_expanded
-from learngene.models.registry import des_architecture
+from learngene.models import des_architecture
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 import expand  # noqa: E402

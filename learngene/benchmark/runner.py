@@ -49,7 +49,7 @@ from learngene.engine import build_student, evaluate, train
 from learngene.engine.distributed import init_processes, shard_loader
 from learngene.errors import LearngeneError
 from learngene.methods import METHODS, count_parameters
-from learngene.models.registry import des_architecture
+from learngene.models import des_architecture
 
 DONE = "done.json"
 WAIT_SECONDS = 2.0  # how often non-zero ranks look for the part rank 0 is writing
@@ -408,7 +408,7 @@ class Benchmark:
         return TrainJob(f"trained depth{depth} seed{seed}", path, cfg,
                         keep_training_state=self.cfg.keep_training_states)
 
-    def des_architecture(self) -> tuple[str, dict]:
+    def des_model(self) -> tuple[str, dict]:
         """The timm name and constructor arguments (without depth) of the SWS learngene's Des-Nets, from its
         config (a meta-device Aux-Net: nothing is computed)."""
         model_cfg = dataclasses.replace(self.train_config(self.cfg.sws_aux, self.out, []).model, pretrained=False,
@@ -439,7 +439,7 @@ class Benchmark:
         cfg = self.cfg
         n = len(cfg.learngene_seeds)
         lg_of = {s: cfg.learngene_seeds[r % n] for r, s in enumerate(cfg.seeds)}  # replicate seed -> learngene seed
-        architecture, des_args = self.des_architecture()
+        architecture, des_args = self.des_model()
 
         # Stage 1: everything that needs no learngene: the ancestry, optional sources, the Trained references.
         sources = [("ancestry", cfg.ancestry)] + [(f"sources/{method}", part) for method, part in (
@@ -576,7 +576,7 @@ class Benchmark:
 
     def des_params(self) -> dict[int, int]:
         """Parameters of the Des-Net of every depth the paper's parameter claim counts (6-15) and of the run's."""
-        architecture, des_args = self.des_architecture()
+        architecture, des_args = self.des_model()
         with torch.device("meta"):
             return {d: count_parameters(timm.create_model(architecture, **des_args, depth=d).parameters())
                     for d in sorted({*range(6, 16), *self.cfg.depths})}
