@@ -27,26 +27,29 @@ project's own evaluation pipeline.
 from __future__ import annotations
 
 import contextlib
+import csv
 import dataclasses
 import hashlib
+import io
 import json
 import math
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import Iterable, Iterator, Mapping, Sequence
 
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from learngene.errors import LearngeneError
+from learngene.errors import LearngeneError, first_line
 
 LEARNGENE_FORMAT = "learngene/v1"
 CHECKSUM_KEY = "payload_sha256"  # a training state's top-level key, a learngene's or cache shard's metadata key
 PREPROCESSING_KEYS = ("input_size", "mean", "std", "interpolation", "crop_pct", "crop_mode")
 # pretrained_cfg fields describing the architecture rather than where its weights came from
+INIT_RECORD = "init.json"  # how a Des-Net folder was initialized: the method's Initialization.info
 ARCHITECTURE_CFG_KEYS = ("fixed_input_size", "first_conv", "classifier", "pool_size")
 
 
@@ -88,6 +91,20 @@ def payload_checksum(obj) -> str:
     return digest.hexdigest()
 
 
+def json_digest(value) -> str:
+    """A short sha256 (16 hex digits) of a JSON-serializable value, independent of dict order (cache keys)."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def check_checksum(path: Path, what: str, recorded: str | None, payload, remedy: str) -> None:
     """Refuse ``path`` when its recorded payload checksum differs from the payload read back."""
     if recorded is not None and recorded != payload_checksum(payload):
@@ -96,13 +113,16 @@ def check_checksum(path: Path, what: str, recorded: str | None, payload, remedy:
 
 
 def state_dict_mismatch(expected: Mapping[str, torch.Tensor], given: Mapping[str, torch.Tensor],
-                        limit: int = 3) -> str:
-    """The first missing keys, unexpected keys and shape differences of ``given`` against ``expected``; "" if none."""
+                        limit: int = 3, may_miss: tuple[str, ...] = ()) -> str:
+    """The first missing keys, unexpected keys and shape differences of ``given`` against ``expected``; "" if none.
+
+    Keys of ``expected`` starting with one of ``may_miss`` may be absent from ``given``.
+    """
     def first(items: list[str]) -> str:
         more = f" and {len(items) - limit} more" if len(items) > limit else ""
         return ", ".join(items[:limit]) + more
 
-    missing = [k for k in expected if k not in given]
+    missing = [k for k in expected if k not in given and not (may_miss and k.startswith(may_miss))]
     unexpected = [k for k in given if k not in expected]
     shapes = [f"{k} {list(given[k].shape)} vs {list(expected[k].shape)} expected" for k in expected
               if k in given and given[k].shape != expected[k].shape]
@@ -172,6 +192,15 @@ def atomic_write_text(text: str, path: str | os.PathLike) -> None:
         tmp.write_text(text)
 
 
+def atomic_write_csv(rows: Iterable[Mapping], columns: Sequence[str], path: str | os.PathLike) -> None:
+    """A CSV file of ``rows`` under a header of ``columns`` (keys of a row not among them are left out)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(buffer.getvalue(), path)
+
+
 def load_torch_file(path: str | os.PathLike, what: str = "checkpoint") -> dict:
     """``torch.load(weights_only=True)`` with one-line errors for missing, truncated, foreign or corrupted files.
 
@@ -227,9 +256,8 @@ class Learngene:
         try:
             aux = timm.create_model(self.model, **self.model_args)
         except (RuntimeError, TypeError, ValueError) as e:  # an unknown name, arguments it does not take
-            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise LearngeneError(f"learngene {self.path} names model {self.model!r} with {self.model_args}, which "
-                                 f"timm cannot create ({reason}): {advice}") from None
+                                 f"timm cannot create ({first_line(e)}): {advice}") from None
         mismatch = state_dict_mismatch(aux.state_dict(), self.state_dict)
         if mismatch:
             raise LearngeneError(f"learngene {self.path} does not fit the {self.model} it names ({mismatch}): {advice}")
@@ -288,7 +316,7 @@ def recorded_preprocessing(model_dir: str | os.PathLike) -> dict | None:
 
 def save_model_folder(model: torch.nn.Module, out_dir: str | os.PathLike, *, preprocessing: dict | None,
                       model_args: dict, extra_files: dict[str, dict] | None = None) -> None:
-    """Write ``model`` as a timm local-dir folder plus extra JSON files (e.g. ``plan.json``), atomically.
+    """Write ``model`` as a timm local-dir folder plus extra JSON files (e.g. ``init.json``), atomically.
 
     ``model_args`` are the arguments that rebuild the architecture (``timm.create_model(name, **model_args)``);
     ``preprocessing`` (:func:`preprocessing_of`) the inputs the weights were trained with, None for weights
@@ -324,8 +352,7 @@ def load_model_folder(model_dir: str | os.PathLike, **kwargs) -> torch.nn.Module
     try:
         return timm.create_model(f"local-dir:{model_dir}", pretrained=True, **kwargs)
     except (SafetensorError, RuntimeError, OSError, ValueError, KeyError) as e:
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise LearngeneError(f"cannot load model folder {model_dir}: {first_line}") from None
+        raise LearngeneError(f"cannot load model folder {model_dir}: {first_line(e)}") from None
 
 
 def stored_parameter_count(artifact: str | os.PathLike) -> int:

@@ -9,7 +9,7 @@ A **shared folder** is what a Hugging Face hub model repository holds:
 * ``README.md``: a model card whose YAML front matter has the hub's fields (``library_name``, ``tags``,
   ``datasets``, ``metrics``, ``model-index`` with the accuracy, ``license`` only when given) and ``lineage``:
   the weights file and its sha256, the ancestry (teacher), the data, the training recipe (the run's
-  ``config.yaml``), the model's own accuracy, how a Des-Net was initialized (``plan.json``), and the code
+  ``config.yaml``), the model's own accuracy, how a Des-Net was initialized (``init.json``), and the code
   version (``learngene.__version__`` and the git commit when the code is a checkout).
 
 :func:`resolve_source` turns such a folder, or an ``hf-hub:`` id downloaded with ``huggingface_hub``, into the
@@ -17,7 +17,6 @@ weights it holds after checking their sha256 against the card; a mismatch is ref
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import subprocess
@@ -28,24 +27,17 @@ from huggingface_hub import HfApi, metadata_load, snapshot_download, upload_fold
 from huggingface_hub import constants as hub_constants
 from huggingface_hub.errors import HfHubHTTPError
 
-from learngene.checkpoint import LEARNGENE_FORMAT, atomic_dir, load_learngene, load_model_folder
+from learngene.checkpoint import INIT_RECORD, LEARNGENE_FORMAT, atomic_dir, file_sha256, load_learngene, \
+    load_model_folder
 from learngene.errors import LearngeneError
-from learngene.models.registry import des_architecture
+from learngene.models import des_architecture
 
 HUB_PREFIX = "hf-hub:"
 CARD = "README.md"
 LEARNGENE_WEIGHTS = "learngene.safetensors"
 MODEL_WEIGHTS = "model.safetensors"
 # What a shared folder holds; a download fetches only these (never pickles).
-SHARED_FILES = [CARD, "config.json", "plan.json", LEARNGENE_WEIGHTS, MODEL_WEIGHTS]
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+SHARED_FILES = [CARD, "config.json", INIT_RECORD, LEARNGENE_WEIGHTS, MODEL_WEIGHTS]
 
 
 def code_version() -> dict:
@@ -118,16 +110,16 @@ def model_folder_contents(folder: Path, recipe: dict, summary: dict) -> tuple[di
     """config.json, lineage, tags and card text of a timm model folder (a Des-Net, an ancestry)."""
     load_model_folder(folder)  # refuse what stock timm could not load
     config = json.loads((folder / "config.json").read_text())
-    plan = json.loads((folder / "plan.json").read_text()) if (folder / "plan.json").is_file() else None
+    init = json.loads((folder / INIT_RECORD).read_text()) if (folder / INIT_RECORD).is_file() else None
     lineage = {
         "weights": MODEL_WEIGHTS,
         "architecture": config.get("architecture"),
         "model_args": config.get("model_args", {}),
-        "initialized_from": plan,
+        "initialized_from": init,
         "ancestry": recipe.get("teacher", {}).get("name") or None,
         "val_top1": summary.get("val_top1"),
     }
-    tags = ["learngene", "timm"] + ([plan["method"]] if plan and "method" in plan else [])
+    tags = ["learngene", "timm"] + ([init["method"]] if init and "method" in init else [])
     usage = "python -c \"import timm; timm.create_model('local-dir:FOLDER', pretrained=True)\"  # or hf-hub:ORG/NAME"
     text = f"A timm {config.get('architecture')} model folder; stock timm loads it."
     return config, lineage, tags, text + "\n\n```\n" + usage + "\n```"
@@ -152,7 +144,7 @@ def write_shared_folder(artifact: str | Path, out_dir: str | Path, run_dir: str 
     recipe, summary = read_run(Path(run_dir) if run_dir else run_folder_of(artifact))
     if artifact.is_dir():
         config, lineage, tags, text = model_folder_contents(artifact, recipe, summary)
-        library, copies = "timm", {MODEL_WEIGHTS: artifact / MODEL_WEIGHTS, "plan.json": artifact / "plan.json"}
+        library, copies = "timm", {MODEL_WEIGHTS: artifact / MODEL_WEIGHTS, INIT_RECORD: artifact / INIT_RECORD}
     else:
         config, lineage, tags, text = learngene_contents(artifact, recipe, summary)
         library, copies = "learngene", {LEARNGENE_WEIGHTS: artifact}

@@ -12,7 +12,7 @@ from learngene.baselines import expand_simple_lg, expand_tleg, expand_vanilla_lg
 from learngene.checkpoint import load_learngene, load_model_folder, save_learngene, save_model_folder
 from learngene.errors import LearngeneError
 from learngene.expand import load_expanded
-from learngene.models.registry import des_architecture
+from learngene.models import des_architecture
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 import expand  # noqa: E402
@@ -130,8 +130,8 @@ def sources(tmp_path):
 
 def run_expand(out, *argv):
     assert expand.main([*map(str, argv), "--out", str(out)]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors", "plan.json"]
-    return load_model_folder(out).state_dict(), json.loads((out / "plan.json").read_text())
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "init.json", "model.safetensors"]
+    return load_model_folder(out).state_dict(), json.loads((out / "init.json").read_text())
 
 
 def test_tool_tleg(sources):

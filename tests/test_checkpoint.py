@@ -130,7 +130,7 @@ def test_artifacts_get_the_modes_the_umask_allows(tiny_aux, tmp_path, umask):
         os.umask(previous)
     mode = lambda p: stat.S_IMODE(p.stat().st_mode)  # noqa: E731
     for name in ("summary.json", "last.pt", "lg.safetensors", "des/config.json", "des/model.safetensors",
-                 "des/plan.json"):
+                 "des/init.json"):
         assert mode(tmp_path / name) == 0o666 & ~umask, name
     assert mode(tmp_path / "des") == 0o777 & ~umask
 

@@ -34,8 +34,8 @@ def test_des_folder_loads_in_plain_timm(tiny_aux, learngene_file, tmp_path, caps
     out = tmp_path / "des12"
     assert expand.main([str(learngene_file), "--depth", "12", "--out", str(out)]) == 0
     assert "depth 12" in capsys.readouterr().out
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors", "plan.json"]
-    plan = json.loads((out / "plan.json").read_text())
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "init.json", "model.safetensors"]
+    plan = json.loads((out / "init.json").read_text())
     assert plan["layer_sources"] == [0, 0, 0, 1, 1, 1, 2, 2, 3, 3, 4, 4] and plan["method"] == "sws"
     weights = load_file(out / "model.safetensors")
     assert "blocks.11.attn.qkv.weight" in weights and not any(k.startswith("stages.") for k in weights)
@@ -64,7 +64,7 @@ def test_other_num_classes_and_order(learngene_file, tmp_path, capsys):
                         "--num-classes", "4"]) == 0
     config = json.loads((out / "config.json").read_text())
     assert config["num_classes"] == 4 and config["model_args"]["depth"] == 7
-    assert json.loads((out / "plan.json").read_text())["layer_sources"] == [0, 0, 1, 1, 2, 3, 4]
+    assert json.loads((out / "init.json").read_text())["layer_sources"] == [0, 0, 1, 1, 2, 3, 4]
     # At depth 7 front-last-mid places the layers as the default order does: the summary says so.
     assert capsys.readouterr().out == (
         f"wrote {out}: sws, depth 7, width 32, 0.090M params, 0.065M stored to initialize, cyclic order "
@@ -76,7 +76,7 @@ def test_other_num_classes_and_order(learngene_file, tmp_path, capsys):
     out = tmp_path / "des8r"
     assert expand.main([str(learngene_file), "--depth", "8", "--out", str(out), "--strategy", "random",
                         "--seed", "2"]) == 0
-    plan = json.loads((out / "plan.json").read_text())["layer_sources"]
+    plan = json.loads((out / "init.json").read_text())["layer_sources"]
     assert capsys.readouterr().out.endswith(f", random (seed 2), plan {plan}\n")
 
 

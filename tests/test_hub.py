@@ -137,7 +137,7 @@ def test_hf_hub_id_resolves_through_snapshot_download(run_dir, shared, tmp_path,
     from_hub = expanded_tensors("hf-hub:some-org/some-learngene", tmp_path / "from_hub")
     assert calls == [("some-org/some-learngene", learngene.hub.SHARED_FILES)]
     assert_same_tensors(from_hub, expanded_tensors(run_dir / "learngene.safetensors", tmp_path / "from_file"))
-    assert json.loads((tmp_path / "from_hub" / "plan.json").read_text())["source"] == "hf-hub:some-org/some-learngene"
+    assert json.loads((tmp_path / "from_hub" / "init.json").read_text())["source"] == "hf-hub:some-org/some-learngene"
 
 
 def test_push_offline_is_one_line(shared, capsys):
@@ -155,10 +155,10 @@ def test_des_net_folder_is_shared_for_stock_timm(shared, tmp_path):
     tensors = expanded_tensors(shared, des)
     out = tmp_path / "des_shared"
     assert share.main([str(des), "--out", str(out)]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["README.md", "config.json", "model.safetensors", "plan.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "config.json", "init.json", "model.safetensors"]
     meta = front_matter(out / "README.md")
     assert meta["library_name"] == "timm" and "sws" in meta["tags"] and "model-index" not in meta
-    assert meta["lineage"]["initialized_from"] == json.loads((des / "plan.json").read_text())
+    assert meta["lineage"]["initialized_from"] == json.loads((des / "init.json").read_text())
     assert meta["lineage"]["sha256"] == hashlib.sha256((out / "model.safetensors").read_bytes()).hexdigest()
     model = timm.create_model(f"local-dir:{out}", pretrained=True)
     assert_same_tensors(model.state_dict(), tensors)

@@ -54,3 +54,38 @@ def test_drop_path_rates_follow_applied_layers():
                               drop_path_rate=0.1)
     assert len(model.layer_drop_path) == 16
     assert model.layer_drop_path[0] == 0.0 and model.layer_drop_path[-1] == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("name, scales", [
+    # timm's layer decay: stem, then the learngene layers in depth order, fc_norm with the last of them, head at 1.
+    ("sws_aux_vit_tiny_patch16_224", {"pos_embed": 0.5 ** 6, "patch_embed": 0.5 ** 6, "stages.0": 0.5 ** 5,
+                                      "stages.1": 0.5 ** 4, "stages.2": 0.5 ** 3, "stages.3": 0.5 ** 2,
+                                      "stages.4": 0.5, "fc_norm": 0.5, "head": 1.0}),
+    ("tleg_aux_vit_tiny_patch16_224", {"pos_embed": 0.25, "patch_embed": 0.25, "base": 0.5, "slope": 0.5,
+                                       "fc_norm": 0.5, "head": 1.0}),
+])
+def test_group_matcher_gives_timm_layer_decay_per_layer(name, scales):
+    from timm.optim import create_optimizer_v2
+
+    aux = timm.create_model(name, img_size=8, patch_size=2, in_chans=1, num_classes=10, embed_dim=32, num_heads=2)
+    optimizer = create_optimizer_v2(aux, "adamw", lr=1e-3, layer_decay=0.5)
+    group_of = {id(p): g["lr_scale"] for g in optimizer.param_groups for p in g["params"]}
+    for param_name, param in aux.named_parameters():
+        prefix = ".".join(param_name.split(".")[:2]) if param_name.startswith("stages.") else param_name.split(".")[0]
+        assert group_of[id(param)] == scales[prefix], param_name
+
+
+@pytest.mark.parametrize("name", ["sws_aux_vit_tiny_patch16_224", "tleg_aux_vit_tiny_patch16_224"])
+def test_forward_intermediates_are_the_applied_layers_outputs(name):
+    aux = timm.create_model(name, img_size=8, patch_size=2, in_chans=1, num_classes=10, embed_dim=32,
+                            num_heads=2).eval()
+    x = torch.randn(2, 1, 8, 8)
+    final, maps = aux.forward_intermediates(x, indices=[0, -1])
+    torch.testing.assert_close(final, aux.forward_features(x), rtol=0, atol=0)
+    assert [m.shape for m in maps] == [(2, 32, 4, 4)] * 2
+    torch.testing.assert_close(maps[1].flatten(2).transpose(1, 2), final, rtol=0, atol=0)
+    tokens = aux.pos_drop(aux.patch_embed(x) + aux.pos_embed)
+    first = aux.forward_intermediates(x, indices=len(aux.layer_drop_path), output_fmt="NLC",
+                                      intermediates_only=True)  # an int: the last n layers, here all
+    assert len(first) == len(aux.layer_drop_path)
+    torch.testing.assert_close(first[0], aux.run_layer(tokens, 0), rtol=0, atol=0)

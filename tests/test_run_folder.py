@@ -79,8 +79,8 @@ BAD_INPUTS = [
     ("model-image-size-differs", finetune, lambda f, run: [*VIT, "model.kwargs.img_size=16", f"output={run}"], "new",
      "takes 16x16 images but data.img_size is 8: set model.kwargs.img_size=8"),
     ("checkpoint-does-not-fit", finetune, lambda f, run: [*VIT, f"model.checkpoint={f.wider}", f"output={run}"],
-     "new", "does not fit 'vit_small_patch16_224': other shape pos_embed (1, 16, 32) (model (1, 16, 16)), "
-            "patch_embed.proj.weight (32, 1, 2, 2) (model (16, 1, 2, 2))"),
+     "new", "does not fit 'vit_small_patch16_224': shape: pos_embed [1, 16, 32] vs [1, 16, 16] expected, "
+            "patch_embed.proj.weight [32, 1, 2, 2] vs [16, 1, 2, 2] expected"),
 ]
 
 

@@ -150,7 +150,7 @@ def test_expand_tool_grows_and_refuses(tiny_aux, tmp_path, capsys):
     assert expand.main([str(source), "--depth", "6", "--width", "48", "--out", str(out)]) == 0
     config = json.loads((out / "config.json").read_text())["model_args"]
     assert (config["embed_dim"], config["num_heads"], config["depth"]) == (48, 6, 6)
-    assert json.loads((out / "plan.json").read_text())["width"] == plan_width(learngene_of(tiny_aux), 48).to_dict()
+    assert json.loads((out / "init.json").read_text())["width"] == plan_width(learngene_of(tiny_aux), 48).to_dict()
     images = torch.randn(4, 1, 8, 8)
     reference = des_net(tiny_aux, 6)
     reference.load_state_dict(expand_sws(tiny_aux.state_dict(), cyclic_layer_sources(6, tiny_aux.stage_sizes)))

@@ -16,6 +16,7 @@ from learngene.cli import ArgumentParser, entry_point
 from learngene.convert import CONVERTERS, convert_checkpoint
 from learngene.convert.official import OFFICIAL_SWS_NUM_HEADS, OFFICIAL_TLEG_NUM_LAYERS
 from learngene.errors import LearngeneError
+from learngene.methods import count_parameters
 from learngene.models import DEFAULT_STAGE_SIZES
 
 
@@ -56,7 +57,7 @@ def main(argv=None) -> int:
     learngene = convert_checkpoint(args.checkpoint, args.source, args.out, state_key=args.state,
                                    **{name: value for name, value in options.items() if value is not None})
     print(f"wrote {args.out}: {learngene.kind} learngene {learngene.model}, "
-          f"{sum(t.numel() for t in learngene.state_dict.values()) / 1e6:.3f}M values, "
+          f"{count_parameters(learngene.state_dict.values()) / 1e6:.3f}M values, "
           f"{learngene.model_args['num_heads']} heads (official {learngene.extra['official_num_heads']}), "
           f"LayerNorm eps 1e-6 (official 1e-5), mean-then-LN pooling (official LN-then-mean)")
     return 0

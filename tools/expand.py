@@ -8,8 +8,8 @@
     python tools/expand.py runs/digits/aux/learngene.safetensors --method scratch --depth 12 --out runs/scratch12
     python -c "import timm; timm.create_model('local-dir:runs/des12', pretrained=True)"   # no learngene needed
 
-Every method writes the same kind of folder; ``plan.json`` records the method, its choices and the
-parameters stored to initialize (see learngene/baselines/methods.py and docs/baselines.md).
+Every method writes the same kind of folder; ``init.json`` records the method, its choices and the
+parameters stored to initialize (see learngene/methods.py and docs/baselines.md).
 Weight selection keeps the parent's width, heads and MLP ratio unless --model-args sets them: without
 it, a child of the digits ancestry is 128 wide, twice the width of the SWS Des-Nets.
 """
@@ -21,11 +21,11 @@ import json
 
 from timm.models import VisionTransformer
 
-from learngene.baselines.methods import METHODS
 from learngene.baselines.weight_selection import ELEMENT_SELECTIONS, LAYER_SELECTIONS
-from learngene.checkpoint import check_output_dir, save_model_folder
+from learngene.checkpoint import INIT_RECORD, check_output_dir, save_model_folder
 from learngene.cli import ArgumentParser, entry_point, int_at_least, tool_parser
 from learngene.errors import LearngeneError
+from learngene.methods import METHODS, count_parameters
 from learngene.expand import ORDER_NAMES, STRATEGIES
 
 
@@ -97,9 +97,9 @@ def main(argv=None) -> int:
     init = init_method(**options)
     des = init.build()
     save_model_folder(des, args.out, preprocessing=init.preprocessing, model_args=init.model_args,
-                      extra_files={"plan.json": init.info})
+                      extra_files={INIT_RECORD: init.info})
 
-    params = sum(p.numel() for p in des.parameters())
+    params = count_parameters(des.parameters())
     vit = isinstance(des, VisionTransformer)
     shape = f"depth {len(des.blocks)}, width {des.embed_dim}" if vit else type(des).__name__
     plan = f", {init.plan.describe()}, plan {init.plan.layer_sources}" if init.plan else ""

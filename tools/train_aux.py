@@ -14,7 +14,7 @@ from learngene.cli import entry_point
 from learngene.config import TrainConfig, parse_config_args
 from learngene.engine import train_tool
 from learngene.errors import LearngeneError
-from learngene.models.registry import des_architecture
+from learngene.models import des_architecture
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "digits" / "aux.yaml"
 

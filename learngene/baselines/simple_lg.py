@@ -9,9 +9,8 @@ import re
 
 import torch
 
-from learngene.baselines.weight_selection import layer_counts
 from learngene.errors import LearngeneError
-from learngene.expand import ExpansionPlan, expand_sws, make_plan
+from learngene.expand import ExpansionPlan, expand_sws, layer_counts, make_plan
 
 BLOCK_PREFIX = re.compile(r"^blocks\.")
 

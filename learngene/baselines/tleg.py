@@ -10,7 +10,7 @@ import torch
 
 from learngene.errors import LearngeneError
 from learngene.expand.plan import check_depth
-from learngene.expand.sws import expand_layers
+from learngene.expand.state_dict import expand_layers
 
 
 def expand_tleg(learngene_state: dict[str, torch.Tensor], depth: int,

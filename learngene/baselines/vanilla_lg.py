@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import torch
 
-from learngene.baselines.weight_selection import layer_counts
 from learngene.errors import LearngeneError
+from learngene.expand.state_dict import layer_counts
 
 ANCESTRY_TOP_PREFIXES = ("fc_norm.", "head.")
 

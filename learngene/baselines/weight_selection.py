@@ -40,17 +40,14 @@ and, with non-divisible widths, q/k/v boundaries.
 """
 from __future__ import annotations
 
-import re
-
 import torch
 
 from learngene.errors import LearngeneError
+from learngene.expand.state_dict import LAYER_KEY, layer_counts
 
 LAYER_SELECTIONS = ("first", "uniform", "last", "mid")
 ELEMENT_SELECTIONS = ("uniform", "consecutive", "random", "random-inconsistent")
 
-# A layer of a layer group in timm names: ViT "blocks.3.", ConvNeXt "stages.1.blocks.3.", ResNet "layer2.3.".
-LAYER_KEY = re.compile(r"^(blocks|stages\.\d+\.blocks|layer\d+)\.(\d+)\.")
 QKV_SUFFIXES = ("attn.qkv.weight", "attn.qkv.bias")
 PROJ_SUFFIX = "attn.proj.weight"
 
@@ -79,17 +76,6 @@ def layer_indices(n_parent: int, n_child: int, layers: str = "first") -> list[in
         start = (n_parent - n_child) // 2
         return list(range(start, start + n_child))
     return uniform_indices(n_parent, n_child).tolist()
-
-
-def layer_counts(state: dict[str, torch.Tensor]) -> dict[str, int]:
-    """Number of layers in each layer group, e.g. ``{"blocks": 12}`` or ``{"layer1": 3, ..., "layer4": 3}``."""
-    counts: dict[str, int] = {}
-    for key in state:
-        match = LAYER_KEY.match(key)
-        if match:
-            group, index = match.group(1), int(match.group(2))
-            counts[group] = max(counts.get(group, 0), index + 1)
-    return counts
 
 
 class ElementIndices:

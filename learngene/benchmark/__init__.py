@@ -1,5 +1,5 @@
 """SWS against its baselines across Des-Net depths: the pipeline behind tools/benchmark.py."""
-from learngene.benchmark.config import METHODS, BenchmarkConfig, PartConfig, check_benchmark_config
+from learngene.benchmark.config import BENCHMARK_METHODS, BenchmarkConfig, PartConfig, check_benchmark_config
 from learngene.benchmark.runner import Benchmark
 
-__all__ = ["METHODS", "Benchmark", "BenchmarkConfig", "PartConfig", "check_benchmark_config"]
+__all__ = ["BENCHMARK_METHODS", "Benchmark", "BenchmarkConfig", "PartConfig", "check_benchmark_config"]

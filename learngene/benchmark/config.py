@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from learngene.errors import LearngeneError
 
-METHODS = ("sws", "sws-random", "tleg", "weight-selection", "simple-lg", "vanilla-lg", "scratch")
+BENCHMARK_METHODS = ("sws", "sws-random", "tleg", "weight-selection", "simple-lg", "vanilla-lg", "scratch")
 
 
 @dataclass
@@ -23,7 +23,7 @@ class PartConfig:
 class BenchmarkConfig:
     output: str = "runs/benchmark/digits"
     depths: list[int] = field(default_factory=lambda: list(range(6, 16)))
-    methods: list[str] = field(default_factory=lambda: list(METHODS))
+    methods: list[str] = field(default_factory=lambda: list(BENCHMARK_METHODS))
     # Replicate r of every cell has seed seeds[r] (its fine-tune seed; also the init seed of methods without a
     # learngene and the random plan's seed of sws-random) and uses learngene seed learngene_seeds[r % n]: the
     # fine-tune seeds are nested under the learngene seeds, len(seeds) / n of them each (default: one, paired).
@@ -57,9 +57,9 @@ class BenchmarkConfig:
 
 
 def check_benchmark_config(cfg: BenchmarkConfig) -> BenchmarkConfig:
-    unknown = [m for m in cfg.methods if m not in METHODS]
+    unknown = [m for m in cfg.methods if m not in BENCHMARK_METHODS]
     if unknown:
-        raise LearngeneError(f"unknown methods {unknown}: choose from {', '.join(METHODS)}")
+        raise LearngeneError(f"unknown methods {unknown}: choose from {', '.join(BENCHMARK_METHODS)}")
     if not cfg.depths or any(d < 1 for d in cfg.depths):
         raise LearngeneError(f"depths {cfg.depths} must be a non-empty list of positive integers")
     if not cfg.seeds or not cfg.learngene_seeds:

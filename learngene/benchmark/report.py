@@ -8,15 +8,13 @@ with the full budget, the paper's "Trained"). In memory a row also holds its per
 """
 from __future__ import annotations
 
-import csv
-import io
 import statistics
 from collections import defaultdict
 from pathlib import Path
 from typing import Iterable, Sequence
 
 from learngene.benchmark.stats import Interval, cluster_means, paired_bootstrap
-from learngene.checkpoint import atomic_path, atomic_write_text
+from learngene.checkpoint import atomic_path, atomic_write_csv
 
 METHOD_LABELS = {
     "sws": "SWS", "sws-random": "SWS-RI", "tleg": "TLEG", "weight-selection": "IMwLM", "simple-lg": "Simple-LG",
@@ -79,12 +77,8 @@ def source_row(method: str, learngene_seed, result: dict, charged: float) -> dic
 
 
 def write_csv(rows: Sequence[dict], fields: Sequence[str], path: Path) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(fields), extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: f"{v:.4f}" if isinstance(v, float) else v for k, v in row.items()})
-    atomic_write_text(buffer.getvalue(), path)
+    atomic_write_csv(({k: f"{v:.4f}" if isinstance(v, float) else v for k, v in row.items()} for row in rows),
+                     fields, path)
 
 
 class Analysis:

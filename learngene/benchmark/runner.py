@@ -39,17 +39,17 @@ import torch.distributed as dist
 from omegaconf import OmegaConf
 
 import learngene
-from learngene.baselines.methods import METHODS
 from learngene.benchmark import report
 from learngene.benchmark.config import BenchmarkConfig, PartConfig, check_benchmark_config
-from learngene.checkpoint import atomic_write_text, load_learngene, load_model_folder, save_model_folder, \
-    stored_parameter_count
+from learngene.checkpoint import atomic_write_text, file_sha256, json_digest, load_learngene, load_model_folder, \
+    save_model_folder, stored_parameter_count
 from learngene.config import TrainConfig, load_config
 from learngene.data import build_eval_loader, build_loaders
 from learngene.engine import build_student, evaluate, train
 from learngene.engine.distributed import init_processes, shard_loader
 from learngene.errors import LearngeneError
-from learngene.models.registry import des_architecture
+from learngene.methods import METHODS, count_parameters
+from learngene.models import des_architecture
 
 DONE = "done.json"
 WAIT_SECONDS = 2.0  # how often non-zero ranks look for the part rank 0 is writing
@@ -66,8 +66,7 @@ class Part:
 
 
 def digest(*items) -> str:
-    text = json.dumps(items, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return json_digest(items)
 
 
 @functools.lru_cache(maxsize=1)
@@ -78,14 +77,6 @@ def code_fingerprint() -> str:
     for path in sorted(root.rglob("*.py")):
         h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()[:16]
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def rank() -> int:
@@ -240,7 +231,7 @@ def initialize(path: Path, method: str, depth: int, seed: int, source: Part | No
                 shutil.rmtree(model_dir)
             save_model_folder(model, model_dir, preprocessing=init.preprocessing,
                               model_args=init.model_args, extra_files={"init.json": init.info})
-        return dict(artifact=str(model_dir), params=sum(p.numel() for p in model.parameters()),
+        return dict(artifact=str(model_dir), params=count_parameters(model.parameters()),
                     params_stored=init.info["parameters_stored"], test=test_metrics(model, finetune))
 
     return cached(path, key, compute)
@@ -417,7 +408,7 @@ class Benchmark:
         return TrainJob(f"trained depth{depth} seed{seed}", path, cfg,
                         keep_training_state=self.cfg.keep_training_states)
 
-    def des_architecture(self) -> tuple[str, dict]:
+    def des_model(self) -> tuple[str, dict]:
         """The timm name and constructor arguments (without depth) of the SWS learngene's Des-Nets, from its
         config (a meta-device Aux-Net: nothing is computed)."""
         model_cfg = dataclasses.replace(self.train_config(self.cfg.sws_aux, self.out, []).model, pretrained=False,
@@ -448,7 +439,7 @@ class Benchmark:
         cfg = self.cfg
         n = len(cfg.learngene_seeds)
         lg_of = {s: cfg.learngene_seeds[r % n] for r, s in enumerate(cfg.seeds)}  # replicate seed -> learngene seed
-        architecture, des_args = self.des_architecture()
+        architecture, des_args = self.des_model()
 
         # Stage 1: everything that needs no learngene: the ancestry, optional sources, the Trained references.
         sources = [("ancestry", cfg.ancestry)] + [(f"sources/{method}", part) for method, part in (
@@ -585,7 +576,7 @@ class Benchmark:
 
     def des_params(self) -> dict[int, int]:
         """Parameters of the Des-Net of every depth the paper's parameter claim counts (6-15) and of the run's."""
-        architecture, des_args = self.des_architecture()
+        architecture, des_args = self.des_model()
         with torch.device("meta"):
-            return {d: sum(p.numel() for p in timm.create_model(architecture, **des_args, depth=d).parameters())
+            return {d: count_parameters(timm.create_model(architecture, **des_args, depth=d).parameters())
                     for d in sorted({*range(6, 16), *self.cfg.depths})}

@@ -17,7 +17,7 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from learngene.checkpoint import atomic_write_text
 from learngene.cli import tool_parser
-from learngene.errors import LearngeneError
+from learngene.errors import LearngeneError, first_line
 
 Schema = TypeVar("Schema")
 
@@ -42,7 +42,7 @@ def load_config(path: str | os.PathLike | None, overrides: Sequence[str], schema
                                  f"{', '.join(f.name for f in dataclasses.fields(e.object_type))}") from None
         except OmegaConfBaseException as e:
             where = f" for {e.full_key!r}" if getattr(e, "full_key", None) else ""
-            raise LearngeneError(f"bad config value{where} in {source}: {str(e).splitlines()[0]}") from None
+            raise LearngeneError(f"bad config value{where} in {source}: {first_line(e)}") from None
     return OmegaConf.to_object(merged)
 
 
@@ -52,7 +52,7 @@ def _load_yaml(path: Path):
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
-        raise LearngeneError(f"config file {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+        raise LearngeneError(f"config file {path} is not valid YAML: {first_line(e)}") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):

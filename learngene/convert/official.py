@@ -34,9 +34,8 @@ from typing import Callable
 
 import torch
 
-from learngene.checkpoint import Learngene, save_learngene
+from learngene.checkpoint import Learngene, file_sha256, save_learngene
 from learngene.errors import LearngeneError
-from learngene.hub import file_sha256
 from learngene.models.sws_aux import DEFAULT_STAGE_SIZES, check_stage_sizes
 
 OFFICIAL_LAYER_NORM_EPS = 1e-5

@@ -68,7 +68,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import json
 import math
 import os
@@ -78,7 +77,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from learngene.checkpoint import (CHECKSUM_KEY, atomic_path, atomic_write_text, check_checksum,
+from learngene.checkpoint import (CHECKSUM_KEY, atomic_path, atomic_write_text, check_checksum, json_digest,
                                   payload_checksum)
 from learngene.errors import LearngeneError
 
@@ -91,7 +90,7 @@ SHARD_TENSORS = ("logprobs", "classes", "rest_logmass", "fingerprints", "offsets
 def data_config_hash(data_cfg) -> str:
     """A short hash of every field of a data config (a dataclass or a mapping)."""
     fields = dataclasses.asdict(data_cfg) if dataclasses.is_dataclass(data_cfg) else dict(data_cfg)
-    return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return json_digest(fields)
 
 
 def topk_logprobs(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

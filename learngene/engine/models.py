@@ -18,10 +18,10 @@ from safetensors.torch import load_file
 from timm.layers import trunc_normal_
 from torch import nn
 
-from learngene.checkpoint import load_model_folder, load_torch_file
+from learngene.checkpoint import load_model_folder, load_torch_file, state_dict_mismatch
 from learngene.config import ModelConfig, TeacherConfig, TrainConfig
 from learngene.data import DatasetInfo
-from learngene.errors import LearngeneError
+from learngene.errors import LearngeneError, first_line
 
 LOCAL_DIR = "local-dir:"
 # Where a torch checkpoint may keep its weights, non-EMA first (timm's order, then its EMA copies).
@@ -39,7 +39,7 @@ def build_model(name: str, *, pretrained: bool = False, checkpoint: str = "", wh
             model = timm.create_model(name, pretrained=load_pretrained, **kwargs)
     except (AssertionError, RuntimeError, TypeError, ValueError, OSError) as e:
         # unknown name, bad kwargs (timm asserts e.g. that num_heads divides the width), weights not available
-        raise LearngeneError(f"cannot create {what} {name!r} with {kwargs}: {_first_line(e)}: "
+        raise LearngeneError(f"cannot create {what} {name!r} with {kwargs}: {first_line(e)}: "
                              f"check {what}.name and {what}.kwargs") from None
     if checkpoint:
         load_weights_file(model, checkpoint, f"{what}.checkpoint {checkpoint}", name)
@@ -59,7 +59,7 @@ def load_weights_file(model: nn.Module, path: str | Path, what: str, name: str) 
         try:
             state = load_file(path)
         except (SafetensorError, OSError) as e:
-            raise LearngeneError(f"{what} is truncated or not a safetensors file ({_first_line(e)}): "
+            raise LearngeneError(f"{what} is truncated or not a safetensors file ({first_line(e)}): "
                                  "write it again") from None
     else:
         state = unwrap_state_dict(load_torch_file(path, what))
@@ -87,25 +87,6 @@ def load_fitting_state_dict(model: nn.Module, state: dict[str, torch.Tensor], do
     if mismatch:
         raise LearngeneError(f"{does_not_fit}: {mismatch}")
     model.load_state_dict(state, strict=True)
-
-
-def state_dict_mismatch(expected: dict[str, torch.Tensor], given: dict[str, torch.Tensor], show: int = 3) -> str:
-    """How ``given`` differs from ``expected`` in keys and shapes (the first ``show`` of each kind); "" if it fits."""
-    def first(items: list[str]) -> str:
-        return ", ".join(items[:show]) + (f" and {len(items) - show} more" if len(items) > show else "")
-
-    missing = [k for k in expected if k not in given]
-    unexpected = [k for k in given if k not in expected]
-    shapes = [f"{k} {tuple(given[k].shape)} (model {tuple(expected[k].shape)})"
-              for k in expected if k in given and given[k].shape != expected[k].shape]
-    problems = []
-    if missing:
-        problems.append(f"missing {first(missing)}")
-    if unexpected:
-        problems.append(f"unexpected {first(unexpected)}")
-    if shapes:
-        problems.append(f"other shape {first(shapes)}")
-    return "; ".join(problems)
 
 
 def build_student(cfg: ModelConfig, info: DatasetInfo) -> nn.Module:
@@ -178,7 +159,3 @@ def plain_attributes(module: nn.Module) -> dict:
 
     return {k: v for k, v in vars(module).items() if not k.startswith("_") and k != "training" and plain(v)}
 
-
-def _first_line(e: Exception) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__

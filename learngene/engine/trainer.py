@@ -20,8 +20,6 @@ sampler order, same worker seeds) before continuing. One process at a time may u
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import json
 import math
 import os
@@ -42,8 +40,9 @@ from timm.utils import ModelEmaV3, random_seed
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from learngene.checkpoint import atomic_torch_save, atomic_write_text, load_torch_file, preprocessing_of, \
-    save_learngene, save_model_folder
+from learngene.checkpoint import atomic_torch_save, atomic_write_csv, atomic_write_text, load_torch_file, \
+    preprocessing_of, save_learngene, save_model_folder
+from learngene.cli import INTERRUPTED_EXIT_CODE
 from learngene.config import TrainConfig, check_train_config, resume_conflicts, save_config
 from learngene.data import build_loaders, build_mixup
 from learngene.data.seeded import seeded_rng
@@ -55,12 +54,11 @@ from learngene.engine.evaluate import autocast, evaluate
 from learngene.engine.models import build_student, build_teacher, load_fitting_state_dict, teacher_fingerprint
 from learngene.engine.run_folder import existing_run_files, locked_run_folder, remove_orphans
 from learngene.engine.state import capture_rng, restore_rng
-from learngene.errors import LearngeneError
+from learngene.errors import LearngeneError, first_line
 from learngene.models import PooledViT
 
 LOG_COLUMNS = ("epoch", "train_loss", "val_loss", "val_top1", "val_top5", "lr", "images_per_s", "seconds")
 SIGTERM_EXIT_CODE = 128 + signal.SIGTERM  # what a shell reports for a process ended by SIGTERM
-SIGINT_EXIT_CODE = 128 + signal.SIGINT
 
 
 def train_tool(cfg: TrainConfig) -> int:
@@ -79,7 +77,7 @@ def train_tool(cfg: TrainConfig) -> int:
             last = Path(cfg.output) / "last.pt"
             since = f"from {last}" if last.exists() else "from the start: no epoch had finished"
             print(f"stopped by Ctrl-C: continue with the same command plus resume=auto ({since})", file=sys.stderr)
-        return SIGINT_EXIT_CODE
+        return INTERRUPTED_EXIT_CODE
     return SIGTERM_EXIT_CODE if summary.get("interrupted") else 0
 
 
@@ -460,7 +458,7 @@ class Run:
         try:
             self.optimizer.load_state_dict(state["optimizer"])
         except (RuntimeError, ValueError) as e:
-            raise LearngeneError(f"{does_not_fit}: its optimizer state {str(e).strip().splitlines()[0]}") from None
+            raise LearngeneError(f"{does_not_fit}: its optimizer state {first_line(e)}") from None
         self.scaler.load_state_dict(state["scaler"])
         if self.ema is not None:
             if state["model_ema"] is not None:
@@ -581,11 +579,7 @@ def stop_on_sigterm():
 
 def write_log_csv(history: list[dict], path: Path) -> None:
     columns = list(LOG_COLUMNS) + [k for k in (history[0] if history else {}) if k not in LOG_COLUMNS]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(history)
-    atomic_write_text(buffer.getvalue(), path)
+    atomic_write_csv(history, columns, path)
 
 
 def format_row(row: dict, epochs: int) -> str:

@@ -1,48 +1,11 @@
 """SWS expansion: copy each stage's learngene layer into the Des-Net layers that the plan assigns to it."""
 from __future__ import annotations
 
-import re
 from typing import Sequence
 
 import torch
 
-from learngene.errors import LearngeneError
-
-STAGE_KEY = re.compile(r"^stages\.(\d+)\.(.+)$")
-HEAD_PREFIX = "head."
-
-
-def split_stage_state(state: dict[str, torch.Tensor]) -> tuple[list[dict[str, torch.Tensor]], dict[str, torch.Tensor]]:
-    """Split an Aux-Net state dict into per-stage layer tensors and the shared rest (embeddings, fc_norm, head)."""
-    stages: dict[int, dict[str, torch.Tensor]] = {}
-    rest = {}
-    for key, value in state.items():
-        match = STAGE_KEY.match(key)
-        if match:
-            stages.setdefault(int(match.group(1)), {})[match.group(2)] = value
-        else:
-            rest[key] = value
-    if not stages or sorted(stages) != list(range(len(stages))):
-        raise LearngeneError("state dict has no stages.0 ... stages.M-1 layers: is it an SWS Aux-Net learngene?")
-    return [stages[s] for s in range(len(stages))], rest
-
-
-def expand_layers(layers: Sequence[dict[str, torch.Tensor]], rest: dict[str, torch.Tensor],
-                  layer_sources: Sequence[int], include_head: bool = True) -> dict[str, torch.Tensor]:
-    """Des-Net state dict: ``blocks.{i}.*`` from ``layers[layer_sources[i]]``, plus the shared rest.
-
-    Tensors are cloned so the Des-Net owns independent weights (no sharing is left after expansion).
-    With ``include_head=False`` the head is left out for the target to keep its own init (other label space).
-    """
-    if not layer_sources:
-        raise LearngeneError("layer_sources is empty: a Des-Net needs depth >= 1")
-    bad = [s for s in layer_sources if not 0 <= s < len(layers)]
-    if bad:
-        raise LearngeneError(f"layer_sources name stages {sorted(set(bad))} but the learngene has {len(layers)} stages")
-    out = {k: v.clone() for k, v in rest.items() if include_head or not k.startswith(HEAD_PREFIX)}
-    for i, source in enumerate(layer_sources):
-        out.update({f"blocks.{i}.{name}": t.clone() for name, t in layers[source].items()})
-    return out
+from learngene.expand.state_dict import expand_layers, split_stage_state
 
 
 def expand_sws(learngene_state: dict[str, torch.Tensor], layer_sources: Sequence[int],
@@ -54,27 +17,3 @@ def expand_sws(learngene_state: dict[str, torch.Tensor], layer_sources: Sequence
     """
     layers, rest = split_stage_state(learngene_state)
     return expand_layers(layers, rest, layer_sources, include_head)
-
-
-def load_expanded(model: torch.nn.Module, state: dict[str, torch.Tensor], show: int = 3) -> None:
-    """Load an expanded state into a freshly built target, checking it fits exactly.
-
-    Every given tensor must exist in the target with the same shape; only ``head.*`` may be missing (it then keeps the
-    target's own init). Anything else is a learngene of the wrong architecture: the error names the first ``show``
-    unexpected keys, shape differences and missing keys.
-    """
-    target = model.state_dict()
-
-    def first(items: list[str]) -> str:
-        return ", ".join(items[:show]) + (f" and {len(items) - show} more" if len(items) > show else "")
-
-    unexpected = [k for k in state if k not in target]
-    shapes = [f"{k} {tuple(v.shape)} given, {tuple(target[k].shape)} in the model" for k, v in state.items()
-              if k in target and v.shape != target[k].shape]
-    missing = [k for k in target if k not in state and not k.startswith(HEAD_PREFIX)]
-    problems = [f"{kind} {first(items)}" for kind, items in
-                (("unexpected keys", unexpected), ("other shapes", shapes), ("missing keys", missing)) if items]
-    if problems:
-        raise LearngeneError(f"learngene does not fit the target model {type(model).__name__}: {'; '.join(problems)}: "
-                             "build the target with the architecture arguments of the learngene's Des-Nets")
-    model.load_state_dict({**target, **state}, strict=True)

@@ -302,7 +302,7 @@ def add_copy_noise(state: dict[str, torch.Tensor], maps: dict[str, ChannelMap], 
 
 @dataclasses.dataclass
 class WidthPlan:
-    """How a Des-Net's width is made from a learngene's: plain data, JSON-serializable (``plan.json``)."""
+    """How a Des-Net's width is made from a learngene's: plain data, JSON-serializable (``init.json``'s ``width``)."""
 
     width: int
     num_heads: int

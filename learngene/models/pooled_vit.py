@@ -1,4 +1,4 @@
-"""Stem and head shared by the Aux-Nets, laid out exactly like the Des-Nets they expand into.
+"""Stem, head, default cfg and entry-point builder shared by the Aux-Nets, laid out like their Des-Nets.
 
 Des-Nets are timm ``VisionTransformer(class_token=False, global_pool="avg")``: patch embed, learned
 position embedding for the patch tokens only, blocks, mean over tokens, then ``fc_norm`` and
@@ -10,11 +10,38 @@ makes the expanded Des-Net a different function; we avoid that mismatch.
 from __future__ import annotations
 
 import torch
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import LayerNorm, PatchEmbed, calculate_drop_path_rates, drop_path, trunc_normal_
 from timm.models.vision_transformer import Block, init_weights_vit_timm
-from timm.models._manipulate import named_apply
+from timm.models import build_model_with_cfg, named_apply
 from torch import nn
 from torch.utils.checkpoint import checkpoint
+
+# DeiT-Ti/S/B widths of the ``*_aux_vit_{size}_patch16_224`` entry points.
+WIDTHS = {"tiny": dict(embed_dim=192, num_heads=3), "small": dict(embed_dim=384, num_heads=6),
+          "base": dict(embed_dim=768, num_heads=12)}
+AUX_PREFIXES = ("sws_aux_", "tleg_aux_")
+
+
+def aux_net_cfg() -> dict:
+    """The pretrained cfg of every Aux-Net entry point. No released weights: they are trained with tools/train_aux.py."""
+    return dict(url="", num_classes=1000, input_size=(3, 224, 224), pool_size=None, crop_pct=0.875,
+                interpolation="bicubic", fixed_input_size=True, mean=IMAGENET_DEFAULT_MEAN,
+                std=IMAGENET_DEFAULT_STD, first_conv="patch_embed.proj", classifier="head")
+
+
+def build_aux_net(model_cls, variant: str, pretrained: bool = False, **kwargs):
+    """An Aux-Net entry point: the variant's width (its ``{size}`` word) and 16-pixel patches, overridable."""
+    width = WIDTHS[variant.split("_")[-3]]
+    return build_model_with_cfg(model_cls, variant, pretrained, **{**width, "patch_size": 16, **kwargs})
+
+
+def des_architecture(aux_name: str) -> str:
+    """The timm ViT name a Des-Net of this Aux-Net is built as (its args override the details)."""
+    for prefix in AUX_PREFIXES:
+        if aux_name.startswith(prefix):
+            return aux_name[len(prefix):]
+    return aux_name
 
 
 class PooledViT(nn.Module):
@@ -63,8 +90,14 @@ class PooledViT(nn.Module):
         x = x + drop_path(block.ls1(block.attn(block.norm1(x))), p, self.training)
         return x + drop_path(block.ls2(block.mlp(block.norm2(x))), p, self.training)
 
-    def forward_layers(self, x: torch.Tensor) -> torch.Tensor:
+    def run_layer(self, x: torch.Tensor, layer: int) -> torch.Tensor:
+        """Applied layer number ``layer`` (set by each family)."""
         raise NotImplementedError
+
+    def forward_layers(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in range(len(self.layer_drop_path)):
+            x = self.run_layer(x, layer)
+        return x
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.pos_drop(self.patch_embed(x) + self.pos_embed)
@@ -77,7 +110,45 @@ class PooledViT(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
 
+    def layer_groups(self) -> list[tuple]:
+        """``group_matcher`` patterns of the learngene layers, in depth order (set by each family)."""
+        raise NotImplementedError
+
     # timm model conventions, so optimizers, EMA and training scripts treat it like any timm ViT.
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> dict:
+        """Parameter groups in depth order, for timm's layer-wise lr decay (``create_optimizer_v2(layer_decay=)``)."""
+        return dict(stem=r"^pos_embed|patch_embed", blocks=[*self.layer_groups(), (r"^fc_norm", (99999,))])
+
+    def forward_intermediates(self, x: torch.Tensor, indices: int | list[int] | None = None, norm: bool = False,
+                              stop_early: bool = False, output_fmt: str = "NCHW", intermediates_only: bool = False):
+        """The tokens after applied layers ``indices`` (the last ``n`` if an int, all if None), as timm's ViT.
+
+        Returns ``(final_features, intermediates)``, or only the intermediates; ``norm`` applies ``fc_norm``
+        to each, ``output_fmt`` "NCHW" lays them out as feature maps, "NLC" keeps tokens.
+        """
+        if output_fmt not in ("NCHW", "NLC"):
+            raise ValueError(f"output_fmt {output_fmt!r} must be NCHW or NLC")
+        num_layers = len(self.layer_drop_path)
+        if indices is None:
+            take = list(range(num_layers))
+        elif isinstance(indices, int):
+            take = list(range(num_layers - indices, num_layers))
+        else:
+            take = [i % num_layers for i in indices]
+        batch, _, height, width = x.shape
+        x = self.pos_drop(self.patch_embed(x) + self.pos_embed)
+        intermediates = []
+        for layer in range(max(take) + 1 if stop_early else num_layers):
+            x = self.run_layer(x, layer)
+            if layer in take:
+                intermediates.append(self.fc_norm(x) if norm else x)
+        if output_fmt == "NCHW":
+            grid_h, grid_w = self.patch_embed.dynamic_feat_size((height, width))
+            intermediates = [y.reshape(batch, grid_h, grid_w, -1).permute(0, 3, 1, 2).contiguous()
+                             for y in intermediates]
+        return intermediates if intermediates_only else (x, intermediates)
+
     @torch.jit.ignore
     def no_weight_decay(self) -> set[str]:
         return {"pos_embed"}

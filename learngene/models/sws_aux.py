@@ -1,13 +1,21 @@
-"""The SWS Aux-Net: a ViT whose applied layers are grouped into stages sharing one block each."""
+"""The SWS Aux-Net: a ViT whose applied layers are grouped into stages sharing one block each.
+
+Its timm entry points ``sws_aux_vit_{tiny,small,base}_patch16_224`` (DeiT-Ti/S/B widths) are registered on
+``import learngene``; any constructor argument can be overridden, e.g. a CPU-sized model::
+
+    timm.create_model("sws_aux_vit_tiny_patch16_224", img_size=8, patch_size=2, in_chans=1,
+                      num_classes=10, embed_dim=64, num_heads=4)
+"""
 from __future__ import annotations
 
 from typing import Sequence
 
 import torch
+from timm.models import generate_default_cfgs, register_model
 from torch import nn
 
 from learngene.errors import LearngeneError
-from learngene.models.pooled_vit import PooledViT
+from learngene.models.pooled_vit import WIDTHS, PooledViT, aux_net_cfg, build_aux_net
 
 DEFAULT_STAGE_SIZES = (3, 3, 4, 3, 3)
 
@@ -36,10 +44,11 @@ class SWSAuxViT(PooledViT):
         self.stages = nn.ModuleList(self.make_block() for _ in sizes)
         self.init_weights()
 
-    def forward_layers(self, x: torch.Tensor) -> torch.Tensor:
-        for layer, stage in enumerate(self.layer_stages):
-            x = self.apply_layer(self.stages[stage], x, layer)
-        return x
+    def run_layer(self, x: torch.Tensor, layer: int) -> torch.Tensor:
+        return self.apply_layer(self.stages[self.layer_stages[layer]], x, layer)
+
+    def layer_groups(self) -> list[tuple]:
+        return [(r"^stages\.(\d+)", None)]  # stage s is layer group s: stages are applied in order
 
     def architecture_args(self) -> dict:
         return dict(super().architecture_args(), stage_sizes=list(self.stage_sizes))
@@ -48,3 +57,21 @@ class SWSAuxViT(PooledViT):
         args = super().des_model_args(depth)
         del args["stage_sizes"]
         return args
+
+
+default_cfgs = generate_default_cfgs({f"sws_aux_vit_{size}_patch16_224": aux_net_cfg() for size in WIDTHS})
+
+
+@register_model
+def sws_aux_vit_tiny_patch16_224(pretrained: bool = False, **kwargs) -> SWSAuxViT:
+    return build_aux_net(SWSAuxViT, "sws_aux_vit_tiny_patch16_224", pretrained, **kwargs)
+
+
+@register_model
+def sws_aux_vit_small_patch16_224(pretrained: bool = False, **kwargs) -> SWSAuxViT:
+    return build_aux_net(SWSAuxViT, "sws_aux_vit_small_patch16_224", pretrained, **kwargs)
+
+
+@register_model
+def sws_aux_vit_base_patch16_224(pretrained: bool = False, **kwargs) -> SWSAuxViT:
+    return build_aux_net(SWSAuxViT, "sws_aux_vit_base_patch16_224", pretrained, **kwargs)

@@ -4,6 +4,7 @@ Layer ``l`` of ``L`` applied layers uses the tensors ``W_l = B + (l / L) * A`` (
 proj, fc1, fc2 (weights and biases) and norm1, norm2. ``B`` and ``A`` are two timm ``Block``s named
 ``base`` and ``slope``; their tensors are the learngene. A Des-Net of any depth ``D`` expands it as
 ``W_i = B + (i / D) * A`` (:func:`learngene.baselines.tleg.expand_tleg`).
+Its timm entry points are ``tleg_aux_vit_{tiny,small,base}_patch16_224``.
 
 Init as in the reference code: linear weights of both blocks trunc_normal(0.02), biases 0; ``base``
 norms weight 1, bias 0; ``slope`` norms all zeros (every layer starts with the same norms).
@@ -14,8 +15,7 @@ import torch
 from timm.models import generate_default_cfgs, register_model
 from torch import nn
 
-from learngene.models.pooled_vit import PooledViT
-from learngene.models.registry import WIDTHS, _cfg, build
+from learngene.models.pooled_vit import WIDTHS, PooledViT, aux_net_cfg, build_aux_net
 
 
 class LayerView:
@@ -51,10 +51,11 @@ class TLEGAuxViT(PooledViT):
         slope = dict(self.slope.named_parameters())
         return {name: b + (layer / self.num_layers) * slope[name] for name, b in self.base.named_parameters()}
 
-    def forward_layers(self, x: torch.Tensor) -> torch.Tensor:
-        for layer in range(self.num_layers):
-            x = self.apply_layer(LayerView(self.base, self.layer_tensors(layer)), x, layer)
-        return x
+    def run_layer(self, x: torch.Tensor, layer: int) -> torch.Tensor:
+        return self.apply_layer(LayerView(self.base, self.layer_tensors(layer)), x, layer)
+
+    def layer_groups(self) -> list[tuple]:
+        return [(r"^(?:base|slope)\.", (0,))]  # every applied layer is made of both: one layer group
 
     def architecture_args(self) -> dict:
         return dict(super().architecture_args(), num_layers=self.num_layers)
@@ -65,19 +66,19 @@ class TLEGAuxViT(PooledViT):
         return args
 
 
-default_cfgs = generate_default_cfgs({f"tleg_aux_vit_{size}_patch16_224": _cfg() for size in WIDTHS})
+default_cfgs = generate_default_cfgs({f"tleg_aux_vit_{size}_patch16_224": aux_net_cfg() for size in WIDTHS})
 
 
 @register_model
 def tleg_aux_vit_tiny_patch16_224(pretrained: bool = False, **kwargs) -> TLEGAuxViT:
-    return build(TLEGAuxViT, "tleg_aux_vit_tiny_patch16_224", pretrained, **kwargs)
+    return build_aux_net(TLEGAuxViT, "tleg_aux_vit_tiny_patch16_224", pretrained, **kwargs)
 
 
 @register_model
 def tleg_aux_vit_small_patch16_224(pretrained: bool = False, **kwargs) -> TLEGAuxViT:
-    return build(TLEGAuxViT, "tleg_aux_vit_small_patch16_224", pretrained, **kwargs)
+    return build_aux_net(TLEGAuxViT, "tleg_aux_vit_small_patch16_224", pretrained, **kwargs)
 
 
 @register_model
 def tleg_aux_vit_base_patch16_224(pretrained: bool = False, **kwargs) -> TLEGAuxViT:
-    return build(TLEGAuxViT, "tleg_aux_vit_base_patch16_224", pretrained, **kwargs)
+    return build_aux_net(TLEGAuxViT, "tleg_aux_vit_base_patch16_224", pretrained, **kwargs)

@@ -28,15 +28,14 @@ from torch import nn
 from learngene.baselines.simple_lg import expand_simple_lg
 from learngene.baselines.tleg import expand_tleg
 from learngene.baselines.vanilla_lg import expand_vanilla_lg
-from learngene.baselines.weight_selection import layer_counts, select_weights
+from learngene.baselines.weight_selection import select_weights
 from learngene.checkpoint import load_learngene, load_model_folder, recorded_preprocessing
 from learngene.errors import LearngeneError, first_line
-from learngene.expand import ExpansionPlan, expand_sws, load_expanded, make_plan
+from learngene.expand import ExpansionPlan, expand_sws, layer_counts, load_expanded, make_plan
 from learngene.expand.plan import check_depth, check_positive_int
 from learngene.hub import resolve_source
 from learngene.expand.width import apply_width_plan, plan_width
-from learngene.models import PooledViT, SWSAuxViT, TLEGAuxViT
-from learngene.models.registry import des_architecture
+from learngene.models import PooledViT, SWSAuxViT, TLEGAuxViT, des_architecture
 
 
 @dataclasses.dataclass
@@ -74,6 +73,7 @@ def fresh_model(architecture: str, model_args: dict, seed: int) -> nn.Module:
 
 
 def count_parameters(tensors) -> int:
+    """Number of values in ``tensors`` (e.g. ``model.parameters()`` or a state dict's values)."""
     return sum(t.numel() for t in tensors)
 
 

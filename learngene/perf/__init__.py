@@ -1,1 +1,0 @@
-"""Speed and memory measurements (tools/bench_speed.py, docs/performance.md)."""
