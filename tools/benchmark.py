@@ -21,6 +21,7 @@ from learngene.errors import LearngeneError
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "benchmark"
 PRESETS = {"default": CONFIGS / "digits.yaml", "quick": CONFIGS / "digits_quick.yaml",
+           "grid": CONFIGS / "digits_grid.yaml",
            **{name: CONFIGS / f"{name}.yaml" for name in ("mnist", "fashion_mnist", "cifar10", "cifar100")}}
 
 

@@ -491,10 +491,10 @@ class Benchmark:
         # Stage 3: the Des-Nets, at every (depth, width) cell each method can make. A learned method's Des-Net is
         # initialized once per learngene seed and fine-tuned with that seed's replicate seeds; other methods draw
         # their own seed per replicate.
-        jobs = []
+        jobs, widths = [], {m: self.method_widths(m, sources.get(m, ancestry), des_args) for m in cfg.methods}
         for method in cfg.methods:
             for depth in cfg.depths:
-                for width in self.method_widths(method, sources.get(method, ancestry), des_args):
+                for width in widths[method]:
                     options = self.width_options(method, width, des_args)
                     if method in LEARNED:
                         for lg in cfg.learngene_seeds:
@@ -535,8 +535,10 @@ class Benchmark:
         if method == "sws-select":
             return [w for w in widths if w < self.full_width]
         if method == "weight-selection" and self.cfg.widths:
-            parent = json.loads((Path(source.result["artifact"]) / "config.json").read_text())["model_args"]
-            return [w for w in widths if w <= parent["embed_dim"]]
+            config = json.loads((Path(source.result["artifact"]) / "config.json").read_text())
+            with torch.device("meta"):  # the parent's width (a pretrained timm model may record no arguments)
+                parent = timm.create_model(config["architecture"], **config.get("model_args", {}))
+            return [w for w in widths if w <= parent.embed_dim]
         return [w for w in widths if w == self.full_width]
 
     def width_options(self, method: str, width: int, des_args: dict) -> dict:
