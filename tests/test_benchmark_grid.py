@@ -5,6 +5,8 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
@@ -73,6 +75,14 @@ def test_reduced_grid(tmp_path, capsys):
     select = json.loads((out / "init" / "sws-select" / "depth3-width12" / "seed1" / "model" / "init.json").read_text())
     assert (select["width"], select["num_heads"], select["head_aware"]) == (12, 3, True)
     assert select["sws"]["source"] == str(out / "learngenes" / "sws" / "seed1" / "run" / "learngene.safetensors")
+    # Post-hoc selection keeps every other channel of the SWS Des-Net (uniform rule, 16 -> 8), whole heads 0 and 2
+    # of q, k and v, and the trained classifier's selected columns.
+    full = load_file(out / "init" / "sws" / "depth3" / "seed0" / "model" / "model.safetensors")
+    half = load_file(out / "init" / "sws-select" / "depth3-width8" / "seed0" / "model" / "model.safetensors")
+    assert torch.equal(half["head.weight"], full["head.weight"][:, ::2])
+    assert torch.equal(half["head.bias"], full["head.bias"])
+    rows = torch.cat([part * 16 + torch.cat([torch.arange(0, 4), torch.arange(8, 12)]) for part in range(3)])
+    assert torch.equal(half["blocks.1.attn.qkv.weight"], full["blocks.1.attn.qkv.weight"][rows][:, ::2])
 
     verdicts = read_csv(out / "verdicts.csv")
     assert {v["method"] for v in verdicts} == {"sws-elastic"}
