@@ -231,7 +231,8 @@ def cost_lines(sources: Sequence[dict], summary: Sequence[dict], context: str) -
                       f"{seconds[REFERENCE] / seconds['sws']:.2f}x in total."]
     tuned = [r for r in summary if r["phase"] == "fine-tuned"]
     if tuned:
-        lines += ["", f"Fine-tunes: {len(tuned)} cells x methods, {sum(r['seconds'] * r['units'] for r in tuned):.0f} s "
+        total = sum(r["seconds"] * r["units"] for r in tuned)
+        lines += ["", f"Fine-tunes: {len(tuned)} cells x methods, {total:.0f} s "
                       f"in all ({mean_std([r['seconds'] for r in tuned])[0]:.1f} s per Des-Net on average)."]
     return lines
 

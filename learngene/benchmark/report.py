@@ -24,10 +24,10 @@ METHOD_LABELS = {
     "sws-select": "SWS + selection", "trained": "Trained",
 }
 PHASES = ("no-tune", "fine-tuned", "trained")
-RESULT_FIELDS = ["method", "depth", "width", "phase", "learngene_seed", "seed", "split", "top1", "top5", "loss", "params",
-                 "params_stored", "epochs", "seconds"]
-SUMMARY_FIELDS = ["method", "depth", "width", "phase", "units", "top1", "top1_std", "top5", "top5_std", "loss", "loss_std",
-                  "params", "params_stored", "epochs", "seconds", "spread_covers"]
+RESULT_FIELDS = ["method", "depth", "width", "phase", "learngene_seed", "seed", "split", "top1", "top5", "loss",
+                 "params", "params_stored", "epochs", "seconds"]
+SUMMARY_FIELDS = ["method", "depth", "width", "phase", "units", "top1", "top1_std", "top5", "top5_std", "loss",
+                  "loss_std", "params", "params_stored", "epochs", "seconds", "spread_covers"]
 SOURCE_FIELDS = ["model", "learngene_seed", "split", "top1", "top5", "loss", "params", "epochs", "seconds",
                  "teacher_seconds", "charged_seconds"]
 VERDICT_FIELDS = ["phase", "depth", "width", "method", "baseline", "diff", "low", "high", "verdict"]

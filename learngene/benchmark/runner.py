@@ -580,15 +580,16 @@ class Benchmark:
 
         def row(method, depth, width, phase, lg, seed, part, params, stored, group):
             r = part.result
-            rows.append(dict(method=method, depth=depth, width=width, phase=phase, learngene_seed="" if lg is None else lg,
+            rows.append(dict(method=method, depth=depth, width=width, phase=phase,
+                             learngene_seed="" if lg is None else lg,
                              seed=seed, split="test", top1=r["test"]["top1"], top5=r["test"]["top5"],
                              loss=r["test"]["loss"], params=params, params_stored=stored,
                              epochs=r.get("epochs", 0), seconds=r.get("seconds", 0.0), correct=r["test"]["correct"],
                              cluster=group))
 
         for (depth, seed), part in trained.items():
-            row("trained", depth, self.full_width, "trained", None, seed, part, part.result["params"], part.result["params"],
-                cluster[seed])
+            row("trained", depth, self.full_width, "trained", None, seed, part, part.result["params"],
+                part.result["params"], cluster[seed])
         for job, (init, tuned) in des_nets:
             method, depth, width, init_seed = job.benchmark_method, job.depth, job.width, job.init_seed
             learned = method in LEARNED
