@@ -2,6 +2,7 @@
 
     python tools/benchmark.py                                   # embedded digits benchmark, CPU
     python tools/benchmark.py --preset quick                    # depths 6 and 12, fewer epochs
+    python tools/benchmark.py --preset grid                     # depth x width grid, elastic learngene
     python tools/benchmark.py --depths 6,9,12 --methods sws,tleg,weight-selection --finetune-epochs 2
     torchrun --nproc-per-node 8 tools/benchmark.py --config configs/benchmark/imagenet_des_b.yaml data.root=...
 
@@ -36,7 +37,8 @@ def parse_args(argv):
     parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=None, help="benchmark YAML (default: the preset's)")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="default",
-                        help="digits presets: default (depths 6-15) or quick (depths 6 and 12, fewer epochs)")
+                        help="digits presets: default (depths 6-15), quick (depths 6 and 12, fewer epochs), grid "
+                             "(depths x widths, the elastic learngene; docs/width.md); or another dataset's")
     parser.add_argument("--depths", default=None, help="comma-separated Des-Net depths, e.g. 6,9,12")
     parser.add_argument("--methods", default=None, help="comma-separated methods, e.g. sws,tleg,weight-selection")
     parser.add_argument("--finetune-epochs", type=int, default=None, help="epochs of the short fine-tune")
