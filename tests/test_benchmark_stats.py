@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from learngene.benchmark import report
+from learngene.benchmark import grid, report
 from learngene.benchmark.stats import Interval, cluster_means, paired_bootstrap
 
 
@@ -41,17 +41,24 @@ def test_learngene_seeds_are_resampled():
     assert (iv.diff, iv.low, iv.high) == (50.0, 0.0, 100.0) and iv.label() == "tie"
 
 
+WIDTH = 64  # the learngene's width in these built runs
+
+
 def rows_for(cells: dict, clusters: int = 3, n: int = 200) -> list[dict]:
-    """Result rows with ``fraction`` of ``n`` test images hit, for each learngene seed, per (method, depth, phase)."""
+    """Result rows with ``fraction`` of ``n`` test images hit, for each learngene seed, per (method, depth, phase)
+    or (method, depth, phase, width) (a fraction per cluster when given a list)."""
     rows = []
-    for (method, depth, phase), fraction in cells.items():
-        correct = "1" * round(fraction * n) + "0" * (n - round(fraction * n))
-        rows += [dict(method=method, depth=depth, phase=phase, cluster=c, correct=correct) for c in range(clusters)]
+    for (method, depth, phase, *width), fraction in cells.items():
+        fractions = fraction if isinstance(fraction, list) else [fraction] * clusters
+        for c, f in enumerate(fractions):
+            correct = "1" * round(f * n) + "0" * (n - round(f * n))
+            rows.append(dict(method=method, depth=depth, width=width[0] if width else WIDTH, phase=phase, cluster=c,
+                             correct=correct))
     return rows
 
 
 def claim_verdicts(cells: dict, methods: list[str], depths: list[int]) -> dict[str, str]:
-    analysis = report.Analysis(rows_for(cells), depths, methods, 300)
+    analysis = report.Analysis(rows_for(cells), depths, methods, 300, WIDTH)
     return {claim: verdict for claim, _, verdict in report.claims(analysis, [], [], {d: 1000 for d in range(6, 16)},
                                                                     1000)}
 
@@ -90,8 +97,59 @@ def test_cost_claim_and_table_amortize_over_the_trained_depths():
     summary += [dict(method="sws", depth=d, phase="fine-tuned", seconds=1.0) for d in (6, 9, 12)]
     sources = [dict(model="sws", charged_seconds=s) for s in (8.0, 10.0)]  # mean 9 s over learngene seeds
     assert report.cost_totals(summary, sources, [6, 9, 12]) == ([6, 12], 9.0, 2.0, 20.0)
-    analysis = report.Analysis(rows_for({("sws", 6, "no-tune"): 0.5}), [6, 9, 12], ["sws"], 300)
+    analysis = report.Analysis(rows_for({("sws", 6, "no-tune"): 0.5}), [6, 9, 12], ["sws"], 300, WIDTH)
     claim = report.claims(analysis, summary, sources, {d: 1 for d in range(6, 16)}, 1)[-1]
     assert claim[1:] == ("N = 2 (depths 6, 12): Trained 20 s, SWS 9 + 2 s: 1.82x", "reproduced")
     one = report.claims(analysis, summary[1:], sources, {d: 1 for d in range(6, 16)}, 1)[-1]
     assert one[1].startswith("N = 1 (depths 12)") and one[2] == "inconclusive"  # cheaper, but nothing to amortize
+
+
+def grid_verdicts(cells: dict) -> dict[str, str]:
+    analysis = report.Analysis(rows_for(cells), [6, 9], ["sws-elastic", "sws", "sws-select", "weight-selection",
+                                                        "scratch"], 300, WIDTH, grid.REFERENCE)
+    return {claim: verdict for claim, _, verdict in grid.grid_claims(analysis, WIDTH)}
+
+
+def test_grid_claim_rules():
+    """Issue 13's claims on a built depth x width grid (widths 32, 48, 64 and 128 of a 64-wide learngene)."""
+    cells = {}
+    for d in (6, 9):
+        cells |= {("sws-elastic", d, "no-tune", 32): 0.80, ("sws-elastic", d, "no-tune", 48): 0.96,
+                  ("sws-elastic", d, "no-tune", 64): 0.96, ("sws-elastic", d, "no-tune", 128): 0.96,
+                  ("sws", d, "no-tune", 64): 0.96, ("sws-select", d, "no-tune", 32): 0.1,
+                  ("sws-select", d, "no-tune", 48): 0.1, ("weight-selection", d, "no-tune", 32): 0.7,
+                  ("weight-selection", d, "no-tune", 48): 0.1}
+        cells |= {("sws-elastic", d, "fine-tuned", w): 0.9 for w in (32, 48, 64, 128)}
+        cells |= {("scratch", d, "fine-tuned", w): 0.5 for w in (32, 48, 64, 128)}
+    verdicts = grid_verdicts(cells)
+    assert verdicts["Elastic Des-Nets at 0.75 width within 2 points of the full width, no tuning"] == "reproduced"
+    assert verdicts["Elastic Des-Nets at 0.5 width within 5 points of the full width, no tuning"] == "not reproduced"
+    assert verdicts["Elastic narrowing at least 20 points above SWS + selection at the same cell, no tuning"] == \
+        "reproduced"
+    # +10 points over IMwLM at width 32: the whole interval lies below +20
+    assert verdicts["Elastic narrowing at least 20 points above IMwLM at the same cell, no tuning"] == "not reproduced"
+    assert verdicts["Elastic full width within 1 point of plain SWS, no tuning"] == "reproduced"
+    assert verdicts["After the fine-tune, elastic at least as good as every baseline in every cell"] == "reproduced"
+    assert verdicts["Growth at integer width ratios keeps the no-tune accuracy exactly"] == "reproduced"
+
+    # Scratch better in one cell after the fine-tune; one learngene seed's 2x Des-Net misses one more image.
+    worse = cells | {("scratch", 9, "fine-tuned", 48): 1.0, ("sws-elastic", 9, "no-tune", 128): [0.96, 0.955, 0.96]}
+    verdicts = grid_verdicts(worse)
+    assert verdicts["After the fine-tune, elastic at least as good as every baseline in every cell"] == \
+        "not reproduced"
+    assert verdicts["Growth at integer width ratios keeps the no-tune accuracy exactly"] == "not reproduced"
+    # 3/4 width 8 points down at depth 9 only: not within 2 points
+    verdicts = grid_verdicts(cells | {("sws-elastic", 9, "no-tune", 48): 0.88})
+    assert verdicts["Elastic Des-Nets at 0.75 width within 2 points of the full width, no tuning"] == "not reproduced"
+    # a narrower run without the plain SWS learngene: its claim is not checked
+    no_sws = {k: v for k, v in cells.items() if k[0] != "sws"}
+    assert grid_verdicts(no_sws)["Elastic full width within 1 point of plain SWS, no tuning"] == "not checked"
+
+
+def test_grid_verdict_rows_compare_the_elastic_learngene_cell_by_cell():
+    cells = {("sws-elastic", 6, "no-tune", 32): 0.9, ("sws-elastic", 6, "no-tune", 64): 0.9,
+             ("scratch", 6, "no-tune", 32): 0.1, ("scratch", 6, "no-tune", 64): 0.9, ("sws", 6, "no-tune", 64): 0.9}
+    analysis = report.Analysis(rows_for(cells), [6], ["sws-elastic", "sws", "scratch"], 300, WIDTH, grid.REFERENCE)
+    rows = {(r["width"], r["baseline"]): (r["diff"], r["verdict"]) for r in analysis.verdict_rows()}
+    assert rows == {(32, "scratch"): (pytest.approx(80.0), "better"), (64, "scratch"): (0.0, "tie"),
+                    (64, "sws"): (0.0, "tie")}

@@ -2,6 +2,7 @@
 
     python tools/benchmark.py                                   # embedded digits benchmark, CPU
     python tools/benchmark.py --preset quick                    # depths 6 and 12, fewer epochs
+    python tools/benchmark.py --preset grid                     # depth x width grid, elastic learngene
     python tools/benchmark.py --depths 6,9,12 --methods sws,tleg,weight-selection --finetune-epochs 2
     torchrun --nproc-per-node 8 tools/benchmark.py --config configs/benchmark/imagenet_des_b.yaml data.root=...
 
@@ -21,6 +22,7 @@ from learngene.errors import LearngeneError
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "benchmark"
 PRESETS = {"default": CONFIGS / "digits.yaml", "quick": CONFIGS / "digits_quick.yaml",
+           "grid": CONFIGS / "digits_grid.yaml",
            **{name: CONFIGS / f"{name}.yaml" for name in ("mnist", "fashion_mnist", "cifar10", "cifar100")}}
 
 
@@ -35,7 +37,8 @@ def parse_args(argv):
     parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=None, help="benchmark YAML (default: the preset's)")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="default",
-                        help="default: digits, depths 6-15; quick: digits, depths 6 and 12, fewer epochs; mnist, "
+                        help="default: digits, depths 6-15; quick: digits, depths 6 and 12, fewer epochs; grid: "
+                             "digits, depths x widths with the elastic learngene (docs/width.md); mnist, "
                              "fashion_mnist, cifar10, cifar100: torchvision data under ./data (docs/datasets.md)")
     parser.add_argument("--depths", default=None, help="comma-separated Des-Net depths, e.g. 6,9,12")
     parser.add_argument("--methods", default=None, help="comma-separated methods, e.g. sws,tleg,weight-selection")

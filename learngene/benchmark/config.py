@@ -10,7 +10,9 @@ from dataclasses import dataclass, field
 
 from learngene.errors import LearngeneError
 
-BENCHMARK_METHODS = ("sws", "sws-random", "tleg", "weight-selection", "simple-lg", "vanilla-lg", "scratch")
+BENCHMARK_METHODS = ("sws", "sws-random", "tleg", "weight-selection", "simple-lg", "vanilla-lg", "scratch",
+                     "sws-elastic", "sws-select")
+WIDTH_ELEMENTS = ("uniform", "consecutive")  # element rules that pick the same channels on every axis of a width
 
 
 @dataclass
@@ -23,6 +25,9 @@ class PartConfig:
 class BenchmarkConfig:
     output: str = "runs/benchmark/digits"
     depths: list[int] = field(default_factory=lambda: list(range(6, 16)))
+    # Des-Net widths (the depth x width grid, docs/width.md); empty = the SWS learngene's width only. Which methods
+    # run at which widths: runner.Benchmark.method_widths.
+    widths: list[int] = field(default_factory=list)
     methods: list[str] = field(default_factory=lambda: list(BENCHMARK_METHODS))
     # Replicate r of every cell has seed seeds[r] (its fine-tune seed; also the init seed of methods without a
     # learngene and the random plan's seed of sws-random) and uses learngene seed learngene_seeds[r % n]: the
@@ -40,9 +45,12 @@ class BenchmarkConfig:
     vanilla_lg_layers: int = 3
     weight_selection_layers: str = "first"
     weight_selection_elements: str = "uniform"
+    weight_selection_head_aware: bool = False  # keep heads whole when IMwLM selects a width (the grid: true)
+    width_selection_elements: str = "uniform"  # sws-select: post-hoc selection of the SWS Des-Net's channels
     ancestry: PartConfig = field(default_factory=lambda: PartConfig("configs/digits/ancestry.yaml"))
     sws_aux: PartConfig = field(default_factory=lambda: PartConfig("configs/digits/aux.yaml"))
     tleg_aux: PartConfig = field(default_factory=lambda: PartConfig("configs/digits/tleg_aux.yaml"))
+    elastic_aux: PartConfig = field(default_factory=lambda: PartConfig("configs/digits/aux_elastic.yaml"))
     simple_lg: PartConfig = field(default_factory=lambda: PartConfig("configs/digits/simple_lg.yaml"))
     finetune: PartConfig = field(default_factory=lambda: PartConfig("configs/digits/des_finetune.yaml"))
     trained: PartConfig = field(default_factory=lambda: PartConfig("configs/digits/trained.yaml"))
@@ -77,6 +85,11 @@ def check_benchmark_config(cfg: BenchmarkConfig) -> BenchmarkConfig:
                              "use at least 100 (default 2000)")
     if cfg.finetune_epochs < 0:
         raise LearngeneError(f"finetune_epochs={cfg.finetune_epochs} must be >= 0")
+    if len(set(cfg.widths)) != len(cfg.widths) or any(w < 1 for w in cfg.widths):
+        raise LearngeneError(f"widths={cfg.widths} must be distinct positive integers (or [] for the learngene's)")
+    if cfg.width_selection_elements not in WIDTH_ELEMENTS:
+        raise LearngeneError(f"width_selection_elements={cfg.width_selection_elements!r}: use one of "
+                             f"{', '.join(WIDTH_ELEMENTS)} (a rule that keeps the same channels on every axis)")
     outside = [d for d in cfg.trained_depths if d not in cfg.depths]
     if outside:
         raise LearngeneError(f"trained_depths {outside} are not among depths {cfg.depths}: set trained_depths to "

@@ -1,7 +1,7 @@
 """Benchmark results: measurement rows -> CSVs, paired verdicts, a claims table, Markdown in the paper's layout, plots.
 
-A *result row* is one measurement on the test split: ``method, depth, phase, learngene_seed, seed, split, top1,
-top5, loss, params, params_stored, epochs, seconds`` where ``phase`` is ``no-tune`` (right after
+A *result row* is one measurement on the test split: ``method, depth, width, phase, learngene_seed, seed, split,
+top1, top5, loss, params, params_stored, epochs, seconds`` where ``phase`` is ``no-tune`` (right after
 initialization), ``fine-tuned`` (after the short fine-tune every method gets) or ``trained`` (from scratch
 with the full budget, the paper's "Trained"). In memory a row also holds its per-image top-1 hits
 (``correct``) and its ``cluster`` (the index of its learngene seed), which the paired bootstrap resamples.
@@ -18,18 +18,20 @@ from learngene.checkpoint import atomic_path, atomic_write_csv
 
 METHOD_LABELS = {
     "sws": "SWS", "sws-random": "SWS-RI", "tleg": "TLEG", "weight-selection": "IMwLM", "simple-lg": "Simple-LG",
-    "vanilla-lg": "Vanilla-LG", "scratch": "Scratch init", "trained": "Trained",
+    "vanilla-lg": "Vanilla-LG", "scratch": "Scratch init", "sws-elastic": "SWS elastic",
+    "sws-select": "SWS + selection", "trained": "Trained",
 }
 PHASES = ("no-tune", "fine-tuned", "trained")
-RESULT_FIELDS = ["method", "depth", "phase", "learngene_seed", "seed", "split", "top1", "top5", "loss", "params",
-                 "params_stored", "epochs", "seconds"]
-SUMMARY_FIELDS = ["method", "depth", "phase", "units", "top1", "top1_std", "top5", "top5_std", "loss", "loss_std",
-                  "params", "params_stored", "epochs", "seconds", "spread_covers"]
+RESULT_FIELDS = ["method", "depth", "width", "phase", "learngene_seed", "seed", "split", "top1", "top5", "loss",
+                 "params", "params_stored", "epochs", "seconds"]
+SUMMARY_FIELDS = ["method", "depth", "width", "phase", "units", "top1", "top1_std", "top5", "top5_std", "loss",
+                  "loss_std", "params", "params_stored", "epochs", "seconds", "spread_covers"]
 SOURCE_FIELDS = ["model", "learngene_seed", "split", "top1", "top5", "loss", "params", "epochs", "seconds",
                  "teacher_seconds", "charged_seconds"]
-VERDICT_FIELDS = ["phase", "depth", "method", "baseline", "diff", "low", "high", "verdict"]
+VERDICT_FIELDS = ["phase", "depth", "width", "method", "baseline", "diff", "low", "high", "verdict"]
 LEARNGENE_NAMES = {"ancestry": "Ancestry", "sws": "SWS Aux-Net (learngene)", "tleg": "TLEG Aux-Net (learngene)",
-                   "simple-lg": "Simple-LG 5-layer net (learngene)"}
+                   "simple-lg": "Simple-LG 5-layer net (learngene)",
+                   "sws-elastic": "SWS elastic Aux-Net (learngene)"}
 PAPER_DEPTHS = range(6, 16)  # the depths of the paper's parameter count (Des-B-6 to Des-B-15)
 PAPER_STORED_RATIO = 759.3 / 37.0  # paper Table 2: PF stores 759.3M, SWS 37.0M
 STORED_RATIO_TOLERANCE = 0.9  # "about 20x": reproduced from 90% of the paper's ratio up
@@ -43,6 +45,7 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
 def spread_covers(method: str, phase: str) -> str:
     """The sources of variance that the ± of a cell covers (the ancestry and the data split are fixed)."""
     own = {"sws": "learngene seed", "tleg": "learngene seed", "simple-lg": "learngene seed",
+           "sws-elastic": "learngene seed", "sws-select": "learngene seed",
            "sws-random": "learngene seed x random plan seed", "weight-selection": "Des-Net seed (new weights)",
            "vanilla-lg": "Trained source seed x Des-Net seed (new weights)", "scratch": "Des-Net init seed",
            "trained": "training seed"}[method]
@@ -50,13 +53,13 @@ def spread_covers(method: str, phase: str) -> str:
 
 
 def summarize(rows: Iterable[dict]) -> list[dict]:
-    """One row per (method, depth, phase): mean and sample std over its units, mean seconds."""
+    """One row per (method, depth, width, phase): mean and sample std over its units, mean seconds."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for row in rows:
-        groups[(row["method"], int(row["depth"]), row["phase"])].append(row)
+        groups[(row["method"], int(row["depth"]), int(row["width"]), row["phase"])].append(row)
     summary = []
-    for (method, depth, phase), units in groups.items():
-        out = dict(method=method, depth=depth, phase=phase, units=len(units))
+    for (method, depth, width, phase), units in groups.items():
+        out = dict(method=method, depth=depth, width=width, phase=phase, units=len(units))
         for key in ("top1", "top5", "loss"):
             out[key], out[f"{key}_std"] = mean_std([float(r[key]) for r in units])
         out.update(params=int(units[0]["params"]), params_stored=int(units[0]["params_stored"]),
@@ -64,7 +67,7 @@ def summarize(rows: Iterable[dict]) -> list[dict]:
                    spread_covers=spread_covers(method, phase))
         summary.append(out)
     order = {m: i for i, m in enumerate(METHOD_LABELS)}
-    summary.sort(key=lambda r: (PHASES.index(r["phase"]), order.get(r["method"], 99), r["depth"]))
+    summary.sort(key=lambda r: (PHASES.index(r["phase"]), order.get(r["method"], 99), r["depth"], r["width"]))
     return summary
 
 
@@ -82,24 +85,40 @@ def write_csv(rows: Sequence[dict], fields: Sequence[str], path: Path) -> None:
 
 
 class Analysis:
-    """Paired comparisons between the cells of a run: verdicts against SWS, ties with the best, the claims."""
+    """Paired comparisons between the cells of a run: verdicts against the ``reference`` method (SWS; the elastic
+    learngene on the depth x width grid), ties with the best, the claims.
 
-    def __init__(self, rows: Sequence[dict], depths: Sequence[int], methods: Sequence[str], resamples: int):
+    A cell's key is ``(method, depth, phase, width)``; ``(method, depth, phase)`` means the run's ``width`` (the SWS
+    learngene's), which is every cell of a run without a width grid.
+    """
+
+    def __init__(self, rows: Sequence[dict], depths: Sequence[int], methods: Sequence[str], resamples: int,
+                 width: int, reference: str = "sws"):
         self.depths, self.methods, self.resamples = list(depths), list(methods), resamples
+        self.width, self.reference = width, reference
+        self.widths = sorted({int(row["width"]) for row in rows})
         self.units: dict[tuple, list[tuple[int, str]]] = defaultdict(list)
         for row in rows:
-            self.units[(row["method"], int(row["depth"]), row["phase"])].append((row["cluster"], row["correct"]))
+            key = (row["method"], int(row["depth"]), row["phase"], int(row["width"]))
+            self.units[key].append((row["cluster"], row["correct"]))
         self.clusters = 1 + max(row["cluster"] for row in rows)
         self.means = {key: sum(c.count("1") / len(c) for _, c in units) * 100 / len(units)
                       for key, units in self.units.items()}
         self._cells: dict[tuple, object] = {}
         self._intervals: dict[tuple, Interval] = {}
 
+    def key(self, key: tuple) -> tuple:
+        return key if len(key) == 4 else (*key, self.width)
+
     def has(self, key: tuple) -> bool:
-        return key in self.units
+        return self.key(key) in self.units
+
+    def mean(self, key: tuple) -> float:
+        return self.means[self.key(key)]
 
     def compare(self, a: tuple, b: tuple) -> Interval:
-        """Cell ``a`` minus cell ``b`` (keys ``(method, depth, phase)``), paired over learngene seeds and images."""
+        """Cell ``a`` minus cell ``b``, paired over learngene seeds and test images."""
+        a, b = self.key(a), self.key(b)
         if (a, b) not in self._intervals:
             for key in (a, b):
                 if key not in self._cells:
@@ -107,22 +126,24 @@ class Analysis:
             self._intervals[a, b] = paired_bootstrap(self._cells[a], self._cells[b], self.resamples)
         return self._intervals[a, b]
 
-    def baselines(self, depth: int, phase: str) -> list[tuple]:
-        """The cells SWS is compared with at ``depth``: every other method's, and Trained where it exists."""
-        keys = [(m, depth, phase) for m in self.methods if m != "sws"] + [("trained", depth, "trained")]
-        return [k for k in keys if self.has(k)]
+    def baselines(self, depth: int, phase: str, width: int) -> list[tuple]:
+        """The cells the reference is compared with at (depth, width): every other method's, and Trained where it
+        exists."""
+        keys = [(m, depth, phase, width) for m in self.methods if m != self.reference]
+        return [k for k in keys + [("trained", depth, "trained", width)] if self.has(k)]
 
     def verdict_rows(self) -> list[dict]:
         rows = []
         for phase in ("no-tune", "fine-tuned"):
             for depth in self.depths:
-                sws = ("sws", depth, phase)
-                if not self.has(sws):
-                    continue
-                for key in self.baselines(depth, phase):
-                    iv = self.compare(sws, key)
-                    rows.append(dict(phase=phase, depth=depth, method="sws", baseline=key[0], diff=iv.diff,
-                                     low=iv.low, high=iv.high, verdict=iv.label()))
+                for width in self.widths:
+                    reference = (self.reference, depth, phase, width)
+                    if not self.has(reference):
+                        continue
+                    for key in self.baselines(depth, phase, width):
+                        iv = self.compare(reference, key)
+                        rows.append(dict(phase=phase, depth=depth, width=width, method=self.reference,
+                                         baseline=key[0], diff=iv.diff, low=iv.low, high=iv.high, verdict=iv.label()))
         return rows
 
     def bold(self, depth: int, keys: Sequence[tuple]) -> set[tuple]:
@@ -130,7 +151,7 @@ class Analysis:
         present = [k for k in keys if self.has(k)]
         if not present:
             return set()
-        best = max(present, key=lambda k: self.means[k])
+        best = max(present, key=self.mean)
         return {best} | {k for k in present if k != best and self.compare(best, k).label() != "better"}
 
 
@@ -229,6 +250,7 @@ def claims(analysis: Analysis, summary: Sequence[dict], sources: Sequence[dict],
 
 
 def _lookup(summary: Sequence[dict]) -> dict[tuple, dict]:
+    """Summary rows by (method, depth, phase): the tables of a run at one width (not the grid's)."""
     return {(r["method"], r["depth"], r["phase"]): r for r in summary}
 
 
@@ -293,7 +315,7 @@ def _verdict_table(analysis: Analysis, depths, phase: str) -> list[str]:
     return lines
 
 
-def _claims_table(claim_rows) -> list[str]:
+def claims_table(claim_rows) -> list[str]:
     return ["| claim | this run (difference [95% interval] or measurement) | verdict |", "|---|---|---|",
             *(f"| {claim} | {evidence} | **{verdict}** |" for claim, evidence, verdict in claim_rows)]
 
@@ -347,7 +369,7 @@ def _cost_table(summary, sources, depths, context: str, teacher_cache: bool) -> 
     return lines
 
 
-def _learngene_table(sources: Sequence[dict], summary, deepest: int) -> list[str]:
+def learngene_table(sources: Sequence[dict], summary, deepest: int) -> list[str]:
     groups = defaultdict(list)
     for row in sources:
         groups[row["model"]].append(row)
@@ -366,7 +388,7 @@ def _learngene_table(sources: Sequence[dict], summary, deepest: int) -> list[str
     return lines
 
 
-def _spread_table(methods) -> list[str]:
+def spread_table(methods) -> list[str]:
     lines = ["| method | no-tune ± covers | fine-tuned ± covers |", "|---|---|---|"]
     for m in methods:
         lines.append(f"| {METHOD_LABELS[m]} | {spread_covers(m, 'no-tune')} | {spread_covers(m, 'fine-tuned')} |")
@@ -381,7 +403,7 @@ def markdown_report(analysis: Analysis, summary, sources, *, trained_deepest: in
     depths, methods = analysis.depths, analysis.methods
     no_tune = _accuracy_table(analysis, summary, depths, methods, "no-tune")
     tuned = _accuracy_table(analysis, summary, depths, methods, "fine-tuned")
-    claim_table = _claims_table(claims(analysis, summary, sources, des_params, learngene_params))
+    claim_table = claims_table(claims(analysis, summary, sources, des_params, learngene_params))
     units = max((r["units"] for r in summary if r["phase"] == "fine-tuned"), default=0)
     parts = [
         f"# {title}", "",
@@ -407,9 +429,9 @@ def markdown_report(analysis: Analysis, summary, sources, *, trained_deepest: in
         "## What each spread covers", "",
         "The ancestry (the teacher of every learngene and IMwLM's parent) is one model trained with one seed, and the "
         "data split is fixed: no spread covers them.", "",
-        *_spread_table(methods), "",
+        *spread_table(methods), "",
         "## Learngenes and the models they come from", "",
-        *_learngene_table(sources, summary, trained_deepest), "",
+        *learngene_table(sources, summary, trained_deepest), "",
         "## Parameters stored to initialize the Des-Nets (paper Table 2)", "",
         "PF (pre-train then fine-tune) stores one pretrained model per depth; SWS stores one learngene.", "",
         *_params_stored_table(summary, depths, learngene_params, des_params), "",

@@ -39,7 +39,7 @@ import torch.distributed as dist
 from omegaconf import OmegaConf
 
 import learngene
-from learngene.benchmark import report
+from learngene.benchmark import grid, report
 from learngene.benchmark.config import BenchmarkConfig, PartConfig, check_benchmark_config
 from learngene.checkpoint import atomic_write_text, file_sha256, json_digest, load_learngene, load_model_folder, \
     save_model_folder, stored_parameter_count
@@ -53,7 +53,10 @@ from learngene.models import des_architecture
 
 DONE = "done.json"
 WAIT_SECONDS = 2.0  # how often non-zero ranks look for the part rank 0 is writing
-LEARNED = ("sws", "tleg", "simple-lg")  # methods whose Des-Nets come from a learngene trained per learngene seed
+# Methods whose Des-Nets come from a learngene trained per learngene seed, with no other randomness, and the
+# learngene each one uses (sws-random, which draws a plan per replicate, also uses the SWS learngene).
+LEARNED = {"sws": "sws", "tleg": "tleg", "simple-lg": "simple-lg", "sws-elastic": "sws-elastic", "sws-select": "sws"}
+INITIALIZERS = {**METHODS, "sws-select": grid.init_sws_select}
 
 
 @dataclass
@@ -223,7 +226,7 @@ def initialize(path: Path, method: str, depth: int, seed: int, source: Part | No
 
     def compute(folder: Path) -> dict:
         source_artifact = source.result["artifact"] if source else None
-        init = METHODS[method](source_artifact, depth, seed=seed, **options)
+        init = INITIALIZERS[method](source_artifact, depth, seed=seed, **options)
         model = init.build()
         model_dir = folder / "model"
         if rank() == 0:
@@ -239,14 +242,17 @@ def initialize(path: Path, method: str, depth: int, seed: int, source: Part | No
 
 @dataclass
 class DesNetJob:
-    """Initialize the Des-Net of benchmark method ``name`` (``METHODS[method]`` with ``init_seed``), evaluate it,
-    then fine-tune a copy with each of ``finetune_seeds`` and evaluate those."""
+    """Initialize the Des-Net of benchmark method ``name`` (``INITIALIZERS[method]`` with ``init_seed``), evaluate
+    it, then fine-tune a copy with each of ``finetune_seeds`` and evaluate those. ``where``: its folder below
+    ``init/`` and ``finetune/``."""
 
     name: str
     out: Path
     method: str
     benchmark_method: str
     depth: int
+    width: int
+    where: Path
     init_seed: int
     finetune_seeds: tuple[int, ...]
     source: Part | None
@@ -256,7 +262,7 @@ class DesNetJob:
     after: tuple[str, ...] = ()
 
     def __call__(self) -> tuple[Part, list[Part]]:
-        where = Path(self.benchmark_method) / f"depth{self.depth}"
+        where = self.where
         init = initialize(self.out / "init" / where / f"seed{self.init_seed}", self.method, self.depth,
                           self.init_seed, self.source, self.options, self.finetune)
         tuned = []
@@ -327,6 +333,12 @@ class Benchmark:
         self.workers = 1 if distributed else cfg.workers
         self.pool: concurrent.futures.ProcessPoolExecutor | None = None
         self.clock = StageClock()
+        des_args = self.des_model()[1]
+        self.full_width, self.head_dim = des_args["embed_dim"], des_args["embed_dim"] // des_args["num_heads"]
+        odd = [w for w in cfg.widths if w % self.head_dim]
+        if odd:
+            raise LearngeneError(f"widths {odd} are not multiples of the learngene's head dim {self.head_dim}: "
+                                 f"choose widths like {', '.join(str(self.head_dim * k) for k in (2, 3, 4))}")
 
     def train_config(self, part: PartConfig, path: Path, overrides: list[str]) -> TrainConfig:
         return train_config(part, path, [*self.cfg.part_overrides, *overrides], self.cfg.deterministic)
@@ -458,27 +470,34 @@ class Benchmark:
         for s in cfg.learngene_seeds:
             if "tleg" in cfg.methods:
                 jobs.append(self.learngene_job("tleg", cfg.tleg_aux, s, ancestry))
+            if "sws-elastic" in cfg.methods:
+                jobs.append(self.learngene_job("sws-elastic", cfg.elastic_aux, s, ancestry))
             if "simple-lg" in cfg.methods:
                 jobs.append(self.learngene_job("simple-lg", cfg.simple_lg, s, ancestry,
                                                (architecture, {**des_args, "depth": 5})))
         done = self.run_stage(2, "learngenes", jobs)
         learngenes = {m: {s: done[f"learngene {m} seed{s}"] for s in cfg.learngene_seeds}
-                      for m in LEARNED if f"learngene {m} seed{cfg.learngene_seeds[0]}" in done}
+                      for m in set(LEARNED.values()) if f"learngene {m} seed{cfg.learngene_seeds[0]}" in done}
 
-        # Stage 3: the Des-Nets. A learned method's Des-Net is initialized once per learngene seed and fine-tuned
-        # with that seed's replicate seeds; other methods draw their own seed per replicate.
-        jobs = []
+        # Stage 3: the Des-Nets, at every (depth, width) cell each method can make. A learned method's Des-Net is
+        # initialized once per learngene seed and fine-tuned with that seed's replicate seeds; other methods draw
+        # their own seed per replicate.
+        jobs, widths = [], {m: self.method_widths(m, sources.get(m, ancestry), des_args) for m in cfg.methods}
         for method in cfg.methods:
             for depth in cfg.depths:
-                if method in LEARNED:
-                    for lg in cfg.learngene_seeds:
-                        jobs.append(self.des_net_job(method, depth, lg, [s for s in cfg.seeds if lg_of[s] == lg],
-                                                     learngenes[method][lg], {}))
-                else:
-                    for s in cfg.seeds:
-                        source, options = self.source_of(method, s, lg_of[s], learngenes, sources.get(method, ancestry),
-                                                         trained, architecture, des_args)
-                        jobs.append(self.des_net_job(method, depth, s, [s], source, options))
+                for width in widths[method]:
+                    options = self.width_options(method, width, des_args)
+                    if method in LEARNED:
+                        for lg in cfg.learngene_seeds:
+                            jobs.append(self.des_net_job(method, depth, width, lg,
+                                                         [s for s in cfg.seeds if lg_of[s] == lg],
+                                                         learngenes[LEARNED[method]][lg], options))
+                    else:
+                        for s in cfg.seeds:
+                            source, options = self.source_of(method, s, lg_of[s], learngenes,
+                                                             sources.get(method, ancestry), trained, architecture,
+                                                             options.get("model_args", des_args))
+                            jobs.append(self.des_net_job(method, depth, width, s, [s], source, options))
         done = self.run_stage(3, "Des-Nets", jobs)
 
         rows = self.result_rows([(job, done[job.name]) for job in jobs], trained, lg_of)
@@ -489,11 +508,41 @@ class Benchmark:
             atomic_write_text(json.dumps(result, indent=2) + "\n", self.out / "benchmark.json")
         return result
 
-    def des_net_job(self, method: str, depth: int, init_seed: int, finetune_seeds: list[int], source: Part | None,
-                    options: dict) -> DesNetJob:
-        initializer = "sws" if method == "sws-random" else method
-        return DesNetJob(f"{method} depth{depth} seed{init_seed}", self.out, initializer, method, depth, init_seed,
-                         tuple(finetune_seeds), source, options, self.finetune_cfg, self.cfg.keep_training_states)
+    def des_net_job(self, method: str, depth: int, width: int, init_seed: int, finetune_seeds: list[int],
+                    source: Part | None, options: dict) -> DesNetJob:
+        initializer = "sws" if method in ("sws-random", "sws-elastic") else method
+        cell = f"depth{depth}" if width == self.full_width else f"depth{depth}-width{width}"
+        return DesNetJob(f"{method} {cell.replace('-', ' ')} seed{init_seed}", self.out, initializer, method, depth,
+                         width, Path(method) / cell, init_seed, tuple(finetune_seeds), source, options,
+                         self.finetune_cfg, self.cfg.keep_training_states)
+
+    def method_widths(self, method: str, source: Part, des_args: dict) -> list[int]:
+        """The run's widths ``method`` makes: the elastic learngene and scratch every one (the elastic learngene
+        narrows to its trained widths and grows above its own), post-hoc selection those below the learngene's,
+        IMwLM those up to its parent's, the other methods the learngene's width only."""
+        widths = self.cfg.widths or [self.full_width]
+        if method in ("sws-elastic", "scratch"):
+            return widths
+        if method == "sws-select":
+            return [w for w in widths if w < self.full_width]
+        if method == "weight-selection" and self.cfg.widths:
+            config = json.loads((Path(source.result["artifact"]) / "config.json").read_text())
+            with torch.device("meta"):  # the parent's width (a pretrained timm model may record no arguments)
+                parent = timm.create_model(config["architecture"], **config.get("model_args", {}))
+            return [w for w in widths if w <= parent.embed_dim]
+        return [w for w in widths if w == self.full_width]
+
+    def width_options(self, method: str, width: int, des_args: dict) -> dict:
+        """The initializer options that make ``method``'s Des-Net ``width`` wide (the learngene's head dim)."""
+        if method == "sws-elastic":
+            return {"width": width}
+        if method == "sws-select":
+            return {"width": width, "elements": self.cfg.width_selection_elements}
+        return {} if width == self.full_width else {"model_args": self.width_args(width, des_args)}
+
+    def width_args(self, width: int, des_args: dict) -> dict:
+        """The Des-Net arguments ``des_args`` at ``width``, with the learngene's head dim."""
+        return {**des_args, "embed_dim": width, "num_heads": width // self.head_dim}
 
     def source_of(self, method: str, seed: int, lg: int, learngenes: dict, source: Part, trained: dict,
                   architecture: str, des_args: dict) -> tuple[Part | None, dict]:
@@ -504,7 +553,7 @@ class Benchmark:
             return learngenes["sws"][lg], {"strategy": "random"}
         if method == "weight-selection":
             return source, {"model": architecture, "model_args": des_args, "layers": cfg.weight_selection_layers,
-                            "elements": cfg.weight_selection_elements}
+                            "elements": cfg.weight_selection_elements, "head_aware": cfg.weight_selection_head_aware}
         if method == "vanilla-lg":  # a configured source, or the deepest same-width model trained with this seed
             if cfg.vanilla_lg_source.config:
                 return source, {"num_layers": cfg.vanilla_lg_layers}
@@ -520,47 +569,53 @@ class Benchmark:
         cfg, rows = self.cfg, []
         cluster = {s: r % len(cfg.learngene_seeds) for r, s in enumerate(cfg.seeds)}
 
-        def row(method, depth, phase, lg, seed, part, params, stored, group):
+        def row(method, depth, width, phase, lg, seed, part, params, stored, group):
             r = part.result
-            rows.append(dict(method=method, depth=depth, phase=phase, learngene_seed="" if lg is None else lg,
+            rows.append(dict(method=method, depth=depth, width=width, phase=phase,
+                             learngene_seed="" if lg is None else lg,
                              seed=seed, split="test", top1=r["test"]["top1"], top5=r["test"]["top5"],
                              loss=r["test"]["loss"], params=params, params_stored=stored,
                              epochs=r.get("epochs", 0), seconds=r.get("seconds", 0.0), correct=r["test"]["correct"],
                              cluster=group))
 
         for (depth, seed), part in trained.items():
-            row("trained", depth, "trained", None, seed, part, part.result["params"], part.result["params"],
-                cluster[seed])
+            row("trained", depth, self.full_width, "trained", None, seed, part, part.result["params"],
+                part.result["params"], cluster[seed])
         for job, (init, tuned) in des_nets:
-            method, depth, init_seed = job.benchmark_method, job.depth, job.init_seed
+            method, depth, width, init_seed = job.benchmark_method, job.depth, job.width, job.init_seed
             learned = method in LEARNED
             lg = init_seed if learned else (lg_of[init_seed] if method == "sws-random" else None)
             group = cfg.learngene_seeds.index(init_seed) if learned else cluster[init_seed]
             params, stored = init.result["params"], init.result["params_stored"]
-            row(method, depth, "no-tune", lg, init_seed, init, params, stored, group)
+            row(method, depth, width, "no-tune", lg, init_seed, init, params, stored, group)
             for seed, part in zip(job.finetune_seeds, tuned):
-                row(method, depth, "fine-tuned", lg, seed, part, params, stored, group)
+                row(method, depth, width, "fine-tuned", lg, seed, part, params, stored, group)
         return rows
 
     def write_reports(self, ancestry: Part, learngenes: dict, trained: dict, rows: list[dict]) -> str:
         cfg = self.cfg
-        teacher_cost = {s: max(parts[s].result.get("teacher_seconds", 0.0) for parts in learngenes.values())
-                        for s in cfg.learngene_seeds}
+        # Teacher seconds per epoch of the learngene of each seed that ran the teacher (the others replayed it).
+        teacher_rate = {s: max(parts[s].result.get("teacher_seconds", 0.0) / max(parts[s].result["epochs"], 1)
+                               for parts in learngenes.values()) for s in cfg.learngene_seeds}
         sources = [report.source_row("ancestry", "", ancestry.result, 0.0)]
         for method, parts in learngenes.items():
             for s, part in parts.items():
                 r = part.result
-                # A learngene that replayed the teacher cache is charged the recording's teacher time.
-                charged = r["seconds"] - r.get("teacher_seconds", 0.0) + teacher_cost[s] if cfg.teacher_cache \
-                    else r["seconds"]
+                # A learngene that replayed the teacher cache is charged the recording's teacher time per epoch.
+                charged = r["seconds"] - r.get("teacher_seconds", 0.0) + teacher_rate[s] * r["epochs"] \
+                    if cfg.teacher_cache else r["seconds"]
                 sources.append(report.source_row(method, s, r, charged))
         deepest = max(d for d, _ in trained)
         summary = report.summarize(rows)
         report.write_csv(rows, report.RESULT_FIELDS, self.out / "results.csv")
         report.write_csv(summary, report.SUMMARY_FIELDS, self.out / "summary.csv")
         report.write_csv(sources, report.SOURCE_FIELDS, self.out / "learngenes.csv")
-        analysis = report.Analysis(rows, cfg.depths, list(cfg.methods), cfg.bootstrap_resamples)
+        reference = grid.REFERENCE if cfg.widths and grid.REFERENCE in cfg.methods else "sws"
+        analysis = report.Analysis(rows, cfg.depths, list(cfg.methods), cfg.bootstrap_resamples, self.full_width,
+                                   reference)
         report.write_csv(analysis.verdict_rows(), report.VERDICT_FIELDS, self.out / "verdicts.csv")
+        if cfg.widths:
+            return self.write_grid_report(analysis, summary, sources, learngenes)
         learngene_params = learngenes["sws"][cfg.learngene_seeds[0]].result["params"]
         markdown, console = report.markdown_report(
             analysis, summary, sources, trained_deepest=deepest, learngene_params=learngene_params,
@@ -573,6 +628,36 @@ class Benchmark:
                                    ("fine-tuned", "fine_tuned.png", f"after a {cfg.finetune_epochs}-epoch fine-tune")):
             report.plot_accuracy(summary, cfg.depths, list(cfg.methods), phase, self.out / name, f"Des-Nets, {title}")
         return console
+
+    def write_grid_report(self, analysis: report.Analysis, summary: list[dict], sources: list[dict],
+                          learngenes: dict) -> str:
+        """results.md and one heatmap per method and phase for a depth x width grid; returns the console tables."""
+        cfg = self.cfg
+        heatmaps = []
+        for method in cfg.methods:
+            for phase in ("no-tune", "fine-tuned"):
+                if any(r["method"] == method and r["phase"] == phase for r in summary):
+                    name = grid.heatmap_name(method, phase)
+                    grid.plot_heatmap(summary, method, phase, cfg.depths, analysis.widths, self.out / name,
+                                      f"{report.METHOD_LABELS[method]}, {phase}: test top-1 (%)")
+                    heatmaps.append(name)
+        reference = learngenes.get(analysis.reference, learngenes["sws"])
+        markdown, console = grid.grid_markdown(
+            analysis, summary, sources, heatmaps, learngene_params=reference[cfg.learngene_seeds[0]].result["params"],
+            plain_params=learngenes["sws"][cfg.learngene_seeds[0]].result["params"], des_params=self.cell_params(),
+            finetune_epochs=cfg.finetune_epochs, context=self.context,
+            title=f"SWS depth x width grid on {self.finetune_cfg.data.name} ({self.info.num_classes} classes, "
+                  f"{self.info.num_test} test images)")
+        atomic_write_text(markdown, self.out / "results.md")
+        return console
+
+    def cell_params(self) -> dict[tuple[int, int], int]:
+        """Parameters of the Des-Net of every (depth, width) cell of the grid (counted on meta tensors)."""
+        architecture, des_args = self.des_model()
+        with torch.device("meta"):
+            return {(d, w): sum(p.numel() for p in timm.create_model(
+                        architecture, **self.width_args(w, des_args), depth=d).parameters())
+                    for d in self.cfg.depths for w in self.cfg.widths}
 
     def des_params(self) -> dict[int, int]:
         """Parameters of the Des-Net of every depth the paper's parameter claim counts (6-15) and of the run's."""

@@ -1,0 +1,285 @@
+"""The depth x width grid of the benchmark (issue 13, docs/width.md): post-hoc width selection, the grid's claims,
+its tables and heatmaps.
+
+A grid run is the benchmark with ``widths`` set: every method runs at the (depth, width) cells it can make
+(``runner.Benchmark.method_widths``), and the elastic learngene (``sws-elastic``) is the method every other is
+compared with, cell by cell.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from learngene.methods import Initialization, fresh_model, init_sws
+from learngene.baselines.weight_selection import ElementIndices, select_weights
+from learngene.benchmark.report import METHOD_LABELS, Analysis, claims_table, learngene_seconds, learngene_table, \
+    mean_std, spread_table
+from learngene.benchmark.stats import Interval
+from learngene.checkpoint import atomic_path
+from learngene.errors import LearngeneError
+
+REFERENCE = "sws-elastic"
+NARROW_MARGINS = {0.75: -2.0, 0.5: -5.0}  # width ratio -> the most the elastic Des-Net may lose to its full width
+SELECTION_MARGIN = 20.0  # elastic narrowing above post-hoc selection and IMwLM by at least this many points
+FULL_WIDTH_MARGIN = -1.0  # elastic full width within 1 point of plain SWS
+
+
+def init_sws_select(source: str, depth: int, width: int, elements: str = "uniform", seed: int = 0) -> Initialization:
+    """Post-hoc width selection: the plain SWS Des-Net of ``depth`` (the learngene's width), then weight selection
+    to ``width``, head-aware (whole heads, the learngene's head dim), with one element rule for every axis.
+
+    Unlike IMwLM's released rule, the classifier is selected too (its input channels, every class): the
+    Des-Net solves the learngene's own task, so keeping its trained head is the strongest post-hoc baseline.
+    """
+    full = init_sws(source, depth, seed=seed)
+    source_width, source_heads = full.model_args["embed_dim"], full.model_args["num_heads"]
+    head_dim = source_width // source_heads
+    if width % head_dim or not head_dim <= width < source_width:
+        raise LearngeneError(f"sws-select makes widths narrower than the learngene's {source_width} in multiples of "
+                             f"its head dim {head_dim}, not {width}: drop that width or the method")
+    args = dict(full.model_args, embed_dim=width, num_heads=width // head_dim)
+    child = fresh_model(full.architecture, args, seed).state_dict()
+    state = select_weights(full.state_dict, child, "first", elements, seed, head_aware=True,
+                           num_heads=(source_heads, width // head_dim))
+    channels = ElementIndices(elements, seed)(source_width, width)  # the rule's embedding channels (it is consistent)
+    state["head.weight"] = full.state_dict["head.weight"][:, channels].clone()
+    state["head.bias"] = full.state_dict["head.bias"].clone()
+    info = dict(method="sws-select", sws=full.info, width=width, num_heads=width // head_dim, elements=elements,
+                head_aware=True, parameters_stored=full.info["parameters_stored"])
+    return Initialization(state, full.architecture, args, info, full.plan, full.preprocessing)
+
+
+# -- claims ---------------------------------------------------------------------------------------------------
+
+CLAIM_RULES = [
+    f"**Narrowing with no tuning**: elastic no-tune at width w minus the elastic full-width Des-Net of the same "
+    f"depth (paired over learngene seeds and test images) at every depth; at 3/4 width *reproduced* when the 95% "
+    f"interval lies above {NARROW_MARGINS[0.75]:g} at every depth, *not reproduced* when it lies below "
+    f"{NARROW_MARGINS[0.75]:g} at some depth, else *inconclusive*; at 1/2 width the same with "
+    f"{NARROW_MARGINS[0.5]:g}.",
+    f"**Narrowing far above post-hoc selection and IMwLM**: elastic minus the baseline, no-tune, at every cell "
+    f"narrower than the learngene; *reproduced* when the interval lies above +{SELECTION_MARGIN:g} in every cell, "
+    f"*not reproduced* when below +{SELECTION_MARGIN:g} in some cell, else *inconclusive*.",
+    f"**Elasticity costs the full width little**: elastic minus plain SWS at the learngene's width, no-tune, at "
+    f"every depth; the rule of the first claim with {FULL_WIDTH_MARGIN:g}.",
+    "**After the fine-tune, at least as good as every baseline**: elastic minus each baseline in every cell, "
+    "fine-tuned; *reproduced* when no interval lies below 0, *not reproduced* when some does.",
+    "**Growth at integer ratios is exact**: every elastic Des-Net at k times the learngene's width (k = 2, 3, ...) "
+    "against the full-width Des-Net of the same depth and learngene seed; *reproduced* when their per-image top-1 "
+    "hits on the test split are identical for every such pair, else *not reproduced*.",
+]
+
+
+def range_verdict(intervals: Sequence[Interval], margin: float) -> str:
+    """reproduced: above ``margin`` everywhere; not reproduced: below it somewhere; else inconclusive."""
+    if all(iv.low > margin for iv in intervals):
+        return "reproduced"
+    if any(iv.high < margin for iv in intervals):
+        return "not reproduced"
+    return "inconclusive"
+
+
+def evidence(intervals: dict) -> str:
+    return "; ".join(f"{where}: {iv.text()}" for where, iv in intervals.items())
+
+
+def grid_claims(analysis: Analysis, full_width: int) -> list[tuple[str, str, str]]:
+    """``(claim, evidence, verdict)`` for issue 13's must-show claims on this run (rules: ``CLAIM_RULES``)."""
+    out, depths, widths = [], analysis.depths, analysis.widths
+    if REFERENCE not in analysis.methods:
+        return [("issue 13 claims", f"{REFERENCE} not in this run", "not checked")]
+
+    def cell(method, depth, width, phase="no-tune"):
+        return (method, depth, phase, width)
+
+    for ratio, margin in NARROW_MARGINS.items():
+        claim = f"Elastic Des-Nets at {ratio:g} width within {-margin:g} points of the full width, no tuning"
+        width = round(full_width * ratio)
+        keys = {d: (cell(REFERENCE, d, width), cell(REFERENCE, d, full_width)) for d in depths}
+        if not all(analysis.has(a) and analysis.has(b) for a, b in keys.values()):
+            out.append((claim, f"width {width} or {full_width} not in this run", "not checked"))
+            continue
+        intervals = {f"depth {d}": analysis.compare(a, b) for d, (a, b) in keys.items()}
+        out.append((claim, evidence(intervals), range_verdict(intervals.values(), margin)))
+
+    narrow = [w for w in widths if w < full_width]
+    for baseline in ("sws-select", "weight-selection"):
+        claim = (f"Elastic narrowing at least {SELECTION_MARGIN:g} points above {METHOD_LABELS[baseline]} at the "
+                 "same cell, no tuning")
+        pairs = {f"depth {d} width {w}": (cell(REFERENCE, d, w), cell(baseline, d, w)) for d in depths for w in narrow}
+        pairs = {k: v for k, v in pairs.items() if analysis.has(v[0]) and analysis.has(v[1])}
+        if not pairs:
+            out.append((claim, f"{baseline} or a narrower width not in this run", "not checked"))
+            continue
+        intervals = {k: analysis.compare(a, b) for k, (a, b) in pairs.items()}
+        out.append((claim, evidence(intervals), range_verdict(intervals.values(), SELECTION_MARGIN)))
+
+    claim = f"Elastic full width within {-FULL_WIDTH_MARGIN:g} point of plain SWS, no tuning"
+    keys = {d: (cell(REFERENCE, d, full_width), cell("sws", d, full_width)) for d in depths}
+    if all(analysis.has(a) and analysis.has(b) for a, b in keys.values()):
+        intervals = {f"depth {d}": analysis.compare(a, b) for d, (a, b) in keys.items()}
+        out.append((claim, evidence(intervals), range_verdict(intervals.values(), FULL_WIDTH_MARGIN)))
+    else:
+        out.append((claim, "sws or the learngene's width not in this run", "not checked"))
+
+    claim = "After the fine-tune, elastic at least as good as every baseline in every cell"
+    rows = [r for r in analysis.verdict_rows() if r["phase"] == "fine-tuned"]
+    if rows:
+        worse = [f"depth {r['depth']} width {r['width']} vs {METHOD_LABELS[r['baseline']]}: "
+                 f"{Interval(r['diff'], r['low'], r['high']).text()}" for r in rows if r["verdict"] == "worse"]
+        text = (f"{len(rows)} comparisons, {len(worse)} worse" + (": " + "; ".join(worse) if worse else "")
+                + f"; {sum(r['verdict'] == 'better' for r in rows)} better, {sum(r['verdict'] == 'tie' for r in rows)} "
+                  "tie")
+        out.append((claim, text, "not reproduced" if worse else "reproduced"))
+    else:
+        out.append((claim, "no fine-tuned baseline cell in this run", "not checked"))
+
+    claim = "Growth at integer width ratios keeps the no-tune accuracy exactly"
+    grown = [w for w in widths if w > full_width and w % full_width == 0]
+    pairs = [(d, w) for d in depths for w in grown
+             if analysis.has(cell(REFERENCE, d, w)) and analysis.has(cell(REFERENCE, d, full_width))]
+    if pairs:
+        same = total = 0
+        for d, w in pairs:
+            wide, base = analysis.units[cell(REFERENCE, d, w)], analysis.units[cell(REFERENCE, d, full_width)]
+            total += len(base)
+            same += sum(a == b for a, b in zip(sorted(wide), sorted(base)))  # (cluster, hits): same learngene seed
+        text = (f"{same} of {total} Des-Nets (widths {', '.join(map(str, grown))} x depths x learngene seeds) "
+                "identical to the full width on every test image")
+        out.append((claim, text, "reproduced" if same == total else "not reproduced"))
+    else:
+        out.append((claim, f"no width at an integer multiple of {full_width} in this run", "not checked"))
+    return out
+
+
+# -- tables and heatmaps -------------------------------------------------------------------------------------
+
+def grid_table(summary: Sequence[dict], method: str, phase: str, depths, widths) -> list[str]:
+    """Rows = depths, columns = widths: mean ± std test top-1 of ``method`` (``-`` where it does not run)."""
+    cells = {(r["method"], r["depth"], r["phase"], r["width"]): r for r in summary}
+    lines = ["| depth | " + " | ".join(f"width {w}" for w in widths) + " |", "|" + "---|" * (len(widths) + 1)]
+    for d in depths:
+        row = [cells.get((method, d, phase, w)) for w in widths]
+        lines.append(f"| {d} | " + " | ".join("-" if r is None else f"{r['top1']:.1f} ± {r['top1_std']:.1f}"
+                                             for r in row) + " |")
+    return lines
+
+
+def grid_verdict_table(analysis: Analysis, phase: str) -> list[str]:
+    rows = [r for r in analysis.verdict_rows() if r["phase"] == phase]
+    lines = ["| depth | width | baseline | elastic minus baseline [95% interval] | verdict |", "|---|---|---|---|---|"]
+    for r in rows:
+        iv = Interval(r["diff"], r["low"], r["high"])
+        lines.append(f"| {r['depth']} | {r['width']} | {METHOD_LABELS[r['baseline']]} | {iv.text()} | {r['verdict']} |")
+    return lines
+
+
+def heatmap_name(method: str, phase: str) -> str:
+    return f"heatmap_{method}_{phase}.png"
+
+
+def plot_heatmap(summary: Sequence[dict], method: str, phase: str, depths, widths, path: Path, title: str) -> None:
+    """Depth x width test top-1 of one method and phase, the mean written in every cell (blank: not run)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    cells = {(r["method"], r["depth"], r["phase"], r["width"]): r["top1"] for r in summary}
+    values = np.array([[cells.get((method, d, phase, w), np.nan) for w in widths] for d in depths])
+    fig, ax = plt.subplots(figsize=(1.2 + 0.9 * len(widths), 1.0 + 0.45 * len(depths)), dpi=120)
+    image = ax.imshow(values, vmin=0.0, vmax=100.0, cmap="viridis", aspect="auto")
+    for i, j in zip(*np.nonzero(~np.isnan(values))):
+        ax.text(j, i, f"{values[i, j]:.1f}", ha="center", va="center", fontsize=8,
+                color="black" if values[i, j] > 60 else "white")
+    ax.set_xticks(range(len(widths)), [str(w) for w in widths])
+    ax.set_yticks(range(len(depths)), [str(d) for d in depths])
+    ax.set_xlabel("Des-Net width")
+    ax.set_ylabel("Des-Net depth")
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(image, ax=ax, label="test top-1 (%)")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+
+
+def params_stored_lines(learngene_params: int, plain_params: int, des_params: dict[tuple[int, int], int]) -> list[str]:
+    """One elastic learngene for every cell against one pre-trained model per cell (counted)."""
+    total = sum(des_params.values())
+    return [f"One pre-trained model per cell ({len(des_params)} cells): **{total / 1e6:.3f}M** parameters; one elastic "
+            f"learngene for all of them: **{learngene_params / 1e6:.3f}M** ({total / learngene_params:.1f}x less); "
+            f"the plain SWS learngene, which makes only its own width: {plain_params / 1e6:.3f}M."]
+
+
+def cost_lines(sources: Sequence[dict], summary: Sequence[dict], context: str) -> list[str]:
+    """Measured training seconds: the elastic and the plain learngene, and the fine-tunes of the grid's cells."""
+    seconds = learngene_seconds(sources)
+    epochs = {}
+    for row in sources:
+        epochs.setdefault(row["model"], row["epochs"])
+    lines = [f"Every part was timed in the same context: {context}.", "",
+             "| part | epochs | seconds (mean over learngene seeds) | seconds per epoch |", "|---|---|---|---|"]
+    for model in ("sws", REFERENCE):
+        if model in seconds:
+            lines.append(f"| {METHOD_LABELS[model]} learngene | {epochs[model]} | {seconds[model]:.1f} | "
+                         f"{seconds[model] / max(epochs[model], 1):.2f} |")
+    if "sws" in seconds and REFERENCE in seconds:
+        per_epoch = (seconds[REFERENCE] / max(epochs[REFERENCE], 1)) / (seconds["sws"] / max(epochs["sws"], 1))
+        lines += ["", f"Elastic over plain learngene training: {per_epoch:.2f}x per epoch, "
+                      f"{seconds[REFERENCE] / seconds['sws']:.2f}x in total."]
+    tuned = [r for r in summary if r["phase"] == "fine-tuned"]
+    if tuned:
+        total = sum(r["seconds"] * r["units"] for r in tuned)
+        lines += ["", f"Fine-tunes: {len(tuned)} cells x methods, {total:.0f} s "
+                      f"in all ({mean_std([r['seconds'] for r in tuned])[0]:.1f} s per Des-Net on average)."]
+    return lines
+
+
+def grid_markdown(analysis: Analysis, summary: Sequence[dict], sources: Sequence[dict], heatmaps: Sequence[str], *,
+                  learngene_params: int, plain_params: int, des_params: dict[tuple[int, int], int],
+                  finetune_epochs: int, context: str, title: str) -> tuple[str, str]:
+    """``(results.md, the console's closing tables)`` of a depth x width grid."""
+    depths, widths = analysis.depths, analysis.widths
+    claim_table = claims_table(grid_claims(analysis, analysis.width))
+    tables, console = [], [f"{title}: test top-1 (%)", ""]
+    for phase, heading in (("no-tune", "No tuning after initialization"),
+                           ("fine-tuned", f"After a {finetune_epochs}-epoch fine-tune, same recipe for every method")):
+        tables += [f"## {heading}", ""]
+        for method in analysis.methods:
+            if any(r["method"] == method and r["phase"] == phase for r in summary):
+                table = grid_table(summary, method, phase, depths, widths)
+                tables += [f"**{METHOD_LABELS[method]}**", "", *table, ""]
+                console += [f"{METHOD_LABELS[method]}, {phase}:", *table, ""]
+        tables += [f"{METHOD_LABELS[analysis.reference]} minus each baseline in every cell, {phase} (better / tie / "
+                   "worse: the interval above 0 / containing 0 / below 0):", "",
+                   *grid_verdict_table(analysis, phase), ""]
+    parts = [
+        f"# {title}", "",
+        "Every number is top-1 accuracy (%) on the test split. A cell is the mean ± sample std over its units (one "
+        f"Des-Net per learngene seed for a learned method's no-tune cell, {analysis.clusters} learngene seeds; see "
+        f"*What each spread covers*). The learngene's own width is {analysis.width}; wider cells are grown from it, "
+        "narrower ones narrowed (elastic), selected (post-hoc selection, IMwLM) or drawn (scratch).", "",
+        "## Claims of issue 13, checked on this run", "",
+        *claim_table, "",
+        "How each verdict is computed:", "",
+        *(f"- {rule}" for rule in CLAIM_RULES), "",
+        "Differences are in points of test top-1 with a 95% paired bootstrap interval "
+        f"({analysis.resamples} resamples of learngene seeds and test images, fixed generator).", "",
+        "## Heatmaps", "",
+        *(f"![{name}]({name})" for name in heatmaps), "",
+        *tables,
+        "## What each spread covers", "",
+        "The ancestry (the teacher of every learngene and IMwLM's parent) is one model trained with one seed, and the "
+        "data split is fixed: no spread covers them.", "",
+        *spread_table(analysis.methods), "",
+        "## Learngenes and the models they come from", "",
+        *learngene_table(sources, summary, max(analysis.depths)), "",
+        "## Parameters stored", "",
+        *params_stored_lines(learngene_params, plain_params, des_params), "",
+        "## Training cost (measured seconds)", "",
+        *cost_lines(sources, summary, context), "",
+    ]
+    console += ["Claims of issue 13:", *claim_table]
+    return "\n".join(parts), "\n".join(console)

@@ -1,0 +1,121 @@
+"""A reduced depth x width grid end to end: 2 depths x 4 widths, every grid method, 2 learngene seeds, tiny models."""
+import csv
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+import benchmark  # noqa: E402
+
+DATA = "data: {name: digits, img_size: 8, batch_size: 32, train_limit: 64}\n"
+RECIPE = "optim: {lr: 1.0e-3, epochs: 1, warmup_epochs: 0, min_lr: 1.0e-5}\ndevice: cpu\n"
+AUX = ("model: {name: sws_aux_vit_tiny_patch16_224, kwargs: {img_size: 8, patch_size: 2, in_chans: 1, "
+       "num_classes: 10, embed_dim: 16, num_heads: 4, stage_sizes: [1, 2, 1]}}\n")
+CONFIGS = {  # 4-dim heads: widths 8 (1/2), 12 (3/4), 16 (the learngene's), 32 (2x); a 24-wide IMwLM parent
+    "ancestry.yaml": "model: {name: vit_small_patch16_224, kwargs: {img_size: 8, patch_size: 2, in_chans: 1, "
+                     "num_classes: 10, embed_dim: 24, depth: 4, num_heads: 6, class_token: false, "
+                     "global_pool: avg}}\n" + DATA + RECIPE,
+    "aux.yaml": AUX + DATA + RECIPE,
+    "aux_elastic.yaml": AUX + "elastic: {widths: [8, 12, 16], random_widths: 1, sample_depths: [3, 4]}\n" + DATA
+                        + RECIPE,
+    "plain.yaml": DATA + RECIPE,
+}
+METHODS = "[sws-elastic, sws, sws-select, weight-selection, scratch]"
+
+
+def read_csv(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_reduced_grid(tmp_path, capsys):
+    for name, text in CONFIGS.items():
+        (tmp_path / name).write_text(text)
+    parts = {"ancestry": "ancestry", "sws_aux": "aux", "elastic_aux": "aux_elastic", "tleg_aux": "aux",
+             "simple_lg": "plain", "finetune": "plain", "trained": "plain"}
+    lines = [f"output: {tmp_path / 'grid'}", "depths: [3, 4]", "widths: [8, 12, 16, 32]", f"methods: {METHODS}",
+             "seeds: [0, 1]", "learngene_seeds: [0, 1]", "trained_depths: [4]", "bootstrap_resamples: 200",
+             "workers: 1", "weight_selection_head_aware: true"]
+    lines += [f"{part}: {{config: {tmp_path / name}.yaml}}" for part, name in parts.items()]
+    (tmp_path / "grid.yaml").write_text("\n".join(lines) + "\n")
+    assert benchmark.main(["--config", str(tmp_path / "grid.yaml")]) == 0
+    out = tmp_path / "grid"
+    console = capsys.readouterr().out
+
+    runs = read_csv(out / "results.csv")
+    assert list(runs[0])[:4] == ["method", "depth", "width", "phase"] and {r["split"] for r in runs} == {"test"}
+    cells = {(r["method"], r["width"]) for r in runs if r["phase"] == "no-tune"}
+    assert cells == {("sws-elastic", w) for w in ("8", "12", "16", "32")} | {("sws", "16")} \
+        | {("sws-select", w) for w in ("8", "12")} | {("weight-selection", w) for w in ("8", "12", "16")} \
+        | {("scratch", w) for w in ("8", "12", "16", "32")}
+    # one Des-Net per learngene seed for the learned initializers (no-tune and fine-tuned), a seed per replicate else
+    for method in ("sws-elastic", "sws", "sws-select"):
+        assert {(r["learngene_seed"], r["seed"]) for r in runs if r["method"] == method} == {("0", "0"), ("1", "1")}
+    assert {r["learngene_seed"] for r in runs if r["method"] in ("weight-selection", "scratch")} == {""}
+    assert len(runs) == 2 * (4 + 1 + 2 + 3 + 4) * 2 * 2 + 2  # depths x cells x units x phases, + Trained (2 seeds)
+    params = {(r["method"], r["width"]): int(r["params"]) for r in runs if r["depth"] == "3"}
+    assert params["sws-elastic", "8"] == params["sws-select", "8"] == params["scratch", "8"] < params["sws", "16"]
+    # one elastic learngene stores the same for every cell
+    assert len({r["params_stored"] for r in runs if r["method"] == "sws-elastic"}) == 1
+
+    # Growth at 2x is exact: the 32-wide Des-Nets hit the same test images as the 16-wide ones of their learngene.
+    for depth in (3, 4):
+        for seed in (0, 1):
+            done = {w: json.loads((out / "init" / "sws-elastic" / cell / f"seed{seed}" / "done.json").read_text())
+                    for w, cell in ((16, f"depth{depth}"), (32, f"depth{depth}-width32"))}
+            assert done[32]["result"]["test"]["correct"] == done[16]["result"]["test"]["correct"]
+            assert done[32]["result"]["test"]["loss"] == pytest.approx(done[16]["result"]["test"]["loss"], abs=1e-5)
+    plan = json.loads((out / "init" / "sws-elastic" / "depth3-width8" / "seed0" / "model" / "init.json").read_text())
+    assert (plan["width"]["width"], plan["width"]["embedding"]) == (8, "narrow")
+    select = json.loads((out / "init" / "sws-select" / "depth3-width12" / "seed1" / "model" / "init.json").read_text())
+    assert (select["width"], select["num_heads"], select["head_aware"]) == (12, 3, True)
+    assert select["sws"]["source"] == str(out / "learngenes" / "sws" / "seed1" / "run" / "learngene.safetensors")
+    # Post-hoc selection keeps every other channel of the SWS Des-Net (uniform rule, 16 -> 8), whole heads 0 and 2
+    # of q, k and v, and the trained classifier's selected columns.
+    full = load_file(out / "init" / "sws" / "depth3" / "seed0" / "model" / "model.safetensors")
+    half = load_file(out / "init" / "sws-select" / "depth3-width8" / "seed0" / "model" / "model.safetensors")
+    assert torch.equal(half["head.weight"], full["head.weight"][:, ::2])
+    assert torch.equal(half["head.bias"], full["head.bias"])
+    rows = torch.cat([part * 16 + torch.cat([torch.arange(0, 4), torch.arange(8, 12)]) for part in range(3)])
+    assert torch.equal(half["blocks.1.attn.qkv.weight"], full["blocks.1.attn.qkv.weight"][rows][:, ::2])
+
+    verdicts = read_csv(out / "verdicts.csv")
+    assert {v["method"] for v in verdicts} == {"sws-elastic"}
+    assert {(v["phase"], v["depth"], v["width"], v["baseline"]) for v in verdicts} == {
+        (p, d, w, b) for p in ("no-tune", "fine-tuned") for d in ("3", "4") for w, b in
+        [("8", "sws-select"), ("8", "weight-selection"), ("8", "scratch"), ("12", "sws-select"),
+         ("12", "weight-selection"), ("12", "scratch"), ("16", "sws"), ("16", "weight-selection"), ("16", "scratch"),
+         ("32", "scratch")]} | {("no-tune", "4", "16", "trained"), ("fine-tuned", "4", "16", "trained")}
+    for v in verdicts:
+        low, high = float(v["low"]), float(v["high"])
+        assert low <= float(v["diff"]) <= high
+        assert v["verdict"] == ("better" if low > 0 else "worse" if high < 0 else "tie")
+
+    markdown = (out / "results.md").read_text()
+    growth = markdown.split("Growth at integer width ratios keeps the no-tune accuracy exactly")[1].splitlines()[0]
+    assert growth.endswith("| **reproduced** |")
+    for heading in ("Claims of issue 13", "Heatmaps", "No tuning after initialization", "Parameters stored",
+                    "Training cost", "What each spread covers"):
+        assert heading in markdown
+    assert "One pre-trained model per cell (8 cells)" in markdown
+    heatmaps = sorted(p.name for p in out.glob("heatmap_*.png"))
+    assert heatmaps == sorted(f"heatmap_{m}_{p}.png" for m in ("sws-elastic", "sws", "sws-select", "weight-selection",
+                                                                "scratch") for p in ("no-tune", "fine-tuned"))
+    for name in heatmaps:
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"![{name}]({name})" in markdown
+    assert "Claims of issue 13:" in console and "] sws-elastic depth4 width32 seed1: test top-1" in console
+
+
+def test_bad_grid_widths(tmp_path, capsys):
+    config = str(ROOT / "configs" / "benchmark" / "digits_grid.yaml")
+    assert benchmark.main(["--config", config, f"output={tmp_path / 'grid'}", "widths=[32,40]"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "widths [40] are not multiples of the learngene's head dim 16" in err
+    assert benchmark.main(["--config", config, f"output={tmp_path / 'grid'}", "width_selection_elements=random"]) == 2
+    assert "width_selection_elements='random'" in capsys.readouterr().err
+    assert not (tmp_path / "grid").exists()
