@@ -71,7 +71,7 @@ class PooledViT(nn.Module):
         self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
 
     def make_block(self) -> Block:
-        # Drop path is applied per applied layer in apply_layer, so the block itself has none.
+        # Drop path is applied per applied layer (its rate set by depth), so the block itself has none.
         return Block(self.embed_dim, self.num_heads, mlp_ratio=self.mlp_ratio, qkv_bias=self.qkv_bias,
                      norm_layer=LayerNorm)
 
@@ -79,13 +79,14 @@ class PooledViT(nn.Module):
         trunc_normal_(self.pos_embed, std=0.02)
         named_apply(init_weights_vit_timm, self)
 
-    def apply_layer(self, block: nn.Module, x: torch.Tensor, layer: int) -> torch.Tensor:
-        """Run ``block`` as applied layer number ``layer`` (which fixes its drop-path rate)."""
+    def apply_layer(self, x: torch.Tensor, layer: int) -> torch.Tensor:
+        """:meth:`run_layer`, recomputed in the backward pass when gradient checkpointing is on."""
         if self.grad_checkpointing and torch.is_grad_enabled():
-            return checkpoint(self._residual_layer, block, x, layer, use_reentrant=False)
-        return self._residual_layer(block, x, layer)
+            return checkpoint(self.run_layer, x, layer, use_reentrant=False)
+        return self.run_layer(x, layer)
 
-    def _residual_layer(self, block: nn.Module, x: torch.Tensor, layer: int) -> torch.Tensor:
+    def block_layer(self, block: Block, x: torch.Tensor, layer: int) -> torch.Tensor:
+        """``block``'s pre-norm residual attention and MLP as applied layer ``layer`` (which fixes its drop path)."""
         p = self.layer_drop_path[layer]
         x = x + drop_path(block.ls1(block.attn(block.norm1(x))), p, self.training)
         return x + drop_path(block.ls2(block.mlp(block.norm2(x))), p, self.training)
@@ -96,7 +97,7 @@ class PooledViT(nn.Module):
 
     def forward_layers(self, x: torch.Tensor) -> torch.Tensor:
         for layer in range(len(self.layer_drop_path)):
-            x = self.run_layer(x, layer)
+            x = self.apply_layer(x, layer)
         return x
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -140,7 +141,7 @@ class PooledViT(nn.Module):
         x = self.pos_drop(self.patch_embed(x) + self.pos_embed)
         intermediates = []
         for layer in range(max(take) + 1 if stop_early else num_layers):
-            x = self.run_layer(x, layer)
+            x = self.apply_layer(x, layer)
             if layer in take:
                 intermediates.append(self.fc_norm(x) if norm else x)
         if output_fmt == "NCHW":
