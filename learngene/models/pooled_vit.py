@@ -188,6 +188,7 @@ class PooledViT(nn.Module):
         self.num_classes = num_classes
         dd = get_device_dtype(self)
         self.head = nn.Linear(self.embed_dim, num_classes, **dd) if num_classes > 0 else nn.Identity()
+        self.head.train(self.training)
 
     def architecture_args(self) -> dict:
         """Constructor arguments that rebuild this architecture (JSON-serializable)."""
