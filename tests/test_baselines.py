@@ -44,8 +44,17 @@ def test_tleg_aux_init_follows_reference():
 def test_tleg_layers_interpolate_and_train():
     aux = tleg_aux(num_layers=4)
     assert aux.architecture_args()["num_layers"] == 4 and "num_layers" not in aux.des_model_args(6)
-    tensors = aux.layer_tensors(3)
-    assert torch.equal(tensors["attn.qkv.weight"], aux.base.attn.qkv.weight + 0.75 * aux.slope.attn.qkv.weight)
+    with torch.no_grad():  # off the init, where every slope norm is zero
+        for p in aux.slope.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    # Layer 3 of 4 is timm's Block with the tensors B + 0.75 A, to the bit, with fused and with math attention.
+    block = aux.make_block()
+    slope = aux.slope.state_dict()
+    block.load_state_dict({name: b + 0.75 * slope[name] for name, b in aux.base.state_dict().items()})
+    tokens = torch.randn(2, 16, aux.embed_dim)
+    for fused in (True, False):
+        aux.base.attn.fused_attn = block.attn.fused_attn = fused
+        assert torch.equal(aux.run_layer(tokens, 3), aux.block_layer(block, tokens, 3))
     aux.train()
     aux(torch.randn(2, 1, 8, 8)).logsumexp(-1).sum().backward()
     assert aux.slope.mlp.fc2.weight.grad.abs().sum() > 0 and aux.base.norm1.weight.grad.abs().sum() > 0

@@ -89,3 +89,42 @@ def test_forward_intermediates_are_the_applied_layers_outputs(name):
                                       intermediates_only=True)  # an int: the last n layers, here all
     assert len(first) == len(aux.layer_drop_path)
     torch.testing.assert_close(first[0], aux.run_layer(tokens, 0), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", ["sws_aux_vit_tiny_patch16_224", "tleg_aux_vit_tiny_patch16_224"])
+def test_fx_traced_aux_net_computes_the_eager_function_and_gradients(name):
+    # timm's torch.fx feature extraction sees every applied layer, with gradients reaching the learngene tensors.
+    from timm.models import GraphExtractNet
+
+    torch.manual_seed(0)
+    aux = timm.create_model(name, img_size=8, patch_size=2, in_chans=1, num_classes=10, embed_dim=32, num_heads=2)
+    with torch.no_grad():  # off the init, where every TLEG slope norm is zero
+        for p in aux.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    traced = GraphExtractNet(aux.eval(), ["head"])
+    x = torch.randn(2, 1, 8, 8)
+    traced(x).square().sum().backward()
+    traced_grads = {n: p.grad.clone() for n, p in aux.named_parameters()}
+    aux.zero_grad()
+    eager = aux(x)
+    eager.square().sum().backward()
+    torch.testing.assert_close(traced(x), eager, rtol=0, atol=0)
+    for n, p in aux.named_parameters():
+        torch.testing.assert_close(traced_grads[n], p.grad, rtol=0, atol=0, msg=n)
+
+
+def test_features_only_and_no_pooling_give_the_applied_layers_tokens():
+    aux = timm.create_model("tleg_aux_vit_tiny_patch16_224", img_size=8, patch_size=2, in_chans=1, embed_dim=32,
+                            num_heads=2, num_layers=5).eval()
+    x = torch.randn(2, 1, 8, 8)
+    tokens = aux.forward_features(x)
+    aux.reset_classifier(0, "")
+    torch.testing.assert_close(aux(x), aux.fc_norm(tokens), rtol=0, atol=0)
+    features = timm.create_model("tleg_aux_vit_tiny_patch16_224", img_size=8, patch_size=2, in_chans=1,
+                                 embed_dim=32, num_heads=2, num_layers=5, features_only=True, out_indices=(1, 4))
+    features.model.load_state_dict(aux.state_dict(), strict=False)
+    assert features.feature_info.channels() == [32, 32] and features.feature_info.reduction() == [2, 2]
+    maps = features.eval()(x)
+    torch.testing.assert_close(maps[1].flatten(2).transpose(1, 2), tokens, rtol=0, atol=0)
+    with pytest.raises(LearngeneError, match="global_pool"):
+        aux.reset_classifier(0, "max")

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.layers import LayerNorm, PatchEmbed, calculate_drop_path_rates, drop_path, trunc_normal_
+from timm.layers import LayerNorm, PatchEmbed, calculate_drop_path_rates, drop_path, get_device_dtype, trunc_normal_
 from timm.models.vision_transformer import Block, init_weights_vit_timm
 from timm.models import build_model_with_cfg, named_apply
 from torch import nn
 from torch.utils.checkpoint import checkpoint
+
+from learngene.errors import LearngeneError
 
 # DeiT-Ti/S/B widths of the ``*_aux_vit_{size}_patch16_224`` entry points.
 WIDTHS = {"tiny": dict(embed_dim=192, num_heads=3), "small": dict(embed_dim=384, num_heads=6),
@@ -33,7 +35,9 @@ def aux_net_cfg() -> dict:
 def build_aux_net(model_cls, variant: str, pretrained: bool = False, **kwargs):
     """An Aux-Net entry point: the variant's width (its ``{size}`` word) and 16-pixel patches, overridable."""
     width = WIDTHS[variant.split("_")[-3]]
-    return build_model_with_cfg(model_cls, variant, pretrained, **{**width, "patch_size": 16, **kwargs})
+    # features_only=True gives the applied layers' outputs through forward_intermediates, as for timm's ViTs.
+    return build_model_with_cfg(model_cls, variant, pretrained, feature_cfg=dict(out_indices=3, feature_cls="getter"),
+                                **{**width, "patch_size": 16, **kwargs})
 
 
 def des_architecture(aux_name: str) -> str:
@@ -44,48 +48,63 @@ def des_architecture(aux_name: str) -> str:
     return aux_name
 
 
+def check_global_pool(global_pool: str) -> str:
+    if global_pool not in ("avg", ""):
+        raise LearngeneError(f"global_pool {global_pool!r} is not supported: use 'avg' or '' (no pooling)")
+    return global_pool
+
+
 class PooledViT(nn.Module):
     """A ViT without cls token that averages its tokens; subclasses decide how layers are applied.
 
     ``num_layers`` is the number of *applied* layers, which sets the per-layer drop-path rates.
+    ``global_pool`` is "avg" (the Des-Nets') or "" (no pooling: the head sees every token).
     """
 
     def __init__(self, num_layers: int, img_size=224, patch_size=16, in_chans=3, num_classes=1000, embed_dim=768,
-                 num_heads=12, mlp_ratio=4.0, qkv_bias=True, drop_rate=0.0, drop_path_rate=0.0):
+                 num_heads=12, mlp_ratio=4.0, qkv_bias=True, drop_rate=0.0, drop_path_rate=0.0, global_pool="avg",
+                 device=None, dtype=None):
         super().__init__()
+        check_global_pool(global_pool)
+        dd = dict(device=device, dtype=dtype)
         self.num_classes = num_classes
         self.in_chans = in_chans
         self.num_features = self.head_hidden_size = self.embed_dim = embed_dim
         self.num_heads = num_heads
         self.mlp_ratio = mlp_ratio
         self.qkv_bias = qkv_bias
-        self.global_pool = "avg"
+        self.global_pool = global_pool
         self.num_prefix_tokens = 0
         self.grad_checkpointing = False
-        self.patch_embed = PatchEmbed(img_size=img_size, patch_size=patch_size, in_chans=in_chans, embed_dim=embed_dim)
-        self.pos_embed = nn.Parameter(torch.zeros(1, self.patch_embed.num_patches, embed_dim))
+        self.patch_embed = PatchEmbed(img_size=img_size, patch_size=patch_size, in_chans=in_chans, embed_dim=embed_dim,
+                                      **dd)
+        self.pos_embed = nn.Parameter(torch.zeros(1, self.patch_embed.num_patches, embed_dim, **dd))
         self.pos_drop = nn.Dropout(drop_rate)
         self.layer_drop_path = calculate_drop_path_rates(drop_path_rate, num_layers)
-        self.fc_norm = LayerNorm(embed_dim)
+        self.fc_norm = LayerNorm(embed_dim, **dd)
         self.head_drop = nn.Dropout(drop_rate)
-        self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
+        self.head = nn.Linear(embed_dim, num_classes, **dd) if num_classes > 0 else nn.Identity()
+        # One entry per applied layer, read through forward_intermediates (applied layers are not modules to hook).
+        self.feature_info = [dict(module=f"layer{i}", num_chs=embed_dim, reduction=self.patch_embed.feat_ratio())
+                             for i in range(num_layers)]
 
     def make_block(self) -> Block:
-        # Drop path is applied per applied layer in apply_layer, so the block itself has none.
+        # Drop path is applied per applied layer (its rate set by depth), so the block itself has none.
         return Block(self.embed_dim, self.num_heads, mlp_ratio=self.mlp_ratio, qkv_bias=self.qkv_bias,
-                     norm_layer=LayerNorm)
+                     norm_layer=LayerNorm, **get_device_dtype(self))
 
     def init_weights(self) -> None:
         trunc_normal_(self.pos_embed, std=0.02)
         named_apply(init_weights_vit_timm, self)
 
-    def apply_layer(self, block: nn.Module, x: torch.Tensor, layer: int) -> torch.Tensor:
-        """Run ``block`` as applied layer number ``layer`` (which fixes its drop-path rate)."""
+    def apply_layer(self, x: torch.Tensor, layer: int) -> torch.Tensor:
+        """:meth:`run_layer`, recomputed in the backward pass when gradient checkpointing is on."""
         if self.grad_checkpointing and torch.is_grad_enabled():
-            return checkpoint(self._residual_layer, block, x, layer, use_reentrant=False)
-        return self._residual_layer(block, x, layer)
+            return checkpoint(self.run_layer, x, layer, use_reentrant=False)
+        return self.run_layer(x, layer)
 
-    def _residual_layer(self, block: nn.Module, x: torch.Tensor, layer: int) -> torch.Tensor:
+    def block_layer(self, block: Block, x: torch.Tensor, layer: int) -> torch.Tensor:
+        """``block``'s pre-norm residual attention and MLP as applied layer ``layer`` (which fixes its drop path)."""
         p = self.layer_drop_path[layer]
         x = x + drop_path(block.ls1(block.attn(block.norm1(x))), p, self.training)
         return x + drop_path(block.ls2(block.mlp(block.norm2(x))), p, self.training)
@@ -96,7 +115,7 @@ class PooledViT(nn.Module):
 
     def forward_layers(self, x: torch.Tensor) -> torch.Tensor:
         for layer in range(len(self.layer_drop_path)):
-            x = self.run_layer(x, layer)
+            x = self.apply_layer(x, layer)
         return x
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -104,7 +123,9 @@ class PooledViT(nn.Module):
         return self.forward_layers(x)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.head_drop(self.fc_norm(x.mean(dim=1)))
+        if self.global_pool == "avg":
+            x = x.mean(dim=1)
+        x = self.head_drop(self.fc_norm(x))
         return x if pre_logits else self.head(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -140,7 +161,7 @@ class PooledViT(nn.Module):
         x = self.pos_drop(self.patch_embed(x) + self.pos_embed)
         intermediates = []
         for layer in range(max(take) + 1 if stop_early else num_layers):
-            x = self.run_layer(x, layer)
+            x = self.apply_layer(x, layer)
             if layer in take:
                 intermediates.append(self.fc_norm(x) if norm else x)
         if output_fmt == "NCHW":
@@ -162,8 +183,12 @@ class PooledViT(nn.Module):
         return self.head
 
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        if global_pool is not None:
+            self.global_pool = check_global_pool(global_pool)
         self.num_classes = num_classes
-        self.head = nn.Linear(self.embed_dim, num_classes) if num_classes > 0 else nn.Identity()
+        dd = get_device_dtype(self)
+        self.head = nn.Linear(self.embed_dim, num_classes, **dd) if num_classes > 0 else nn.Identity()
+        self.head.train(self.training)
 
     def architecture_args(self) -> dict:
         """Constructor arguments that rebuild this architecture (JSON-serializable)."""

@@ -45,7 +45,7 @@ class SWSAuxViT(PooledViT):
         self.init_weights()
 
     def run_layer(self, x: torch.Tensor, layer: int) -> torch.Tensor:
-        return self.apply_layer(self.stages[self.layer_stages[layer]], x, layer)
+        return self.block_layer(self.stages[self.layer_stages[layer]], x, layer)
 
     def layer_groups(self) -> list[tuple]:
         return [(r"^stages\.(\d+)", None)]  # stage s is layer group s: stages are applied in order
