@@ -8,6 +8,8 @@ test images were drawn from the remaining ones, so no choice was tuned on test.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -23,19 +25,19 @@ TEST_SIZE = 360
 SPLIT_SEED = 0
 
 
+@dataclasses.dataclass(eq=False)
 class DigitsDataset(Dataset):
     """Normalized (1, S, S) float images and int labels; optional random translation per item.
 
     ``shift`` > 0 moves each image by a random integer offset in [-shift, shift] pixels on both axes,
-    filling the uncovered border with background (raw pixel 0). The offsets come from torch's global
-    RNG, which training loaders seed per item (``learngene.data.seeded``).
+    filling the uncovered border with ``background`` (raw pixel 0, normalized). The offsets come from torch's
+    global RNG, which training loaders seed per item (``learngene.data.seeded``).
     """
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, background: float, shift: int = 0):
-        self.images = images
-        self.labels = labels
-        self.background = background
-        self.shift = shift
+    images: torch.Tensor
+    labels: torch.Tensor
+    background: float
+    shift: int = 0
 
     def __len__(self) -> int:
         return len(self.labels)

@@ -13,7 +13,7 @@ import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import LayerNorm, PatchEmbed, calculate_drop_path_rates, drop_path, get_device_dtype, trunc_normal_
 from timm.models.vision_transformer import Block, init_weights_vit_timm
-from timm.models import build_model_with_cfg, named_apply
+from timm.models import build_model_with_cfg, named_apply, register_model
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
@@ -38,6 +38,21 @@ def build_aux_net(model_cls, variant: str, pretrained: bool = False, **kwargs):
     # features_only=True gives the applied layers' outputs through forward_intermediates, as for timm's ViTs.
     return build_model_with_cfg(model_cls, variant, pretrained, feature_cfg=dict(out_indices=3, feature_cls="getter"),
                                 **{**width, "patch_size": 16, **kwargs})
+
+
+def register_aux_nets(model_cls: type, family: str, module: str) -> dict:
+    """Register the timm entry points ``{family}_vit_{tiny,small,base}_patch16_224`` of ``model_cls``; returns them
+    by name. ``module`` is the defining module's ``__name__``: timm reads their ``default_cfgs`` there."""
+    def entry_point(variant: str):
+        def create(pretrained: bool = False, **kwargs):
+            return build_aux_net(model_cls, variant, pretrained, **kwargs)
+
+        create.__name__ = create.__qualname__ = variant
+        create.__module__ = module
+        create.__doc__ = f"{model_cls.__name__} at the width of {variant.split('_')[-3]} (timm entry point)."
+        return register_model(create)
+
+    return {name: entry_point(name) for name in (f"{family}_vit_{size}_patch16_224" for size in WIDTHS)}
 
 
 def des_architecture(aux_name: str) -> str:
@@ -190,13 +205,20 @@ class PooledViT(nn.Module):
         self.head = nn.Linear(self.embed_dim, num_classes, **dd) if num_classes > 0 else nn.Identity()
         self.head.train(self.training)
 
-    def architecture_args(self) -> dict:
-        """Constructor arguments that rebuild this architecture (JSON-serializable)."""
+    def vit_args(self) -> dict:
+        """The constructor arguments an Aux-Net shares with its Des-Nets (JSON-serializable)."""
         return dict(img_size=list(self.patch_embed.img_size), patch_size=list(self.patch_embed.patch_size),
                     in_chans=self.in_chans, num_classes=self.num_classes, embed_dim=self.embed_dim,
                     num_heads=self.num_heads, mlp_ratio=self.mlp_ratio, qkv_bias=self.qkv_bias)
 
+    def layer_args(self) -> dict:
+        """The family's own constructor arguments: how its layers are made (e.g. ``stage_sizes``)."""
+        raise NotImplementedError
+
+    def architecture_args(self) -> dict:
+        """Constructor arguments that rebuild this architecture (JSON-serializable)."""
+        return {**self.vit_args(), **self.layer_args()}
+
     def des_model_args(self, depth: int) -> dict:
         """Arguments for the timm VisionTransformer Des-Net of ``depth`` layers matching this Aux-Net."""
-        args = self.architecture_args()
-        return dict(args, depth=depth, class_token=False, global_pool="avg")
+        return dict(self.vit_args(), depth=depth, class_token=False, global_pool="avg")

@@ -11,11 +11,11 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
-from timm.models import generate_default_cfgs, register_model
+from timm.models import generate_default_cfgs
 from torch import nn
 
 from learngene.errors import LearngeneError
-from learngene.models.pooled_vit import WIDTHS, PooledViT, aux_net_cfg, build_aux_net
+from learngene.models.pooled_vit import WIDTHS, PooledViT, aux_net_cfg, register_aux_nets
 
 DEFAULT_STAGE_SIZES = (3, 3, 4, 3, 3)
 
@@ -50,28 +50,11 @@ class SWSAuxViT(PooledViT):
     def layer_groups(self) -> list[tuple]:
         return [(r"^stages\.(\d+)", None)]  # stage s is layer group s: stages are applied in order
 
-    def architecture_args(self) -> dict:
-        return dict(super().architecture_args(), stage_sizes=list(self.stage_sizes))
-
-    def des_model_args(self, depth: int) -> dict:
-        args = super().des_model_args(depth)
-        del args["stage_sizes"]
-        return args
+    def layer_args(self) -> dict:
+        return {"stage_sizes": list(self.stage_sizes)}
 
 
 default_cfgs = generate_default_cfgs({f"sws_aux_vit_{size}_patch16_224": aux_net_cfg() for size in WIDTHS})
 
-
-@register_model
-def sws_aux_vit_tiny_patch16_224(pretrained: bool = False, **kwargs) -> SWSAuxViT:
-    return build_aux_net(SWSAuxViT, "sws_aux_vit_tiny_patch16_224", pretrained, **kwargs)
-
-
-@register_model
-def sws_aux_vit_small_patch16_224(pretrained: bool = False, **kwargs) -> SWSAuxViT:
-    return build_aux_net(SWSAuxViT, "sws_aux_vit_small_patch16_224", pretrained, **kwargs)
-
-
-@register_model
-def sws_aux_vit_base_patch16_224(pretrained: bool = False, **kwargs) -> SWSAuxViT:
-    return build_aux_net(SWSAuxViT, "sws_aux_vit_base_patch16_224", pretrained, **kwargs)
+# timm entry points sws_aux_vit_{tiny,small,base}_patch16_224 (DeiT-Ti/S/B widths), also names of this module
+globals().update(register_aux_nets(SWSAuxViT, "sws_aux", __name__))

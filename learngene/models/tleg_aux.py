@@ -14,10 +14,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from timm.layers import drop_path
-from timm.models import generate_default_cfgs, register_model
+from timm.models import generate_default_cfgs
 from torch import nn
 
-from learngene.models.pooled_vit import WIDTHS, PooledViT, aux_net_cfg, build_aux_net
+from learngene.models.pooled_vit import WIDTHS, PooledViT, aux_net_cfg, register_aux_nets
 
 
 def interpolate(base: nn.Module, slope: nn.Module, t: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -66,28 +66,11 @@ class TLEGAuxViT(PooledViT):
     def layer_groups(self) -> list[tuple]:
         return [(r"^(?:base|slope)\.", (0,))]  # every applied layer is made of both: one layer group
 
-    def architecture_args(self) -> dict:
-        return dict(super().architecture_args(), num_layers=self.num_layers)
-
-    def des_model_args(self, depth: int) -> dict:
-        args = super().des_model_args(depth)
-        del args["num_layers"]
-        return args
+    def layer_args(self) -> dict:
+        return {"num_layers": self.num_layers}
 
 
 default_cfgs = generate_default_cfgs({f"tleg_aux_vit_{size}_patch16_224": aux_net_cfg() for size in WIDTHS})
 
-
-@register_model
-def tleg_aux_vit_tiny_patch16_224(pretrained: bool = False, **kwargs) -> TLEGAuxViT:
-    return build_aux_net(TLEGAuxViT, "tleg_aux_vit_tiny_patch16_224", pretrained, **kwargs)
-
-
-@register_model
-def tleg_aux_vit_small_patch16_224(pretrained: bool = False, **kwargs) -> TLEGAuxViT:
-    return build_aux_net(TLEGAuxViT, "tleg_aux_vit_small_patch16_224", pretrained, **kwargs)
-
-
-@register_model
-def tleg_aux_vit_base_patch16_224(pretrained: bool = False, **kwargs) -> TLEGAuxViT:
-    return build_aux_net(TLEGAuxViT, "tleg_aux_vit_base_patch16_224", pretrained, **kwargs)
+# timm entry points tleg_aux_vit_{tiny,small,base}_patch16_224 (DeiT-Ti/S/B widths), also names of this module
+globals().update(register_aux_nets(TLEGAuxViT, "tleg_aux", __name__))
