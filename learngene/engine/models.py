@@ -42,31 +42,32 @@ def build_model(name: str, *, pretrained: bool = False, checkpoint: str = "", wh
         raise LearngeneError(f"cannot create {what} {name!r} with {kwargs}: {first_line(e)}: "
                              f"check {what}.name and {what}.kwargs") from None
     if checkpoint:
-        load_weights_file(model, checkpoint, f"{what}.checkpoint {checkpoint}", name)
+        load_weights_file(model, checkpoint, f"{what}.checkpoint", name)
     return model
 
 
 def load_weights_file(model: nn.Module, path: str | Path, what: str, name: str) -> None:
-    """Load a weights file into ``model`` strictly, never unpickling code.
+    """Load a weights file into ``model`` strictly, never unpickling code; ``what`` names it in errors
+    (e.g. ``teacher.checkpoint``).
 
     A ``.safetensors`` file, or a torch file read with ``weights_only=True`` holding a state dict or a
     dict that keeps one under ``model`` / ``state_dict`` (non-EMA first, e.g. ``last.pt``), as timm does.
     """
     path = Path(path)
     if not path.is_file():
-        raise LearngeneError(f"{what} does not exist: check the path")
+        raise LearngeneError(f"{what} {path} does not exist: check the path")
     if path.suffix == ".safetensors":
         try:
             state = load_file(path)
         except (SafetensorError, OSError) as e:
-            raise LearngeneError(f"{what} is truncated or not a safetensors file ({first_line(e)}): "
+            raise LearngeneError(f"{what} {path} is truncated or not a safetensors file ({first_line(e)}): "
                                  "write it again") from None
     else:
         state = unwrap_state_dict(load_torch_file(path, what))
         if state is None:
-            raise LearngeneError(f"{what} holds no state dict of tensors: pass a safetensors file, a state dict "
-                                 "or a training state (last.pt)")
-    load_fitting_state_dict(model, state, f"{what} does not fit {name!r}")
+            raise LearngeneError(f"{what} {path} holds no state dict of tensors: pass a safetensors file, a state "
+                                 "dict or a training state (last.pt)")
+    load_fitting_state_dict(model, state, f"{what} {path} does not fit {name!r}")
 
 
 def unwrap_state_dict(checkpoint) -> dict[str, torch.Tensor] | None:
