@@ -56,7 +56,7 @@ def test_digits_split_is_exact_and_stratified(digits):
     for label, n in full.items():  # stratified: every class keeps its share (360 / 1797) in val and in test
         assert abs(val_counts[label] - 360 / 1797 * n) <= 1 and abs(test_counts[label] - 360 / 1797 * n) <= 1
     # the three splits partition load_digits(), and each holds exactly the images at its positions
-    indices = split_indices()
+    indices = split_indices(load_digits().target)
     assert sorted(torch.cat(list(indices.values())).tolist()) == list(range(1797))
     raw = torch.tensor(load_digits().images, dtype=torch.float32)
     (mean,), (std,) = info.mean, info.std

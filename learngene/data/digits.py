@@ -56,9 +56,9 @@ class DigitsDataset(Dataset):
         return padded[:, top:top + height, left:left + width]
 
 
-def split_indices() -> dict[str, torch.Tensor]:
-    """Positions in ``sklearn.datasets.load_digits()`` of the train, val and test images (fixed, stratified)."""
-    target = load_digits().target
+def split_indices(target: np.ndarray) -> dict[str, torch.Tensor]:
+    """Positions in ``sklearn.datasets.load_digits()`` (whose labels are ``target``) of the train, val and test
+    images (fixed, stratified)."""
     # val is the 360 images every digits recipe was tuned on (the project's earlier val split); test is drawn
     # from the earlier training images, which no choice was ever measured on.
     rest, val = train_test_split(np.arange(len(target)), test_size=VAL_SIZE, stratify=target,
@@ -76,7 +76,7 @@ def load_digits_splits(img_size: int, shift: int = 0) -> tuple[dict[str, DigitsD
     digits = load_digits()
     images = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / MAX_PIXEL
     labels = torch.tensor(digits.target, dtype=torch.long)
-    indices = split_indices()
+    indices = split_indices(digits.target)
     if img_size != NATIVE_SIZE:
         # antialias only matters when shrinking; resizing once here keeps items cheap
         images = F.interpolate(images, size=(img_size, img_size), mode="bilinear", align_corners=False, antialias=True)

@@ -68,12 +68,13 @@ def train_tool(cfg: TrainConfig) -> int:
     prints one line saying how to continue instead of a traceback.
     """
     threads = default_cpu_threads()
-    if os.environ.get("RANK", "0") == "0" and resolve_device(cfg.device).type == "cpu":
+    is_main = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 prints
+    if is_main and resolve_device(cfg.device).type == "cpu":
         print(f"using {threads} CPU thread{'s' * (threads != 1)} (set OMP_NUM_THREADS to change)", flush=True)
     try:
         summary = train(cfg)
     except KeyboardInterrupt:
-        if os.environ.get("RANK", "0") == "0":  # under torchrun every process gets the Ctrl-C
+        if is_main:  # under torchrun every process gets the Ctrl-C
             last = Path(cfg.output) / "last.pt"
             since = f"from {last}" if last.exists() else "from the start: no epoch had finished"
             print(f"stopped by Ctrl-C: continue with the same command plus resume=auto ({since})", file=sys.stderr)
