@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -353,3 +354,12 @@ def test_teacher_fingerprint_follows_weights_and_settings_not_the_path(tmp_path,
     assert teacher_fingerprint(teacher, cfg) == fingerprint
     teacher.blocks[0].attn.num_heads = 1  # same weights, another architecture
     assert teacher_fingerprint(teacher, cfg) != fingerprint
+
+
+def test_forward_clock_sums_the_seconds_of_its_blocks():
+    clock = engine_train.ForwardClock()
+    for _ in range(2):
+        with clock(torch.device("cpu")):
+            time.sleep(0.05)
+    seconds = clock.read()
+    assert seconds >= 0.1 and clock.read() == seconds and not clock.pending

@@ -147,7 +147,7 @@ class Run:
         self.history: list[dict] = []  # the log.csv rows
         self.teacher_top1: float | None = None
         self.start_top1: float | None = None  # val top-1 of pretrained starting weights (a fine-tune's "before")
-        self.teacher_seconds = 0.0  # in the teacher's forward, this process (replayed batches cost none)
+        self.teacher_clock = ForwardClock()  # the teacher's forward, this process (replayed batches cost none)
         self.tensorboard = None
 
     # -- setup --------------------------------------------------------------------------------------
@@ -329,6 +329,7 @@ class Run:
         cfg, num_batches = self.cfg, len(self.train_loader)
         if self.teacher_cache is not None:
             self.teacher_cache.finish_epoch(self.epoch)
+        self.teacher_clock.read()  # once per epoch: CUDA timings are read without making any step wait
         eval_start = time.perf_counter()
         metrics = evaluate(self.model, self.val_loader, self.device, cfg.amp)
         row = {
@@ -358,12 +359,8 @@ class Run:
         cache = self.teacher_cache
         teacher_logits = cache.lookup(self.epoch, step, images) if cache is not None else None
         if teacher_logits is None:
-            start = time.perf_counter()
-            with torch.no_grad():  # the teacher sees the same (mixed) batch, in eval mode
+            with torch.no_grad(), self.teacher_clock(images.device):  # the same (mixed) batch, in eval mode
                 teacher_logits = self.teacher(images)
-            if images.is_cuda:
-                torch.cuda.synchronize(images.device)
-            self.teacher_seconds += time.perf_counter() - start
             if cache is not None:
                 cache.record(self.epoch, step, images, teacher_logits)
         return mean_over_passes(lambda out: distillation_loss(out, targets, teacher_logits, self.cfg.distill.alpha,
@@ -495,7 +492,7 @@ class Run:
             summary["start_val_top1"] = self.start_top1
         if self.teacher is not None:
             summary["teacher_top1"] = self.teacher_top1
-            summary["teacher_seconds"] = self.teacher_seconds  # of this process since it (re)started
+            summary["teacher_seconds"] = self.teacher_clock.read()  # of this process since it (re)started
         if self.ema is not None:
             summary["ema_val_top1"] = final["ema_val_top1"]
         if self.procs.is_main:
@@ -547,6 +544,36 @@ class Run:
     def paths(self, artifact: Path) -> dict:
         return {"artifact": str(artifact), "last": str(self.last_path), "log": str(self.out / "log.csv"),
                 "summary": str(self.out / "summary.json")}
+
+
+class ForwardClock:
+    """Seconds spent in the blocks it times, summed. On CUDA each block is timed with a pair of events that are
+    read later (``read``), so timing never makes a training step wait for the GPU."""
+
+    def __init__(self):
+        self.seconds = 0.0
+        self.pending: list[tuple[torch.cuda.Event, torch.cuda.Event]] = []
+
+    @contextlib.contextmanager
+    def __call__(self, device: torch.device) -> Iterator[None]:
+        if device.type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            yield
+            end.record()
+            self.pending.append((start, end))
+        else:
+            start = time.perf_counter()
+            yield
+            self.seconds += time.perf_counter() - start
+
+    def read(self) -> float:
+        """The seconds so far (waits for the last timed CUDA block to finish)."""
+        if self.pending:
+            self.pending[-1][1].synchronize()
+            self.seconds += sum(start.elapsed_time(end) for start, end in self.pending) / 1000
+            self.pending.clear()
+        return self.seconds
 
 
 def learngene_kind(model: PooledViT) -> str:
