@@ -308,9 +308,9 @@ def load_learngene(path: str | os.PathLike) -> Learngene:
     return Learngene(state, fields["model"], model_args, fields["kind"], extra, preprocessing, str(path))
 
 
-def recorded_preprocessing(model_dir: str | os.PathLike) -> dict | None:
-    """The preprocessing a model folder's ``config.json`` records (None if none is recorded)."""
-    pretrained_cfg = json.loads((Path(model_dir) / "config.json").read_text()).get("pretrained_cfg", {})
+def recorded_preprocessing(config: dict) -> dict | None:
+    """The preprocessing a model folder's ``config.json`` (``config``, as read) records (None if none is recorded)."""
+    pretrained_cfg = config.get("pretrained_cfg", {})
     return {k: pretrained_cfg[k] for k in PREPROCESSING_KEYS if k in pretrained_cfg} or None
 
 

@@ -118,7 +118,7 @@ def read_model_folder(folder: str) -> tuple[nn.Module, str, dict, dict | None]:
     """:func:`load_source_folder` of a folder already resolved (:func:`learngene.hub.resolve_source`)."""
     model = load_model_folder(folder)
     config = json.loads((Path(folder) / "config.json").read_text())
-    return model, config["architecture"], config.get("model_args", {}), recorded_preprocessing(folder)
+    return model, config["architecture"], config.get("model_args", {}), recorded_preprocessing(config)
 
 
 def attention_heads(model: nn.Module) -> int:
