@@ -298,19 +298,19 @@ def load_learngene(path: str | os.PathLike) -> Learngene:
                 raise LearngeneError(f"{path} is not a learngene file (no '{LEARNGENE_FORMAT}' metadata): "
                                      "pass a file written by tools/train_aux.py")
             state = {k: f.get_tensor(k) for k in f.keys()}
-            fields = {name: meta[name] for name in ("kind", "model", "model_args", "extra")}
-            model_args, extra = json.loads(fields["model_args"]), json.loads(fields["extra"])
+            kind, model = meta["kind"], meta["model"]
+            model_args, extra = json.loads(meta["model_args"]), json.loads(meta["extra"])
             preprocessing = json.loads(meta["preprocessing"]) if "preprocessing" in meta else None
     except (SafetensorError, OSError, ValueError, KeyError) as e:
         raise LearngeneError(f"{path} is truncated or not a safetensors learngene file ({type(e).__name__}: {e}): "
                              "write it again with tools/train_aux.py") from None
     check_checksum(path, "learngene file", meta.get(CHECKSUM_KEY), state, "write it again with tools/train_aux.py")
-    return Learngene(state, fields["model"], model_args, fields["kind"], extra, preprocessing, str(path))
+    return Learngene(state, model, model_args, kind, extra, preprocessing, str(path))
 
 
-def recorded_preprocessing(model_dir: str | os.PathLike) -> dict | None:
-    """The preprocessing a model folder's ``config.json`` records (None if none is recorded)."""
-    pretrained_cfg = json.loads((Path(model_dir) / "config.json").read_text()).get("pretrained_cfg", {})
+def recorded_preprocessing(config: dict) -> dict | None:
+    """The preprocessing a model folder's ``config.json`` (``config``, as read) records (None if none is recorded)."""
+    pretrained_cfg = config.get("pretrained_cfg", {})
     return {k: pretrained_cfg[k] for k in PREPROCESSING_KEYS if k in pretrained_cfg} or None
 
 

@@ -111,10 +111,14 @@ def load_source_folder(source: str | None, method: str) -> tuple[nn.Module, str,
     constructor arguments and the preprocessing it records."""
     if source is None:
         raise LearngeneError(f"{method} needs a source: a trained timm model folder")
-    folder = resolve_source(source)
+    return read_model_folder(resolve_source(source))
+
+
+def read_model_folder(folder: str) -> tuple[nn.Module, str, dict, dict | None]:
+    """:func:`load_source_folder` of a folder already resolved (:func:`learngene.hub.resolve_source`)."""
     model = load_model_folder(folder)
     config = json.loads((Path(folder) / "config.json").read_text())
-    return model, config["architecture"], config.get("model_args", {}), recorded_preprocessing(folder)
+    return model, config["architecture"], config.get("model_args", {}), recorded_preprocessing(config)
 
 
 def attention_heads(model: nn.Module) -> int:
@@ -205,12 +209,12 @@ def init_scratch(source: str | None, depth: int | None, num_classes: int | None 
         if model is None:
             raise LearngeneError("scratch needs --model (a timm model name) or a source whose architecture to copy")
         architecture, base_args, preprocessing = model, {}, None
-    elif Path(resolve_source(source)).is_dir():
-        _, architecture, base_args, preprocessing = load_source_folder(source, "scratch")
+    elif Path(resolved := resolve_source(source)).is_dir():  # resolved once: a shared source is verified once
+        _, architecture, base_args, preprocessing = read_model_folder(resolved)
     else:  # a learngene file: the architecture of its Des-Nets
         if depth is None:
             raise LearngeneError("scratch from a learngene needs --depth: its Des-Nets have no depth of their own")
-        learngene, aux = load_aux_learngene(source, "scratch", PooledViT)
+        learngene, aux = load_aux_learngene(resolved, "scratch", PooledViT)
         architecture, base_args = des_architecture(learngene.model), aux.des_model_args(depth)
         preprocessing = learngene.preprocessing
     architecture = model or architecture
