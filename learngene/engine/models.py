@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 from timm.layers import trunc_normal_
 from torch import nn
 
-from learngene.checkpoint import load_model_folder, load_torch_file, state_dict_mismatch
+from learngene.checkpoint import load_model_folder, load_torch_file, state_dict_mismatch, tensor_bytes
 from learngene.config import ModelConfig, TeacherConfig, TrainConfig
 from learngene.data import DatasetInfo
 from learngene.errors import LearngeneError, first_line
@@ -140,9 +140,8 @@ def teacher_fingerprint(teacher: nn.Module, cfg: TrainConfig) -> str:
     """
     digest = hashlib.sha256()
     for key, tensor in teacher.state_dict().items():
-        tensor = tensor.detach().cpu().contiguous()
         digest.update(json.dumps([key, str(tensor.dtype), list(tensor.shape)]).encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+        digest.update(tensor_bytes(tensor))
     architecture = [(name, type(module).__qualname__, plain_attributes(module))
                     for name, module in teacher.named_modules()]
     run = {"kwargs": cfg.teacher.kwargs, "pretrained": cfg.teacher.pretrained, "amp": cfg.amp,
