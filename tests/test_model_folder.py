@@ -5,7 +5,6 @@ import logging
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import timm
 import timm.data
