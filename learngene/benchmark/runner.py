@@ -655,7 +655,7 @@ class Benchmark:
         """Parameters of the Des-Net of every (depth, width) cell of the grid (counted on meta tensors)."""
         architecture, des_args = self.des_model()
         with torch.device("meta"):
-            return {(d, w): sum(p.numel() for p in timm.create_model(
+            return {(d, w): count_parameters(timm.create_model(
                         architecture, **self.width_args(w, des_args), depth=d).parameters())
                     for d in self.cfg.depths for w in self.cfg.widths}
 
