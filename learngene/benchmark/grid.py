@@ -12,8 +12,8 @@ from typing import Sequence
 
 from learngene.methods import Initialization, fresh_model, init_sws
 from learngene.baselines.weight_selection import ElementIndices, select_weights
-from learngene.benchmark.report import METHOD_LABELS, Analysis, claims_table, learngene_seconds, learngene_table, \
-    mean_std, spread_table
+from learngene.benchmark.report import METHOD_LABELS, Analysis, claims_table, interval_evidence, \
+    learngene_seconds, learngene_table, mean_std, range_verdict, spread_table
 from learngene.benchmark.stats import Interval
 from learngene.checkpoint import atomic_path
 from learngene.errors import LearngeneError
@@ -70,19 +70,6 @@ CLAIM_RULES = [
 ]
 
 
-def range_verdict(intervals: Sequence[Interval], margin: float) -> str:
-    """reproduced: above ``margin`` everywhere; not reproduced: below it somewhere; else inconclusive."""
-    if all(iv.low > margin for iv in intervals):
-        return "reproduced"
-    if any(iv.high < margin for iv in intervals):
-        return "not reproduced"
-    return "inconclusive"
-
-
-def evidence(intervals: dict) -> str:
-    return "; ".join(f"{where}: {iv.text()}" for where, iv in intervals.items())
-
-
 def grid_claims(analysis: Analysis, full_width: int) -> list[tuple[str, str, str]]:
     """``(claim, evidence, verdict)`` for issue 13's must-show claims on this run (rules: ``CLAIM_RULES``)."""
     out, depths, widths = [], analysis.depths, analysis.widths
@@ -100,7 +87,7 @@ def grid_claims(analysis: Analysis, full_width: int) -> list[tuple[str, str, str
             out.append((claim, f"width {width} or {full_width} not in this run", "not checked"))
             continue
         intervals = {f"depth {d}": analysis.compare(a, b) for d, (a, b) in keys.items()}
-        out.append((claim, evidence(intervals), range_verdict(intervals.values(), margin)))
+        out.append((claim, interval_evidence(intervals), range_verdict(intervals, margin)))
 
     narrow = [w for w in widths if w < full_width]
     for baseline in ("sws-select", "weight-selection"):
@@ -112,13 +99,13 @@ def grid_claims(analysis: Analysis, full_width: int) -> list[tuple[str, str, str
             out.append((claim, f"{baseline} or a narrower width not in this run", "not checked"))
             continue
         intervals = {k: analysis.compare(a, b) for k, (a, b) in pairs.items()}
-        out.append((claim, evidence(intervals), range_verdict(intervals.values(), SELECTION_MARGIN)))
+        out.append((claim, interval_evidence(intervals), range_verdict(intervals, SELECTION_MARGIN)))
 
     claim = f"Elastic full width within {-FULL_WIDTH_MARGIN:g} point of plain SWS, no tuning"
     keys = {d: (cell(REFERENCE, d, full_width), cell("sws", d, full_width)) for d in depths}
     if all(analysis.has(a) and analysis.has(b) for a, b in keys.values()):
         intervals = {f"depth {d}": analysis.compare(a, b) for d, (a, b) in keys.items()}
-        out.append((claim, evidence(intervals), range_verdict(intervals.values(), FULL_WIDTH_MARGIN)))
+        out.append((claim, interval_evidence(intervals), range_verdict(intervals, FULL_WIDTH_MARGIN)))
     else:
         out.append((claim, "sws or the learngene's width not in this run", "not checked"))
 

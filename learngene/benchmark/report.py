@@ -155,8 +155,8 @@ class Analysis:
         return {best} | {k for k in present if k != best and self.compare(best, k).label() != "better"}
 
 
-def _range_verdict(intervals: dict[int, Interval], margin: float = 0.0) -> str:
-    """reproduced: above ``margin`` at every depth; not reproduced: below it at some depth; else inconclusive."""
+def range_verdict(intervals: dict[str, Interval], margin: float = 0.0) -> str:
+    """reproduced: above ``margin`` everywhere; not reproduced: below it somewhere; else inconclusive."""
     if all(iv.low > margin for iv in intervals.values()):
         return "reproduced"
     if any(iv.high < margin for iv in intervals.values()):
@@ -164,8 +164,8 @@ def _range_verdict(intervals: dict[int, Interval], margin: float = 0.0) -> str:
     return "inconclusive"
 
 
-def _evidence(intervals: dict[int, Interval]) -> str:
-    return "; ".join(f"depth {d}: {iv.text()}" for d, iv in intervals.items())
+def interval_evidence(intervals: dict[str, Interval]) -> str:
+    return "; ".join(f"{where}: {iv.text()}" for where, iv in intervals.items())
 
 
 CLAIM_RULES = [
@@ -200,21 +200,22 @@ def claims(analysis: Analysis, summary: Sequence[dict], sources: Sequence[dict],
         if baseline not in analysis.methods or not shallow:
             out.append((claim, "not in this run (method or depths 6-9 missing)", "not checked"))
             continue
-        intervals = {d: analysis.compare(("sws", d, "no-tune"), (baseline, d, "no-tune")) for d in shallow}
-        out.append((claim, _evidence(intervals), _range_verdict(intervals)))
+        intervals = {f"depth {d}": analysis.compare(("sws", d, "no-tune"), (baseline, d, "no-tune")) for d in shallow}
+        out.append((claim, interval_evidence(intervals), range_verdict(intervals)))
 
     claim = "SWS with no tuning within 1 point of or above Trained at depths >= 12 (paper Table 1)"
     deep = [d for d in analysis.depths if d >= 12 and analysis.has(("trained", d, "trained"))]
     if deep:
-        intervals = {d: analysis.compare(("sws", d, "no-tune"), ("trained", d, "trained")) for d in deep}
-        out.append((claim, _evidence(intervals), _range_verdict(intervals, margin=-1.0)))
+        intervals = {f"depth {d}": analysis.compare(("sws", d, "no-tune"), ("trained", d, "trained")) for d in deep}
+        out.append((claim, interval_evidence(intervals), range_verdict(intervals, margin=-1.0)))
     else:
         out.append((claim, "no Trained reference at depths >= 12 in this run", "not checked"))
 
     claim = "Cyclic initialization above random-assigned, no tuning (paper Table 4)"
     if "sws-random" in analysis.methods:
-        intervals = {d: analysis.compare(("sws", d, "no-tune"), ("sws-random", d, "no-tune")) for d in analysis.depths}
-        out.append((claim, _evidence(intervals), _range_verdict(intervals)))
+        intervals = {f"depth {d}": analysis.compare(("sws", d, "no-tune"), ("sws-random", d, "no-tune"))
+                     for d in analysis.depths}
+        out.append((claim, interval_evidence(intervals), range_verdict(intervals)))
     else:
         out.append((claim, "sws-random not in this run", "not checked"))
 

@@ -333,7 +333,8 @@ class Benchmark:
         self.workers = 1 if distributed else cfg.workers
         self.pool: concurrent.futures.ProcessPoolExecutor | None = None
         self.clock = StageClock()
-        des_args = self.des_model()[1]
+        self.architecture, self.des_args = self.des_model()
+        des_args = self.des_args
         self.full_width, self.head_dim = des_args["embed_dim"], des_args["embed_dim"] // des_args["num_heads"]
         odd = [w for w in cfg.widths if w % self.head_dim]
         if odd:
@@ -451,7 +452,7 @@ class Benchmark:
         cfg = self.cfg
         n = len(cfg.learngene_seeds)
         lg_of = {s: cfg.learngene_seeds[r % n] for r, s in enumerate(cfg.seeds)}  # replicate seed -> learngene seed
-        architecture, des_args = self.des_model()
+        architecture, des_args = self.architecture, self.des_args
 
         # Stage 1: everything that needs no learngene: the ancestry, optional sources, the Trained references.
         sources = [("ancestry", cfg.ancestry)] + [(f"sources/{method}", part) for method, part in (
@@ -653,15 +654,15 @@ class Benchmark:
 
     def cell_params(self) -> dict[tuple[int, int], int]:
         """Parameters of the Des-Net of every (depth, width) cell of the grid (counted on meta tensors)."""
-        architecture, des_args = self.des_model()
+        architecture, des_args = self.architecture, self.des_args
         with torch.device("meta"):
-            return {(d, w): sum(p.numel() for p in timm.create_model(
+            return {(d, w): count_parameters(timm.create_model(
                         architecture, **self.width_args(w, des_args), depth=d).parameters())
                     for d in self.cfg.depths for w in self.cfg.widths}
 
     def des_params(self) -> dict[int, int]:
         """Parameters of the Des-Net of every depth the paper's parameter claim counts (6-15) and of the run's."""
-        architecture, des_args = self.des_model()
+        architecture, des_args = self.architecture, self.des_args
         with torch.device("meta"):
             return {d: count_parameters(timm.create_model(architecture, **des_args, depth=d).parameters())
                     for d in sorted({*range(6, 16), *self.cfg.depths})}

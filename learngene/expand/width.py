@@ -167,6 +167,11 @@ def remap(state: dict[str, torch.Tensor], maps: dict[str, ChannelMap]) -> dict[s
     return out
 
 
+def check_partial(partial: str) -> None:
+    if partial not in PARTIAL_RULES:
+        raise LearngeneError(f"unknown partial rule {partial!r}: use one of {', '.join(PARTIAL_RULES)}")
+
+
 def check_target(source: ViTWidth, width: int, mlp_hidden: int | None) -> tuple[int, int]:
     """The target's number of heads (head dim kept) and MLP hidden units (default: the source's MLP ratio)."""
     head_dim = source.head_dim
@@ -257,8 +262,7 @@ def grow_width(state: dict[str, torch.Tensor], num_heads: int, width: int, mlp_h
     ``mlp_hidden`` defaults to the same MLP ratio. ``partial`` picks the rule for a non-integer embedding
     ratio; ``noise_std`` > 0 adds function-preserving symmetry-breaking noise (reproducible per ``seed``).
     """
-    if partial not in PARTIAL_RULES:
-        raise LearngeneError(f"unknown partial rule {partial!r}: use one of {', '.join(PARTIAL_RULES)}")
+    check_partial(partial)
     if noise_std < 0:
         raise LearngeneError(f"noise_std={noise_std} must be >= 0")
     source = state_width(state, num_heads)
@@ -368,8 +372,7 @@ def plan_width(learngene, width: int | None = None, num_heads: int | None = None
         kind = "elastic learngene" if "elastic" in learngene.extra else "learngene (not elastic)"
         raise LearngeneError(f"width {width} is narrower than every width this {kind} was trained at ({trained}): "
                              "train an Aux-Net with elastic.widths including it, or use --method weight-selection")
-    if partial not in PARTIAL_RULES:
-        raise LearngeneError(f"unknown partial rule {partial!r}: use one of {', '.join(PARTIAL_RULES)}")
+    check_partial(partial)
     return WidthPlan(width, width // head_dim, mlp_hidden, source_width, source_heads, source_hidden,
                      direction(width, source_width), direction(mlp_hidden, source_hidden), trained, partial,
                      noise_std, seed)
