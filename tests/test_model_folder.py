@@ -30,7 +30,7 @@ ARCHITECTURE_CFG = {"fixed_input_size": True, "first_conv": "patch_embed.proj", 
 def raw_val_digits() -> tuple[torch.Tensor, torch.Tensor]:
     """The validation digits as a user has them: (1, 8, 8) float images in [0, 1] (pixel / 16), and labels."""
     digits = load_digits()
-    val_idx = split_indices()["val"].numpy()
+    val_idx = split_indices(digits.target)["val"].numpy()
     images = torch.tensor(digits.images[val_idx], dtype=torch.float32).unsqueeze(1) / MAX_PIXEL
     return images, torch.tensor(digits.target[val_idx])
 
