@@ -116,6 +116,27 @@ def test_expansion_to_own_layout_reproduces_aux_logits(tiny_aux):
         torch.testing.assert_close(des(x), tiny_aux(x), atol=1e-5, rtol=0)
 
 
+def test_expansion_to_own_layout_reproduces_aux_logits_in_train_mode_with_drop_path():
+    """Same seed, same drop-path draws: the Aux-Net applies drop path per applied layer exactly as timm's blocks do."""
+    from conftest import TINY_AUX
+
+    torch.manual_seed(0)
+    aux = timm.create_model("sws_aux_vit_tiny_patch16_224", **TINY_AUX, drop_path_rate=0.5).train()
+    des = des_for(aux, 16, drop_path_rate=0.5).train()
+    load_expanded(des, expand_sws(aux.state_dict(), own_layer_sources(aux.stage_sizes)))
+    x = torch.randn(8, 1, 8, 8)
+    outputs = []
+    for model in (aux, des, aux):
+        torch.manual_seed(1)
+        with torch.no_grad():
+            outputs.append(model(x))
+    torch.testing.assert_close(outputs[1], outputs[0], atol=1e-5, rtol=0)
+    assert torch.equal(outputs[2], outputs[0])
+    torch.manual_seed(2)
+    with torch.no_grad():
+        assert not torch.allclose(aux(x), outputs[0], atol=1e-3)  # drop path does draw: another seed, other logits
+
+
 def test_expanded_blocks_are_independent_copies(tiny_aux):
     state = expand_sws(tiny_aux.state_dict(), cyclic_layer_sources(12, SIZES))
     assert len([k for k in state if k.startswith("blocks.")]) == 12 * len(tiny_aux.stages[0].state_dict())
