@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 
-from learngene.cli import ArgumentParser, entry_point
+from learngene.cli import ArgumentParser, entry_point, tool_parser
 from learngene.convert import CONVERTERS, convert_checkpoint
 from learngene.convert.official import OFFICIAL_SWS_NUM_HEADS, OFFICIAL_TLEG_NUM_LAYERS
 from learngene.errors import LearngeneError
@@ -29,7 +29,7 @@ def stage_sizes(text: str) -> list[int]:
 
 
 def make_parser() -> ArgumentParser:
-    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = tool_parser(__doc__, prog=None)
     parser.add_argument("checkpoint", help="the official code's checkpoint.pth (or a bare state dict)")
     parser.add_argument("--from", dest="source", required=True, choices=list(CONVERTERS), help="official code")
     parser.add_argument("--out", required=True, help="learngene file to write (must not exist)")

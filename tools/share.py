@@ -10,15 +10,13 @@ the weights); see docs/sharing.md.
 """
 from __future__ import annotations
 
-import argparse
-
-from learngene.cli import ArgumentParser, entry_point
+from learngene.cli import ArgumentParser, entry_point, tool_parser
 from learngene.errors import LearngeneError
 from learngene.hub import is_shared_folder, push_folder, write_shared_folder
 
 
 def make_parser() -> ArgumentParser:
-    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = tool_parser(__doc__, prog=None)
     parser.add_argument("artifact", help="learngene file, timm model folder, or a shared folder to --push")
     parser.add_argument("--out", default=None, help="shared folder to write (must not exist or be empty)")
     parser.add_argument("--run", default=None,

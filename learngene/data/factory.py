@@ -297,7 +297,7 @@ def _image_folders(cfg_root: str, train_tf, val_tf) -> dict[str, ImageFolder]:
         except FileNotFoundError as e:  # no class folders, or a class folder without images
             raise LearngeneError(f"{split_dir}: {e}; data.root must be {layout}") from None
     train = splits["train"]
-    for split, folder in splits.items():
+    for folder in splits.values():
         if folder.classes != train.classes:
             other = Path(folder.root)
             only_train = sorted(set(train.classes) - set(folder.classes))
