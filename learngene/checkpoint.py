@@ -149,14 +149,21 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             os.remove(tmp)
 
 
+def file_on_path(path: str | os.PathLike) -> Path | None:
+    """The regular file standing where ``path`` or one of its parents would have to be a folder, if any."""
+    path = Path(path).absolute()
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    return None if existing.is_dir() else existing
+
+
 def check_output_dir(out_dir: str | os.PathLike) -> Path:
     """Refuse an output folder that holds anything or cannot be made (a regular file on its path)."""
     out_dir = Path(out_dir)
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise LearngeneError(f"output {out_dir} already exists and is not empty: choose a new --out or remove it")
-    existing = next(p for p in out_dir.absolute().parents if p.exists())
-    if not existing.is_dir():
-        raise LearngeneError(f"output {out_dir} cannot be created: {existing} is a file, not a folder; "
+    blocker = file_on_path(out_dir)
+    if blocker is not None:
+        raise LearngeneError(f"output {out_dir} cannot be created: {blocker} is a file, not a folder; "
                              "choose another --out")
     return out_dir
 

@@ -41,8 +41,8 @@ from omegaconf import OmegaConf
 import learngene
 from learngene.benchmark import grid, report
 from learngene.benchmark.config import BenchmarkConfig, PartConfig, check_benchmark_config
-from learngene.checkpoint import atomic_write_text, file_sha256, json_digest, load_learngene, load_model_folder, \
-    save_model_folder, stored_parameter_count
+from learngene.checkpoint import atomic_write_text, file_on_path, file_sha256, json_digest, load_learngene, \
+    load_model_folder, save_model_folder, stored_parameter_count
 from learngene.config import TrainConfig, load_config
 from learngene.data import build_eval_loader, build_loaders
 from learngene.engine import build_student, evaluate, train
@@ -320,12 +320,10 @@ class Benchmark:
     def __init__(self, cfg: BenchmarkConfig):
         self.cfg = check_benchmark_config(cfg)
         self.out = Path(cfg.output)
-        for folder in (self.out, *self.out.parents):
-            if folder.exists() and not folder.is_dir():
-                raise LearngeneError(f"output {self.out} lies below the regular file {folder}: choose an output "
-                                     "folder whose parents are folders")
-            if folder.exists():
-                break
+        blocker = file_on_path(self.out)
+        if blocker is not None:
+            raise LearngeneError(f"output {self.out} lies below the regular file {blocker}: choose an output "
+                                 "folder whose parents are folders")
         self.finetune_cfg = self.train_config(cfg.finetune, self.out / "finetune",
                                               [f"optim.epochs={cfg.finetune_epochs}"])
         self.info = build_loaders(self.finetune_cfg.data, seed=0)[2]

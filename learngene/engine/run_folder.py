@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Iterator
 
 from learngene.engine.distributed import Processes
+from learngene.checkpoint import file_on_path
 from learngene.errors import LearngeneError
 
 LOCK_NAME = ".lock"
@@ -25,12 +26,10 @@ RUN_FILES = ("config.yaml", "last.pt", "log.csv", "summary.json", "model", "lear
 
 def check_output_path(out: Path) -> None:
     """Refuse an output that is a file or lies below one, before anything is created."""
-    for path in (out, *out.parents):
-        if path.exists():
-            if not path.is_dir():
-                below = "is" if path == out else f"lies below {path}, which is"
-                raise LearngeneError(f"output {out} {below} a file, not a folder: choose another output=")
-            return
+    blocker = file_on_path(out)
+    if blocker is not None:
+        below = "is" if blocker == out.absolute() else f"lies below {blocker}, which is"
+        raise LearngeneError(f"output {out} {below} a file, not a folder: choose another output=")
 
 
 @contextlib.contextmanager
