@@ -15,8 +15,9 @@ gets the modes a plain ``open`` / ``mkdir`` would give (0666 / 0777 less the uma
 
 Learngene files and training states carry the sha256 of their payload (:func:`payload_checksum`),
 written with them and verified on every read, so a file damaged inside (a zeroed block, a flipped bit)
-is refused instead of silently trained or expanded from. Files without one (written before checksums
-were stored, or by other tools) are read unverified.
+is refused instead of silently trained or expanded from. A learngene's covers its metadata too (the model
+and its arguments, e.g. ``stage_sizes``, say how its tensors are expanded), and a learngene without one
+is refused. Torch files without one (written by other tools, e.g. a teacher's weights) are read unverified.
 
 A model folder's ``config.json`` records the preprocessing its weights were trained with (timm's data
 config: ``input_size``, ``mean``, ``std``, ``interpolation``, ``crop_pct``, ``crop_mode``; see
@@ -45,7 +46,8 @@ from safetensors.torch import save_file
 
 from learngene.errors import LearngeneError, first_line
 
-LEARNGENE_FORMAT = "learngene/v1"
+LEARNGENE_FORMAT = "learngene/v2"  # v2: the checksum covers the metadata (model, arguments, extra) as well
+OLDER_LEARNGENE_FORMATS = ("learngene/v1",)
 CHECKSUM_KEY = "payload_sha256"  # a training state's top-level key, a learngene's or cache shard's metadata key
 PREPROCESSING_KEYS = ("input_size", "mean", "std", "interpolation", "crop_pct", "crop_mode")
 # pretrained_cfg fields describing the architecture rather than where its weights came from
@@ -105,9 +107,9 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def check_checksum(path: Path, what: str, recorded: str | None, payload, remedy: str) -> None:
+def check_checksum(path: Path, what: str, recorded: str, payload, remedy: str) -> None:
     """Refuse ``path`` when its recorded payload checksum differs from the payload read back."""
-    if recorded is not None and recorded != payload_checksum(payload):
+    if recorded != payload_checksum(payload):
         raise LearngeneError(f"{what} {path} is corrupted: its contents no longer match the checksum stored when it "
                              f"was written; {remedy}")
 
@@ -286,12 +288,17 @@ def save_learngene(model: torch.nn.Module, path: str | os.PathLike, kind: str = 
         "model": model.pretrained_cfg["architecture"],
         "model_args": json.dumps(model.architecture_args()),
         "extra": json.dumps(extra or {}),
-        CHECKSUM_KEY: payload_checksum(state),
     }
     if preprocessing is not None:
         metadata["preprocessing"] = json.dumps(preprocessing)
+    metadata[CHECKSUM_KEY] = payload_checksum(learngene_payload(state, metadata))
     with atomic_path(path) as tmp:
         save_file(state, str(tmp), metadata=metadata)
+
+
+def learngene_payload(state: dict[str, torch.Tensor], metadata: dict[str, str]) -> dict:
+    """What a learngene's checksum covers: its tensors and every metadata entry but the checksum itself."""
+    return {"tensors": dict(state), "metadata": {k: v for k, v in metadata.items() if k != CHECKSUM_KEY}}
 
 
 def load_learngene(path: str | os.PathLike) -> Learngene:
@@ -301,6 +308,10 @@ def load_learngene(path: str | os.PathLike) -> Learngene:
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
+            if meta.get("format") in OLDER_LEARNGENE_FORMATS:
+                raise LearngeneError(f"{path} is an older learngene file ({meta['format']}), whose checksum does not "
+                                     "cover its metadata: write it again with tools/train_aux.py (or tools/convert.py "
+                                     "for an official checkpoint)")
             if meta.get("format") != LEARNGENE_FORMAT:
                 raise LearngeneError(f"{path} is not a learngene file (no '{LEARNGENE_FORMAT}' metadata): "
                                      "pass a file written by tools/train_aux.py")
@@ -311,7 +322,11 @@ def load_learngene(path: str | os.PathLike) -> Learngene:
     except (SafetensorError, OSError, ValueError, KeyError) as e:
         raise LearngeneError(f"{path} is truncated or not a safetensors learngene file ({type(e).__name__}: {e}): "
                              "write it again with tools/train_aux.py") from None
-    check_checksum(path, "learngene file", meta.get(CHECKSUM_KEY), state, "write it again with tools/train_aux.py")
+    if CHECKSUM_KEY not in meta:
+        raise LearngeneError(f"learngene file {path} has no {CHECKSUM_KEY} metadata, so it cannot be verified: write it "
+                             "again with tools/train_aux.py")
+    check_checksum(path, "learngene file", meta[CHECKSUM_KEY], learngene_payload(state, meta),
+                   "write it again with tools/train_aux.py")
     return Learngene(state, model, model_args, kind, extra, preprocessing, str(path))
 
 

@@ -84,7 +84,7 @@ CASES = {
                                "{root}/empty.pt is truncated or not a safetensors learngene file (SafetensorError: Error while "
                                "deserializing header: header too small): write it again with tools/train_aux.py"),
     "foreign safetensors": ("{root}/foreign.safetensors --depth 4",
-                            "{root}/foreign.safetensors is not a learngene file (no 'learngene/v1' metadata): pass "
+                            "{root}/foreign.safetensors is not a learngene file (no 'learngene/v2' metadata): pass "
                             "a file written by tools/train_aux.py"),
     "learngene of another method": ("{lg} --method tleg --depth 4",
                                     "{lg} holds a sws_aux_vit_tiny_patch16_224 learngene, not a TLEGAuxViT one: pick "

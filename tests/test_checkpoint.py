@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors import safe_open
 from safetensors.torch import save_file
 
 from file_damage import zero_tensor_bytes
 from learngene.checkpoint import (CHECKSUM_KEY, LEARNGENE_FORMAT, atomic_torch_save, atomic_write_text,
-                                  load_learngene, load_torch_file, payload_checksum, save_learngene,
-                                  save_model_folder)
+                                  learngene_payload, load_learngene, load_torch_file, payload_checksum,
+                                  save_learngene, save_model_folder)
 from learngene.errors import LearngeneError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
@@ -88,7 +89,45 @@ def test_learngene_with_one_tensor_changed_is_refused(tiny_aux, tmp_path):
 def write_learngene(path, state, model, model_args):
     metadata = {"format": LEARNGENE_FORMAT, "kind": "sws", "model": model, "model_args": json.dumps(model_args),
                 "extra": "{}"}
+    save_file(state, str(path), metadata={**metadata, CHECKSUM_KEY: payload_checksum(learngene_payload(state,
+                                                                                                      metadata))})
+
+
+def rewrite_metadata(path, edit):
+    """The learngene at ``path`` with the same tensors and ``edit(metadata)``, its checksum left as it was."""
+    with safe_open(str(path), framework="pt") as f:
+        metadata, state = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    edit(metadata)
     save_file(state, str(path), metadata=metadata)
+
+
+def test_learngene_checksum_covers_its_metadata(tiny_aux, tmp_path):
+    """One fewer layer in the last stage: the tensors fit, the expansion would silently differ."""
+    path = tmp_path / "lg.safetensors"
+    save_learngene(tiny_aux, path)
+    assert load_learngene(path).model_args["stage_sizes"] == [3, 3, 4, 3, 3]
+
+    def one_layer_less(metadata):
+        metadata["model_args"] = metadata["model_args"].replace("[3, 3, 4, 3, 3]", "[3, 3, 4, 3, 2]")
+
+    rewrite_metadata(path, one_layer_less)
+    with pytest.raises(LearngeneError, match=f"^learngene file {path} is corrupted: its contents no longer match the "
+                                             "checksum stored when it was written; write it again with "
+                                             "tools/train_aux.py$"):
+        load_learngene(path)
+
+
+def test_learngene_without_checksum_or_of_the_older_format_is_refused(tiny_aux, tmp_path):
+    path = tmp_path / "lg.safetensors"
+    save_learngene(tiny_aux, path)
+    rewrite_metadata(path, lambda metadata: metadata.pop(CHECKSUM_KEY))
+    with pytest.raises(LearngeneError, match=f"^learngene file {path} has no {CHECKSUM_KEY} metadata, so it cannot "
+                                             "be verified: write it again with tools/train_aux.py$"):
+        load_learngene(path)
+    rewrite_metadata(path, lambda metadata: metadata.update(format="learngene/v1"))
+    with pytest.raises(LearngeneError, match=f"^{path} is an older learngene file \\(learngene/v1\\), whose checksum "
+                                             "does not cover its metadata: write it again with tools/train_aux.py"):
+        load_learngene(path)
 
 
 def test_learngene_naming_an_unknown_model_is_one_line(tiny_aux, tmp_path, capsys):
