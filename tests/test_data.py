@@ -134,6 +134,30 @@ def test_repeated_aug_uses_timm_sampler_seeded():
     assert _epoch_labels(train_loader, 5) != _epoch_labels(build_loaders(cfg, seed=1)[0], 5)
 
 
+@pytest.mark.parametrize("repeated_aug", [False, True])
+def test_adjacent_seeds_do_not_share_epoch_orders(repeated_aug):
+    """seed + epoch (torch's and timm's rule) would give seed 4 epoch e exactly the order of seed 3 epoch e + 1."""
+    cfg = DataConfig(batch_size=64, repeated_aug=repeated_aug)
+
+    def orders(seed):
+        sampler, epochs = build_loaders(cfg, seed=seed)[0].sampler, []
+        for epoch in range(4):
+            sampler.set_epoch(epoch)
+            epochs.append(list(sampler))
+        return epochs
+
+    three, four = orders(3), orders(4)
+    assert all(a != b for a in three for b in four)  # no epoch of one run has an epoch order of the other
+    assert len({tuple(order) for order in three}) == 4 and three == orders(3)
+
+
+def test_negative_num_workers_is_one_line():
+    for build in (lambda cfg: build_loaders(cfg, seed=0), lambda cfg: build_eval_loader(cfg, "val")):
+        with pytest.raises(LearngeneError, match=r"^data.num_workers must be 0 \(load in the main process\) or a "
+                                                 r"number of loader processes, got -1$"):
+            build(DataConfig(num_workers=-1))
+
+
 def _translations(image, shift, background):
     """Every translation of ``image`` by offsets in [-shift, shift], with background filling the border."""
     size = image.shape[-1]

@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import random
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,6 +84,12 @@ class DataConfig:
     # Datasets with two splits only (cifar, imagefolder without test/): the fraction of each training class held
     # out as the val split; the dataset's own second split is then the test split.
     val_holdout: float = 0.1
+
+
+# DataConfig fields that change neither the pixels of a training batch nor the order of the batches: where the
+# files are and whether to download them, how many loader processes read them (every item is seeded by (seed,
+# epoch, index), learngene.data.seeded), and the labels' smoothing. A teacher-logit cache ignores them.
+NOT_PIXEL_FIELDS = ("root", "download", "num_workers", "smoothing")
 
 
 @dataclass
@@ -185,6 +192,7 @@ def build_eval_loader(cfg: DataConfig, split: str) -> DataLoader:
     """A loader over the whole ``val`` or ``test`` split, in order (for evaluation)."""
     if split not in SPLITS[1:]:
         raise LearngeneError(f"evaluation split {split!r} is not one of {', '.join(SPLITS[1:])}")
+    check_loader_config(cfg)
     dataset = build_splits(cfg)[0][split]
     return DataLoader(dataset, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.num_workers,
                       pin_memory=torch.cuda.is_available())
@@ -198,19 +206,17 @@ def build_loaders(
     The train order depends only on ``(seed, epoch)``, and so does every random augmentation of a training
     image (``learngene.data.seeded``): call ``train_loader.sampler.set_epoch(epoch)`` before each epoch's
     ``iter()``. The sampler wraps a ``DistributedSampler`` (even in a single process), or timm's
-    ``RepeatAugSampler`` (seeded as below) with ``repeated_aug``. Every process gets the whole
-    validation set, in order.
+    ``RepeatAugSampler`` with ``repeated_aug``, both shuffled by a hash of (seed, epoch) (:func:`order_seed`).
+    Every process gets the whole validation set, in order.
     """
+    check_loader_config(cfg)
     train, val, info = build_datasets(cfg)
-    if cfg.batch_size < 1:
-        raise LearngeneError(f"data.batch_size must be positive, got {cfg.batch_size}")
     num_replicas, rank = (dist.get_world_size(), dist.get_rank()) if distributed else (1, 0)
     if cfg.repeated_aug:
         sampler = SeededRepeatAugSampler(train, seed, num_replicas=num_replicas, rank=rank, shuffle=True)
     else:
-        sampler = DistributedSampler(
-            train, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=True
-        )
+        sampler = SeededDistributedSampler(train, seed, num_replicas=num_replicas, rank=rank, shuffle=True,
+                                           drop_last=True)
     if len(sampler) < cfg.batch_size:
         raise LearngeneError(
             f"data.batch_size {cfg.batch_size} is larger than the {len(sampler)} training images each process "
@@ -226,16 +232,40 @@ def build_loaders(
     return train_loader, val_loader, info
 
 
-class SeededRepeatAugSampler(RepeatAugSampler):
-    """timm's RepeatAugSampler shuffles by epoch alone; like DistributedSampler, shuffle by seed + epoch."""
+def check_loader_config(cfg: DataConfig) -> None:
+    if cfg.batch_size < 1:
+        raise LearngeneError(f"data.batch_size must be positive, got {cfg.batch_size}")
+    if cfg.num_workers < 0:
+        raise LearngeneError(f"data.num_workers must be 0 (load in the main process) or a number of loader "
+                             f"processes, got {cfg.num_workers}")
+
+
+def order_seed(seed: int, epoch: int) -> int:
+    """The seed of the training order of ``epoch`` in a run of ``seed``: a hash of the pair, as the augmentation's
+    seeds are (``learngene.data.seeded``). ``seed + epoch``, torch's and timm's rule, gives seed s + 1 the orders
+    of seed s one epoch later, so two "independent" runs would share all but one epoch order."""
+    return random.Random(f"train order {seed} {epoch}").getrandbits(63)
+
+
+class SeededOrder:
+    """A sampler mixin: epoch ``e`` of a run of ``seed`` is shuffled by :func:`order_seed`. Both samplers below
+    seed their shuffle with (their own seed, 0 here, plus) their epoch, so they are given that seed as the epoch."""
 
     def __init__(self, dataset: Dataset, seed: int, **kwargs):
         super().__init__(dataset, **kwargs)
-        self.seed = seed
+        self.run_seed = seed
         self.set_epoch(0)
 
     def set_epoch(self, epoch: int) -> None:
-        super().set_epoch(self.seed + epoch)
+        super().set_epoch(order_seed(self.run_seed, epoch))
+
+
+class SeededDistributedSampler(SeededOrder, DistributedSampler):
+    """torch's DistributedSampler (its seed left at 0), shuffled by :func:`order_seed`."""
+
+
+class SeededRepeatAugSampler(SeededOrder, RepeatAugSampler):
+    """timm's RepeatAugSampler (DeiT's repeated augmentation), which shuffles by epoch alone, by :func:`order_seed`."""
 
 
 def build_mixup(cfg: DataConfig, num_classes: int) -> Optional[Mixup]:
