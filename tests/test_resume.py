@@ -8,7 +8,8 @@ import torch
 from safetensors.torch import load_file
 
 import learngene.engine.trainer as engine_train
-from learngene.config import OptimConfig, TrainConfig, resume_conflicts
+from learngene.config import OptimConfig, TeacherConfig, TrainConfig, resume_conflicts
+from learngene.data import DataConfig
 from learngene.engine import train
 from learngene.errors import LearngeneError
 from test_engine import read_log, tiny_config
@@ -105,3 +106,39 @@ def test_ctrl_c_before_the_first_checkpoint_says_the_run_starts_again(capsys, tm
     assert finetune.main([*VIT, f"output={out}"]) == 2  # a fresh run is refused, resume=auto starts it again
     assert "it stopped before its first epoch ended: pass resume=auto" in one_line_error(capsys)
     assert finetune.main([*VIT, f"output={out}", "resume=auto"]) == 0
+
+
+def test_a_run_resumed_with_other_loader_workers_replays_the_teacher_cache(tmp_path, finished, monkeypatch):
+    """data.num_workers may change on resume (RESUMABLE_KEYS), so it must not change the cache's key either."""
+    cache = tmp_path / "cache"
+
+    def distill(output, num_workers=0, **changes):
+        return tiny_config(output, teacher=TeacherConfig(name=f"local-dir:{finished / 'model'}"),
+                           data=DataConfig(name="digits", batch_size=16, train_limit=128, num_workers=num_workers),
+                           distill=dataclasses.replace(TrainConfig().distill, teacher_cache=str(cache)), **changes)
+
+    train(distill(tmp_path / "recorder"))  # runs the teacher on both epochs and records them
+    optimizer_step = engine_train.Run.optimizer_step
+
+    def step_then_ctrl_c(self):
+        optimizer_step(self)
+        if self.num_updates == 11:  # batch 3 of epoch 2
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(engine_train.Run, "optimizer_step", step_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        train(distill(tmp_path / "run"))
+    monkeypatch.setattr(engine_train.Run, "optimizer_step", optimizer_step)
+
+    calls = []
+    real_build_teacher = engine_train.build_teacher
+
+    def counting_teacher(cfg, info):
+        model = real_build_teacher(cfg, info)
+        model.register_forward_hook(lambda module, args, out: calls.append(args[0].shape[0]))
+        return model
+
+    monkeypatch.setattr(engine_train, "build_teacher", counting_teacher)
+    summary = train(distill(tmp_path / "run", num_workers=1, resume="auto"))
+    assert len(read_log(tmp_path / "run" / "log.csv")) == 2 and summary["val_top1"] > 0
+    assert calls == []  # its val accuracy is in last.pt, and every training batch left was replayed

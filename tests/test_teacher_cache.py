@@ -9,7 +9,7 @@ from safetensors.torch import load_file, save_file
 from file_damage import zero_tensor_bytes
 from learngene.data import DataConfig
 from learngene.distill import soft_kd_loss
-from learngene.distill.teacher_cache import (TeacherLogitCache, reconstruct_logits, topk_logprobs)
+from learngene.distill.teacher_cache import TeacherLogitCache, data_config_hash, reconstruct_logits, topk_logprobs
 from learngene.errors import LearngeneError
 
 NUM_CLASSES = 10
@@ -118,6 +118,18 @@ def test_a_cache_recorded_under_another_key_is_refused(tmp_path, batches, change
     field = next(iter(change)).replace("data_cfg", "data_hash")
     with pytest.raises(LearngeneError, match=f"recorded with {field} "):
         open_cache(tmp_path, **change)
+
+
+def test_a_cache_moves_to_another_machine_and_loader_setting(tmp_path, batches):
+    """Where the files are, how many workers read them and label smoothing change no pixel: the cache replays."""
+    teacher = lambda x: x.flatten(1)[:, :NUM_CLASSES]  # noqa: E731
+    record_epoch(open_cache(tmp_path), batches, teacher)
+    moved = DataConfig(name="digits", batch_size=8, root="/elsewhere", download=True, num_workers=4, smoothing=0.1)
+    torch.testing.assert_close(open_cache(tmp_path, data_cfg=moved).lookup(0, 1, batches[1]),
+                               torch.log_softmax(teacher(batches[1]), -1), atol=1e-2, rtol=0)
+    pixels = [dict(img_size=16), dict(digits_shift=1), dict(train_limit=100), dict(mixup=0.8), dict(val_holdout=0.2)]
+    assert len({data_config_hash(DataConfig(name="digits", batch_size=8, **change)) for change in pixels}
+               | {data_config_hash(moved)}) == len(pixels) + 1
 
 
 def test_a_shard_of_another_cache_is_refused(tmp_path, batches):

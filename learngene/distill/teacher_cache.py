@@ -30,8 +30,10 @@ when all of these are unchanged:
 
 1. the teacher and everything that changes its outputs (``teacher``: a string that changes with them;
    the training engine passes a content hash of the teacher's weights and settings);
-2. every data setting (``data_cfg`` is hashed whole: dataset, image size, batch size, workers,
-   augmentation, mixup/cutmix, train limit);
+2. every data setting that changes the pixels of a training batch or the batches' order (``data_cfg`` is
+   hashed but for ``learngene.data.factory.NOT_PIXEL_FIELDS``: dataset, image size, batch size, augmentation,
+   mixup/cutmix, train limit, ...; not the folder the files are read from, the loader workers or label
+   smoothing, so a cache can move to another machine and a resumed run may change its workers);
 3. the seed and the epoch order: the sampler order must depend only on (seed, epoch), as
    ``learngene.data.build_loaders`` guarantees;
 4. the random draws of the augmentations and of Mixup/CutMix: the training engine makes them independent of
@@ -79,18 +81,20 @@ from safetensors.torch import save_file
 
 from learngene.checkpoint import (CHECKSUM_KEY, atomic_path, atomic_write_text, check_checksum, json_digest,
                                   payload_checksum)
+from learngene.data.factory import NOT_PIXEL_FIELDS
 from learngene.errors import LearngeneError
 
-CACHE_FORMAT = "learngene-teacher-cache/v2"  # v2: shards carry a checksum
+CACHE_FORMAT = "learngene-teacher-cache/v3"  # v2: shards carry a checksum; v3: data hash without NOT_PIXEL_FIELDS
 MANIFEST_NAME = "cache.json"
 STORAGE_DTYPES = {"float16": torch.float16, "float32": torch.float32}
 SHARD_TENSORS = ("logprobs", "classes", "rest_logmass", "fingerprints", "offsets")
 
 
 def data_config_hash(data_cfg) -> str:
-    """A short hash of every field of a data config (a dataclass or a mapping)."""
+    """A short hash of the fields of a data config (a dataclass or a mapping) that change the training batches'
+    pixels or order: all but ``NOT_PIXEL_FIELDS`` (where the files are, how they are read, label smoothing)."""
     fields = dataclasses.asdict(data_cfg) if dataclasses.is_dataclass(data_cfg) else dict(data_cfg)
-    return json_digest(fields)
+    return json_digest({k: v for k, v in fields.items() if k not in NOT_PIXEL_FIELDS})
 
 
 def topk_logprobs(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
