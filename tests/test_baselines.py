@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import timm
 import torch
+import torch.nn.functional as F
 
 import learngene  # noqa: F401  (registers the Aux-Nets)
 from learngene.baselines import expand_simple_lg, expand_tleg, expand_vanilla_lg, select_weights
@@ -53,11 +54,51 @@ def test_tleg_layers_interpolate_and_train():
     block.load_state_dict({name: b + 0.75 * slope[name] for name, b in aux.base.state_dict().items()})
     tokens = torch.randn(2, 16, aux.embed_dim)
     for fused in (True, False):
-        aux.base.attn.fused_attn = block.attn.fused_attn = fused
+        aux.layer_blocks[3].attn.fused_attn = block.attn.fused_attn = fused
         assert torch.equal(aux.run_layer(tokens, 3), aux.block_layer(block, tokens, 3))
+        assert torch.equal(aux.run_layer(tokens, 3), hand_written_tleg_layer(aux, tokens, 3, fused))
     aux.train()
     aux(torch.randn(2, 1, 8, 8)).logsumexp(-1).sum().backward()
     assert aux.slope.mlp.fc2.weight.grad.abs().sum() > 0 and aux.base.norm1.weight.grad.abs().sum() > 0
+
+
+def hand_written_tleg_layer(aux, x, layer, fused):
+    """The TLEG layer as it was written out by hand before it ran timm's Block (no q/k norm, no layer scale)."""
+    t = layer / aux.num_layers
+    lerp = lambda base, slope: (base.weight + t * slope.weight, base.bias + t * slope.bias)  # noqa: E731
+    base, slope, attn = aux.base, aux.slope, aux.base.attn
+    y = F.layer_norm(x, base.norm1.normalized_shape, *lerp(base.norm1, slope.norm1), base.norm1.eps)
+    batch, tokens, dim = y.shape
+    qkv = F.linear(y, *lerp(attn.qkv, slope.attn.qkv))
+    q, k, v = qkv.reshape(batch, tokens, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+    y = F.scaled_dot_product_attention(q, k, v) if fused else (q * attn.scale @ k.transpose(-2, -1)).softmax(-1) @ v
+    x = x + F.linear(y.transpose(1, 2).reshape(batch, tokens, dim), *lerp(attn.proj, slope.attn.proj))
+    y = F.layer_norm(x, base.norm2.normalized_shape, *lerp(base.norm2, slope.norm2), base.norm2.eps)
+    return x + F.linear(F.gelu(F.linear(y, *lerp(base.mlp.fc1, slope.mlp.fc1))), *lerp(base.mlp.fc2, slope.mlp.fc2))
+
+
+def test_tleg_aux_in_train_mode_with_drop_path_equals_its_own_depth_des_net():
+    """Same seed, same drop-path draws: each applied layer is timm's Block with that layer's drop-path rate."""
+    torch.manual_seed(0)
+    aux = timm.create_model("tleg_aux_vit_tiny_patch16_224", **TINY, num_layers=5, drop_path_rate=0.5).train()
+    with torch.no_grad():  # off the init, where every slope norm is zero
+        for p in aux.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    des = timm.create_model(des_architecture("tleg_aux_vit_tiny_patch16_224"), **aux.des_model_args(5),
+                            drop_path_rate=0.5).train()
+    load_expanded(des, expand_tleg(aux.state_dict(), 5))
+    x = torch.randn(8, 1, 8, 8)
+    outputs = []
+    for model in (aux, des, aux):
+        torch.manual_seed(1)
+        with torch.no_grad():
+            outputs.append(model(x))
+    torch.testing.assert_close(outputs[1], outputs[0], atol=1e-5, rtol=0)
+    assert torch.equal(outputs[2], outputs[0])
+    torch.manual_seed(2)
+    with torch.no_grad():
+        assert not torch.allclose(aux(x), outputs[0], atol=1e-3)  # drop path does draw: another seed, other logits
+    assert not any(name.startswith("layer_blocks") for name in aux.state_dict())  # the skeletons hold no state
 
 
 @pytest.mark.parametrize("num_layers", [12, 5])

@@ -103,10 +103,13 @@ class PooledViT(nn.Module):
         self.feature_info = [dict(module=f"layer{i}", num_chs=embed_dim, reduction=self.patch_embed.feat_ratio())
                              for i in range(num_layers)]
 
-    def make_block(self) -> Block:
-        # Drop path is applied per applied layer (its rate set by depth), so the block itself has none.
+    def make_block(self, **kwargs) -> Block:
+        """A timm Block of this width; ``kwargs`` override its arguments (``drop_path``, ``device``).
+
+        Drop path is applied per applied layer (its rate set by depth), so by default the block has none.
+        """
         return Block(self.embed_dim, self.num_heads, mlp_ratio=self.mlp_ratio, qkv_bias=self.qkv_bias,
-                     norm_layer=LayerNorm, **get_device_dtype(self))
+                     norm_layer=LayerNorm, **{**get_device_dtype(self), **kwargs})
 
     def init_weights(self) -> None:
         trunc_normal_(self.pos_embed, std=0.02)

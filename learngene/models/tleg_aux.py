@@ -12,17 +12,10 @@ norms weight 1, bias 0; ``slope`` norms all zeros (every layer starts with the s
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
-from timm.layers import drop_path
 from timm.models import generate_default_cfgs
 from torch import nn
 
 from learngene.models.pooled_vit import WIDTHS, PooledViT, aux_net_cfg, register_aux_nets
-
-
-def interpolate(base: nn.Module, slope: nn.Module, t: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """The weight and bias of a linear or norm layer at depth fraction ``t``: ``B + t * A`` for each."""
-    return base.weight + t * slope.weight, base.bias + t * slope.bias
 
 
 class TLEGAuxViT(PooledViT):
@@ -37,31 +30,17 @@ class TLEGAuxViT(PooledViT):
         for norm in (self.slope.norm1, self.slope.norm2):
             nn.init.zeros_(norm.weight)
             nn.init.zeros_(norm.bias)
+        # Applied layer l is timm's Block run on the tensors B + (l / L) A: one parameter-less (meta) Block per
+        # layer, holding its drop-path rate, called through torch.func.functional_call. A plain list, so the
+        # skeletons are neither parameters nor state.
+        self.layer_blocks = [self.make_block(drop_path=p, device="meta") for p in self.layer_drop_path]
 
     def run_layer(self, x: torch.Tensor, layer: int) -> torch.Tensor:
-        """timm's ``Block.forward`` written out, every tensor interpolated to depth fraction ``layer / num_layers``."""
         t = layer / self.num_layers
-        base, slope = self.base, self.slope
-        p = self.layer_drop_path[layer]
-        y = F.layer_norm(x, base.norm1.normalized_shape, *interpolate(base.norm1, slope.norm1, t), base.norm1.eps)
-        x = x + drop_path(self.attention(y, t), p, self.training)
-        y = F.layer_norm(x, base.norm2.normalized_shape, *interpolate(base.norm2, slope.norm2, t), base.norm2.eps)
-        y = F.linear(F.gelu(F.linear(y, *interpolate(base.mlp.fc1, slope.mlp.fc1, t))),
-                     *interpolate(base.mlp.fc2, slope.mlp.fc2, t))
-        return x + drop_path(y, p, self.training)
-
-    def attention(self, x: torch.Tensor, t: float) -> torch.Tensor:
-        """timm's ``Attention.forward`` (no dropout: the blocks have none) with interpolated qkv and proj."""
-        attn = self.base.attn
-        batch, tokens, dim = x.shape
-        qkv = F.linear(x, *interpolate(attn.qkv, self.slope.attn.qkv, t))
-        q, k, v = qkv.reshape(batch, tokens, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
-        if attn.fused_attn:
-            x = F.scaled_dot_product_attention(q, k, v)
-        else:
-            x = (q * attn.scale @ k.transpose(-2, -1)).softmax(dim=-1) @ v
-        x = x.transpose(1, 2).reshape(batch, tokens, dim)
-        return F.linear(x, *interpolate(attn.proj, self.slope.attn.proj, t))
+        tensors = {name: base + t * slope
+                   for (name, base), slope in zip(self.base.named_parameters(), self.slope.parameters())}
+        block = self.layer_blocks[layer].train(self.training)
+        return torch.func.functional_call(block, tensors, (x,))
 
     def layer_groups(self) -> list[tuple]:
         return [(r"^(?:base|slope)\.", (0,))]  # every applied layer is made of both: one layer group
