@@ -54,7 +54,7 @@ def test_tleg_layers_interpolate_and_train():
     block.load_state_dict({name: b + 0.75 * slope[name] for name, b in aux.base.state_dict().items()})
     tokens = torch.randn(2, 16, aux.embed_dim)
     for fused in (True, False):
-        aux.layer_blocks[3].attn.fused_attn = block.attn.fused_attn = fused
+        aux.layers[3].block.attn.fused_attn = block.attn.fused_attn = fused
         assert torch.equal(aux.run_layer(tokens, 3), aux.block_layer(block, tokens, 3))
         assert torch.equal(aux.run_layer(tokens, 3), hand_written_tleg_layer(aux, tokens, 3, fused))
     aux.train()
@@ -98,7 +98,7 @@ def test_tleg_aux_in_train_mode_with_drop_path_equals_its_own_depth_des_net():
     torch.manual_seed(2)
     with torch.no_grad():
         assert not torch.allclose(aux(x), outputs[0], atol=1e-3)  # drop path does draw: another seed, other logits
-    assert not any(name.startswith("layer_blocks") for name in aux.state_dict())  # the skeletons hold no state
+    assert not any(name.startswith("layers.") for name in aux.state_dict())  # the layers hold no state
 
 
 @pytest.mark.parametrize("num_layers", [12, 5])

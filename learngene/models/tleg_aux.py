@@ -1,8 +1,8 @@
 """The TLEG Aux-Net (Xia et al., AAAI 2024): every applied layer is a linear function of its depth.
 
-Layer ``l`` of ``L`` applied layers uses the tensors ``W_l = B + (l / L) * A`` (l = 0 .. L-1) for qkv,
-proj, fc1, fc2 (weights and biases) and norm1, norm2. ``B`` and ``A`` are two timm ``Block``s named
-``base`` and ``slope``; their tensors are the learngene. A Des-Net of any depth ``D`` expands it as
+Layer ``l`` of ``L`` applied layers is timm's ``Block`` with the tensors ``W_l = B + (l / L) * A``
+(l = 0 .. L-1) for every one of its tensors (qkv, proj, fc1, fc2, norm1, norm2). ``B`` and ``A`` are two
+timm ``Block``s named ``base`` and ``slope``; their tensors are the learngene. A Des-Net of any depth ``D`` expands it as
 ``W_i = B + (i / D) * A`` (:func:`learngene.baselines.tleg.expand_tleg`).
 Its timm entry points are ``tleg_aux_vit_{tiny,small,base}_patch16_224``.
 
@@ -12,10 +12,28 @@ norms weight 1, bias 0; ``slope`` norms all zeros (every layer starts with the s
 from __future__ import annotations
 
 import torch
+from timm.layers import register_notrace_module
 from timm.models import generate_default_cfgs
+from timm.models.vision_transformer import Block
 from torch import nn
 
 from learngene.models.pooled_vit import WIDTHS, PooledViT, aux_net_cfg, register_aux_nets
+
+
+@register_notrace_module  # torch.fx (timm's feature extraction) calls it whole: its Block has no tensors to trace
+class InterpolatedLayer(nn.Module):
+    """An applied layer: timm's ``block`` (its drop path the layer's) run on the tensors it is given, ``B + t A``,
+    through ``torch.func.functional_call``. The block's parameters are set to None: it holds no state."""
+
+    def __init__(self, block: Block):
+        super().__init__()
+        self.block = block
+        for module in block.modules():
+            for name, _ in list(module.named_parameters(recurse=False)):
+                module.register_parameter(name, None)
+
+    def forward(self, x: torch.Tensor, tensors: dict[str, torch.Tensor]) -> torch.Tensor:
+        return torch.func.functional_call(self.block, tensors, (x,))
 
 
 class TLEGAuxViT(PooledViT):
@@ -30,17 +48,14 @@ class TLEGAuxViT(PooledViT):
         for norm in (self.slope.norm1, self.slope.norm2):
             nn.init.zeros_(norm.weight)
             nn.init.zeros_(norm.bias)
-        # Applied layer l is timm's Block run on the tensors B + (l / L) A: one parameter-less (meta) Block per
-        # layer, holding its drop-path rate, called through torch.func.functional_call. A plain list, so the
-        # skeletons are neither parameters nor state.
-        self.layer_blocks = [self.make_block(drop_path=p, device="meta") for p in self.layer_drop_path]
+        self.layers = nn.ModuleList(InterpolatedLayer(self.make_block(drop_path=p, device="meta"))
+                                    for p in self.layer_drop_path)
 
     def run_layer(self, x: torch.Tensor, layer: int) -> torch.Tensor:
         t = layer / self.num_layers
         tensors = {name: base + t * slope
                    for (name, base), slope in zip(self.base.named_parameters(), self.slope.parameters())}
-        block = self.layer_blocks[layer].train(self.training)
-        return torch.func.functional_call(block, tensors, (x,))
+        return self.layers[layer](x, tensors)
 
     def layer_groups(self) -> list[tuple]:
         return [(r"^(?:base|slope)\.", (0,))]  # every applied layer is made of both: one layer group
