@@ -44,6 +44,7 @@ import torch
 
 from learngene.errors import LearngeneError
 from learngene.expand.state_dict import LAYER_KEY, layer_counts
+from learngene.expand.width import fused_qkv_rows
 
 LAYER_SELECTIONS = ("first", "uniform", "last", "mid")
 ELEMENT_SELECTIONS = ("uniform", "consecutive", "random", "random-inconsistent")
@@ -100,11 +101,6 @@ class ElementIndices:
     def draw(self, n_parent: int, n_child: int) -> torch.Tensor:
         # Sorted, so kept slices stay in their original order (and n_child == n_parent keeps everything as is).
         return torch.randperm(n_parent, generator=self.generator)[:n_child].sort().values
-
-
-def head_rows(heads: torch.Tensor, head_dims: torch.Tensor, parent_head_dim: int) -> torch.Tensor:
-    """Rows ``head * parent_head_dim + dim`` for the chosen heads and dims, head-major like timm's layout."""
-    return (heads[:, None] * parent_head_dim + head_dims[None, :]).flatten()
 
 
 def select_weights(parent_state: dict[str, torch.Tensor], child_state: dict[str, torch.Tensor],
@@ -183,9 +179,9 @@ def attention_axes(key: str, parent_shape, child_shape, indices: ElementIndices,
         raise LearngeneError(f"child head dim {child_head_dim} exceeds the parent's {parent_head_dim}: "
                              "head-aware selection needs child heads no wider than the parent's")
     heads = indices(parent_heads, child_heads)
-    rows = head_rows(heads, indices(parent_head_dim, child_head_dim), parent_head_dim)
+    qkv_rows, proj_columns = fused_qkv_rows(heads, indices(parent_head_dim, child_head_dim), parent_heads,
+                                            parent_head_dim)
     embed = indices(parent_dim, child_dim)
     if is_proj:
-        return [embed, rows]
-    qkv_rows = torch.cat([part * parent_dim + rows for part in range(3)])  # q, k, v blocks of the fused axis
+        return [embed, proj_columns]
     return [qkv_rows, embed] if key.endswith("weight") else [qkv_rows]
