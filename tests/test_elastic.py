@@ -4,7 +4,7 @@ import pytest
 import timm
 import torch
 
-from learngene.checkpoint import load_learngene
+from learngene.checkpoint import Learngene, load_learngene
 from learngene.config import ElasticConfig, ModelConfig, OptimConfig, TrainConfig, check_train_config
 from learngene.data import DataConfig
 from learngene.distill import soft_kd_loss
@@ -12,7 +12,7 @@ from learngene.engine import train
 from learngene.engine.elastic import ElasticSandwich, mean_over_passes
 from learngene.errors import LearngeneError
 from learngene.expand import cyclic_layer_sources, expand_sws, own_layer_sources
-from learngene.expand.width import narrow_width
+from learngene.expand.width import apply_width_plan, narrow_width, plan_width
 
 WIDTHS = [8, 16, 24, 32]  # the tiny Aux-Net of conftest: width 32, 4 heads of 8 dims
 
@@ -70,6 +70,28 @@ def test_mean_over_passes():
 def test_bad_elastic_settings(tiny_aux, elastic, message):
     with pytest.raises(LearngeneError, match=message):
         ElasticSandwich(elastic, tiny_aux)
+
+
+def test_elastic_widths_follow_the_expanders_mlp_rule():
+    """MLP ratio 21/16 (42 units at width 32): width 8 would have 10.5 units, which the expander refuses, so elastic
+    training refuses it too; width 16 has 21, trained, planned and expanded alike."""
+    from conftest import TINY_AUX
+    torch.manual_seed(0)
+    aux = timm.create_model("sws_aux_vit_tiny_patch16_224", **TINY_AUX, mlp_ratio=21 / 16).eval()
+    with pytest.raises(LearngeneError, match=r"^elastic.widths \[8\] have no whole number of MLP units at the "
+                                             r"model's 42 units for width 32"):
+        ElasticSandwich(ElasticConfig(widths=[8, 32]), aux)
+    sandwich = ElasticSandwich(ElasticConfig(widths=[16, 32]), aux)
+    assert sandwich.skeleton(16, None).stages[0].mlp.fc1.out_features == 21
+    plan = plan_width(Learngene(aux.state_dict(), "sws_aux_vit_tiny_patch16_224", aux.architecture_args(), "sws",
+                                {"elastic": sandwich.metadata()}), 16)
+    assert (plan.mlp_hidden, plan.trained_size) == (21, [16, 21])
+    sources = own_layer_sources(aux.stage_sizes)
+    des = timm.create_model("vit_tiny_patch16_224", **{**aux.des_model_args(16), **plan.model_args()}).eval()
+    des.load_state_dict(apply_width_plan(expand_sws(aux.state_dict(), sources), plan))
+    images = torch.randn(3, 1, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(sandwich.forward(images, 16), des(images), atol=1e-5, rtol=0)
 
 
 def test_sample_depths_must_be_a_range():

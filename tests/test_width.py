@@ -107,7 +107,14 @@ def learngene_of(aux, extra=None):
     (48, 5, None, "--num-heads 5 does not divide the width 48"),
     (48, 3, None, "--num-heads 3 gives 16-dim heads but the learngene's are 8-dim"),
     (40, None, 1.33, "is not a whole number of MLP units"),
-    (16, None, None, r"width 16 is narrower than every width this learngene \(not elastic\) was trained at"),
+    (16, None, None, r"^width 16 was never trained in this learngene \(not elastic\): its leading channels are "
+                     r"untrained; use one of its trained widths \[32\] or a wider one \(growth keeps the function\), "
+                     r"or train an Aux-Net with elastic.widths including 16$"),
+    # the MLP by the same rule: fewer units than trained is an untrained prefix, at the learngene's width or above
+    (32, None, 2.0, r"^--mlp-ratio 2 gives 64 MLP units, fewer than the 128 this learngene \(not elastic\) was "
+                    r"trained with at width 32: the leading units alone were never trained; leave --mlp-ratio out or "
+                    r"give at least 128 units \(growth keeps the function\)$"),
+    (48, None, 2.0, r"^--mlp-ratio 2 gives 96 MLP units, fewer than the 128"),
 ])
 def test_plan_refusals_are_one_line_errors(tiny_aux, width, num_heads, mlp_ratio, message):
     with pytest.raises(LearngeneError, match=message) as error:
@@ -117,23 +124,73 @@ def test_plan_refusals_are_one_line_errors(tiny_aux, width, num_heads, mlp_ratio
 
 def test_plan_decides_and_is_json(tiny_aux):
     elastic = learngene_of(tiny_aux, {"elastic": {"widths": [16, 32]}})
-    assert plan_width(elastic, 16).embedding == "narrow"
-    with pytest.raises(LearngeneError, match=r"elastic learngene was trained at \(\[16, 32\]\)"):
-        plan_width(elastic, 8)
-    plan = plan_width(learngene_of(tiny_aux), 48, mlp_ratio=2.0)
-    assert (plan.embedding, plan.mlp, plan.num_heads, plan.mlp_hidden, plan.trained_widths) == \
-        ("grow", "narrow", 6, 96, [32])
-    assert plan.model_args() == dict(embed_dim=48, num_heads=6, mlp_ratio=2.0)
+    assert plan_width(elastic, 16).embedding == "narrow" and plan_width(elastic, 16).trained_size == [16, 64]
+    plan = plan_width(learngene_of(tiny_aux), 48, mlp_ratio=8.0)
+    assert (plan.embedding, plan.mlp, plan.num_heads, plan.mlp_hidden, plan.trained_widths, plan.trained_size) == \
+        ("grow", "grow", 6, 384, [32], [32, 128])
+    assert plan.norms_reset == ["norm1", "norm2", "fc_norm"]
+    assert plan_width(learngene_of(tiny_aux), 48, include_head=False).norms_reset == ["norm1", "norm2"]
+    assert plan_width(learngene_of(tiny_aux), 64).norms_reset == []  # copies: nothing folded
+    assert plan.model_args() == dict(embed_dim=48, num_heads=6, mlp_ratio=8.0)
     assert WidthPlan.from_dict(json.loads(json.dumps(plan.to_dict()))) == plan
     assert plan_width(learngene_of(tiny_aux)).to_dict()["embedding"] == "keep"
 
 
-def test_plan_narrowing_the_mlp_while_growing_equals_narrow_then_grow(tiny_aux, des_state):
-    plan = plan_width(learngene_of(tiny_aux), 48, mlp_ratio=2.0)
-    expected = grow_width(narrow_width(des_state, HEADS, 32, 96), HEADS, 48, 96)
+@pytest.mark.parametrize("width, mlp_ratio, message", [
+    (8, None, r"^width 8 was never trained in this elastic learngene: .* trained widths \[16, 32\]"),
+    (24, None, r"^width 24 was never trained in this elastic learngene"),  # between trained widths
+    (16, 2.0, r"^--mlp-ratio 2 gives 32 MLP units, fewer than the 64 this elastic learngene was trained with at "
+              r"width 16"),
+    (32, 3.0, r"^--mlp-ratio 3 gives 96 MLP units, fewer than the 128"),
+])
+def test_an_elastic_learngene_refuses_sizes_it_was_never_trained_at(tiny_aux, width, mlp_ratio, message):
+    with pytest.raises(LearngeneError, match=message):
+        plan_width(learngene_of(tiny_aux, {"elastic": {"widths": [16, 32]}}), width, mlp_ratio=mlp_ratio)
+
+
+def test_a_wider_mlp_grows_from_the_trained_size(tiny_aux, des_state):
+    """Width 16 with 128 MLP units: the trained (16, 64) prefix, then the MLP grown, keeping its function."""
+    plan = plan_width(learngene_of(tiny_aux, {"elastic": {"widths": [16, 32]}}), 16, mlp_ratio=8.0)
+    assert (plan.embedding, plan.mlp, plan.trained_size) == ("narrow", "keep", [16, 64])
+    narrowed = narrow_width(des_state, HEADS, 16)
     state = apply_width_plan(des_state, plan)
+    expected = grow_width(narrowed, 2, 16, 128)
     assert state.keys() == expected.keys() and all(torch.equal(state[k], expected[k]) for k in state)
-    des_net(tiny_aux, 6, 48, mlp_ratio=2.0).load_state_dict(state)  # a plain timm ViT of that shape
+    images = torch.randn(4, 1, 8, 8)
+    torch.testing.assert_close(logits(des_net(tiny_aux, 6, 16, mlp_ratio=8.0), state, images),
+                               logits(des_net(tiny_aux, 6, 16), narrowed, images), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("width", [48, 64])
+def test_growth_without_the_head_keeps_fc_norm_copied_at_every_ratio(tiny_aux, des_state, width):
+    """Another label space: nothing reads fc_norm, so its trained weight and bias are kept, channel j from j % 32,
+    at a non-integer ratio as at an integer one; the LayerNorms folded into qkv and fc1 are the ones reset."""
+    headless = {k: v for k, v in des_state.items() if not k.startswith("head.")}
+    grown = grow_width(headless, HEADS, width)
+    copies = torch.arange(width) % 32
+    for field in ("weight", "bias"):
+        assert torch.equal(grown[f"fc_norm.{field}"], des_state[f"fc_norm.{field}"][copies])
+    reset = plan_width(learngene_of(tiny_aux), width, include_head=False).norms_reset
+    for key in ("blocks.0.norm1.weight", "blocks.5.norm2.bias"):
+        neutral = float(key.endswith("weight"))
+        assert bool((grown[key] == neutral).all()) == (key.split(".")[2] in reset)
+    with_head = grow_width(des_state, HEADS, width)  # the head reads fc_norm: folded into it at 1.5x only
+    assert bool((with_head["fc_norm.weight"] == 1).all()) == (width == 48)
+
+
+def test_growth_of_a_learngene_without_qkv_bias(tiny_aux):
+    """Integer growth needs no qkv bias; a non-integer one would fold norm1's bias into it: one error line."""
+    from conftest import TINY_AUX
+    torch.manual_seed(0)
+    aux = timm.create_model("sws_aux_vit_tiny_patch16_224", **TINY_AUX, qkv_bias=False).eval()
+    state = expand_sws(aux.state_dict(), cyclic_layer_sources(6, aux.stage_sizes))
+    images = torch.randn(4, 1, 8, 8)
+    torch.testing.assert_close(logits(des_net(aux, 6, 64), grow_width(state, HEADS, 64), images),
+                               logits(des_net(aux, 6), state, images), atol=1e-4, rtol=0)
+    with pytest.raises(LearngeneError, match=r"^cannot grow to a non-integer multiple of the width: blocks.0.norm1's "
+                                             r"bias would move into blocks.0.attn.qkv, which has none \(qkv_bias=False\); "
+                                             r"grow to a whole multiple$"):
+        grow_width(state, HEADS, 48)
 
 
 def test_expand_tool_grows_and_refuses(tiny_aux, tmp_path, capsys):
@@ -159,5 +216,16 @@ def test_expand_tool_grows_and_refuses(tiny_aux, tmp_path, capsys):
     capsys.readouterr()
     assert expand.main([str(source), "--depth", "6", "--width", "16", "--out", str(tmp_path / "narrow")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: width 16 is narrower") and err.count("\n") == 1
+    assert err.startswith("error: width 16 was never trained") and err.count("\n") == 1
     assert not (tmp_path / "narrow").exists()
+    # fewer MLP units than trained: refused by the same rule (it used to change the function silently)
+    assert expand.main([str(source), "--depth", "6", "--mlp-ratio", "2", "--out", str(tmp_path / "mlp2")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --mlp-ratio 2 gives 64 MLP units, fewer than the 128") and err.count("\n") == 1
+    assert not (tmp_path / "mlp2").exists()
+    # another label space: init.json records the LayerNorms reset, fc_norm keeps its (copied) weight and bias
+    out = tmp_path / "des6_w48_c5"
+    assert expand.main([str(source), "--depth", "6", "--width", "48", "--num-classes", "5", "--out", str(out)]) == 0
+    assert json.loads((out / "init.json").read_text())["width"]["norms_reset"] == ["norm1", "norm2"]
+    fc_norm = load_model_folder(out).fc_norm.weight.detach()
+    assert torch.equal(fc_norm, tiny_aux.fc_norm.weight.detach()[torch.arange(48) % 32])

@@ -7,7 +7,8 @@ the losses averaged, so one backward accumulates the gradients of all passes int
 
 A pass at width ``w`` runs the *same* parameters sliced to their leading prefix
 (:func:`learngene.expand.width.narrow_width`: the first ``w / head_dim`` heads of q, k and v, the first
-MLP hidden units at the model's MLP ratio, the first ``w`` embedding channels of patch embed, pos embed,
+MLP hidden units at the model's MLP ratio (``mlp_units``, the expander's rule: widths without a whole
+number of them are refused), the first ``w`` embedding channels of patch embed, pos embed,
 every LayerNorm and the head's input) through ``torch.func.functional_call`` on a skeleton Aux-Net of
 that width, built on the meta device. A LayerNorm of the skeleton normalizes over its ``w`` channels
 only, exactly as the narrower Des-Net that :func:`narrow_width` gives will.
@@ -29,7 +30,7 @@ import torch
 from learngene.config.schema import ElasticConfig
 from learngene.errors import LearngeneError
 from learngene.expand.plan import cyclic_layer_sources
-from learngene.expand.width import narrow_width
+from learngene.expand.width import mlp_units, narrow_width
 from learngene.models import SWSAuxViT
 
 
@@ -43,6 +44,12 @@ def check_elastic(cfg: ElasticConfig, model: torch.nn.Module) -> None:
     if bad or max(cfg.widths) != model.embed_dim:
         raise LearngeneError(f"elastic.widths={list(cfg.widths)} must be multiples of the head dim {head_dim} up "
                              f"to the model's width {model.embed_dim}, which must be one of them")
+    hidden = model.stages[0].mlp.fc1.out_features
+    fractional = [w for w in cfg.widths if mlp_units(w, hidden / model.embed_dim) is None]
+    if fractional:  # the expander could not make Des-Nets of those widths (plan_width): do not train them
+        raise LearngeneError(f"elastic.widths {fractional} have no whole number of MLP units at the model's "
+                             f"{hidden} units for width {model.embed_dim}: use widths w with w * {hidden} / "
+                             f"{model.embed_dim} a whole number")
     if cfg.sample_depths and min(cfg.sample_depths) < len(model.stage_sizes):
         raise LearngeneError(f"elastic.sample_depths={list(cfg.sample_depths)} must start at >= "
                              f"{len(model.stage_sizes)} (the number of stages): shallower cyclic Des-Nets skip stages")
@@ -74,8 +81,9 @@ class ElasticSandwich:
             stage_sizes = [counts[s] for s in range(len(stage_sizes))]
         key = (width, tuple(stage_sizes))
         if key not in self.skeletons:
+            hidden = mlp_units(width, self.model.stages[0].mlp.fc1.out_features / self.model.embed_dim)
             args = dict(self.model.architecture_args(), embed_dim=width, stage_sizes=stage_sizes,
-                        num_heads=width * self.model.num_heads // self.model.embed_dim)
+                        num_heads=width * self.model.num_heads // self.model.embed_dim, mlp_ratio=hidden / width)
             with torch.device("meta"):
                 self.skeletons[key] = SWSAuxViT(**args, drop_path_rate=self.drop_path_rate)
         return self.skeletons[key]

@@ -30,8 +30,11 @@ A width change picks, for each kind, which old channel every new channel comes f
   to the all-ones direction, scaled by ``sqrt(new / old)``: the wide stream's mean and variance equal
   the narrow stream's, so each LayerNorm output is ``sqrt(new / old) U`` times the old one, and readers
   multiply by ``U^T / sqrt(new / old)``. ``U`` is the isometry closest to the (uneven) repetition on the
-  centered subspace. The wide Des-Net's LayerNorms then have weight 1 and bias 0. ``partial="duplicate"``
-  repeats unevenly anyway (not exact; kept to measure, docs/width.md).
+  centered subspace. The wide Des-Net's LayerNorms then have weight 1 and bias 0. What is exact is the
+  logits: a Des-Net without its head (another label space) has no reader for ``fc_norm``, which then keeps
+  its weight and bias copied as at integer ratios, so its pre-logit features are close to, not equal to,
+  copies of the old ones (docs/width.md). ``partial="duplicate"`` repeats unevenly anyway (not exact; kept
+  to measure, docs/width.md).
 
 Optional symmetry-breaking noise (``noise_std``) perturbs the weights that read repeated channels with
 noise that sums to zero over the copies of each channel, so the function stays the same while the
@@ -143,11 +146,18 @@ def apply_along(tensor: torch.Tensor, matrix: torch.Tensor, axis: int) -> torch.
     return torch.movedim(torch.tensordot(matrix, tensor, dims=([1], [axis])), 0, axis)
 
 
+def fused_qkv_rows(heads: torch.Tensor, head_dims: torch.Tensor, num_heads: int,
+                   head_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows of timm's fused qkv (q|k|v, head, head dim) and of proj's input (head, head dim) that keep dims
+    ``head_dims`` of heads ``heads``, of a layer with ``num_heads`` heads of ``head_dim``: the same heads and
+    dims in each of q, k and v."""
+    attn = (heads[:, None] * head_dim + head_dims[None, :]).flatten()
+    return torch.cat([part * num_heads * head_dim + attn for part in range(3)]), attn
+
+
 def head_maps(head_source: torch.Tensor, old_heads: int, head_dim: int) -> tuple[ChannelMap, ChannelMap]:
     """The ``qkv`` and ``attn`` channel maps of the heads ``head_source`` (new head -> old head)."""
-    within = torch.arange(head_dim, device=head_source.device)
-    attn = (head_source[:, None] * head_dim + within).flatten()
-    qkv = torch.cat([part * old_heads * head_dim + attn for part in range(3)])
+    qkv, attn = fused_qkv_rows(head_source, torch.arange(head_dim, device=head_source.device), old_heads, head_dim)
     return ChannelMap(qkv, 3 * old_heads * head_dim), ChannelMap(attn, old_heads * head_dim)
 
 
@@ -172,6 +182,19 @@ def check_partial(partial: str) -> None:
         raise LearngeneError(f"unknown partial rule {partial!r}: use one of {', '.join(PARTIAL_RULES)}")
 
 
+def mlp_units(width: int, mlp_ratio: float) -> int | None:
+    """The MLP hidden units of a ViT of ``width`` at ``mlp_ratio``, or None when ``width * mlp_ratio`` is not a
+    positive whole number (timm would build ``int()`` of it, which no other width's rule agrees with).
+
+    The one rule for narrowing, growth, elastic training and :func:`plan_width`; timm rebuilds the units from
+    ``mlp_ratio = units / width`` (:meth:`WidthPlan.model_args`).
+    """
+    units = round(width * mlp_ratio)
+    if units < 1 or abs(width * mlp_ratio - units) > 1e-6 or int(width * (units / width)) != units:
+        return None
+    return units
+
+
 def check_target(source: ViTWidth, width: int, mlp_hidden: int | None) -> tuple[int, int]:
     """The target's number of heads (head dim kept) and MLP hidden units (default: the source's MLP ratio)."""
     head_dim = source.head_dim
@@ -180,7 +203,10 @@ def check_target(source: ViTWidth, width: int, mlp_hidden: int | None) -> tuple[
                              f"use e.g. {source.embed_dim // 2 // head_dim * head_dim or head_dim} or "
                              f"{2 * source.embed_dim}")
     if mlp_hidden is None:
-        mlp_hidden = width * source.mlp_hidden // source.embed_dim
+        mlp_hidden = mlp_units(width, source.mlp_hidden / source.embed_dim)
+        if mlp_hidden is None:
+            raise LearngeneError(f"width {width} at the MLP ratio {source.mlp_hidden}/{source.embed_dim} is not a "
+                                 "whole number of MLP units: give mlp_hidden")
     if mlp_hidden < 1:
         raise LearngeneError(f"mlp_hidden={mlp_hidden} must be >= 1")
     return width // head_dim, mlp_hidden
@@ -234,9 +260,10 @@ def neutral_norm(tensor: torch.Tensor, key: str) -> torch.Tensor:
     return torch.ones_like(tensor) if key.endswith(".weight") else torch.zeros_like(tensor)
 
 
-def fold_norms(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The same function with every LayerNorm's weight and bias moved into the linear layer reading it."""
-    out = dict(state)
+def fold_norms(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """The same function with every LayerNorm's weight and bias moved into the linear layer reading it, and the
+    norms folded (``blocks.0.norm1``, ...). Without its head a Des-Net's ``fc_norm`` has no reader and stays."""
+    out, folded = dict(state), []
     for key in state:
         name = parameter_name(key)
         norm, _, field = name.rpartition(".")
@@ -247,11 +274,15 @@ def fold_norms(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         weight, bias = state[f"{prefix}{norm}.weight"], state[f"{prefix}{norm}.bias"]
         if f"{reader}.weight" not in state:  # a Des-Net without its head: nothing reads fc_norm here
             continue
+        if f"{reader}.bias" not in state:
+            raise LearngeneError(f"cannot grow to a non-integer multiple of the width: {prefix}{norm}'s bias would "
+                                 f"move into {reader}, which has none (qkv_bias=False); grow to a whole multiple")
         out[f"{reader}.bias"] = state[f"{reader}.bias"] + state[f"{reader}.weight"] @ bias
         out[f"{reader}.weight"] = state[f"{reader}.weight"] * weight
         out[f"{prefix}{norm}.weight"] = torch.ones_like(weight)
         out[f"{prefix}{norm}.bias"] = torch.zeros_like(bias)
-    return out
+        folded.append(prefix + norm)
+    return out, folded
 
 
 def grow_width(state: dict[str, torch.Tensor], num_heads: int, width: int, mlp_hidden: int | None = None,
@@ -261,6 +292,8 @@ def grow_width(state: dict[str, torch.Tensor], num_heads: int, width: int, mlp_h
     ``num_heads`` is the state's own; the head dim is kept, so the result has ``width / head_dim`` heads.
     ``mlp_hidden`` defaults to the same MLP ratio. ``partial`` picks the rule for a non-integer embedding
     ratio; ``noise_std`` > 0 adds function-preserving symmetry-breaking noise (reproducible per ``seed``).
+    A LayerNorm that nothing reads (``fc_norm`` of a Des-Net without its head) keeps its weight and bias
+    copied (new channel ``j`` from ``j % n``) at every ratio; see :func:`reset_norms` for the others.
     """
     check_partial(partial)
     if noise_std < 0:
@@ -271,16 +304,19 @@ def grow_width(state: dict[str, torch.Tensor], num_heads: int, width: int, mlp_h
         raise LearngeneError(f"cannot grow width {source.embed_dim} (MLP {source.mlp_hidden}) to {width} "
                              f"(MLP {mlp_hidden}): use narrow_width for a narrower net")
     embed = ChannelMap(torch.arange(width) % source.embed_dim, source.embed_dim)
+    folded = []
     if width % source.embed_dim and partial == "orthogonal":
-        state = fold_norms(state)
+        original, (state, folded) = state, fold_norms(state)
         embed.mix = orthogonal_embedding(source.embed_dim, width)
         embed.scale = math.sqrt(width / source.embed_dim)
     qkv, attn = head_maps(torch.arange(heads) % num_heads, num_heads, source.head_dim)
     maps = {EMBED: embed, QKV: qkv, ATTN: attn,
             HIDDEN: ChannelMap(torch.arange(mlp_hidden) % source.mlp_hidden, source.mlp_hidden)}
     grown = remap(state, maps)
-    if embed.mix is not None:  # the folded LayerNorms: weight 1, bias 0 at the new width
-        grown = {k: neutral_norm(v, k) if is_norm(k) else v for k, v in grown.items()}
+    if embed.mix is not None:  # folded LayerNorms: weight 1, bias 0; an unread one: copies, as at integer ratios
+        copies = ChannelMap(embed.source, embed.old_size)
+        grown = {k: (neutral_norm(v, k) if k.rpartition(".")[0] in folded else copies.write(original[k], 0))
+                 if is_norm(k) else v for k, v in grown.items()}
     if noise_std:
         grown = add_copy_noise(grown, maps, noise_std, seed)
     return grown
@@ -317,9 +353,14 @@ class WidthPlan:
     embedding: str  # narrow | grow | keep
     mlp: str  # narrow | grow | keep
     trained_widths: list[int]  # the widths the learngene was trained at (elastic.widths, or its own width)
+    # [width, MLP units] of the trained size the learngene is narrowed to before any growth: only sizes it was
+    # trained at are used (plan_width refuses the others)
+    trained_size: list[int]
     partial: str = "orthogonal"  # growth rule for a non-integer embedding ratio
     noise_std: float = 0.0
     seed: int = 0
+    # LayerNorms left at weight 1, bias 0, their affine folded into the layer reading them (reset_norms)
+    norms_reset: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def mlp_ratio(self) -> float:
@@ -341,20 +382,37 @@ def direction(new: int, old: int) -> str:
     return "narrow" if new < old else "grow" if new > old else "keep"
 
 
+def reset_norms(width: int, grown_from: int, partial: str, include_head: bool) -> list[str]:
+    """The LayerNorms :func:`grow_width` from ``grown_from`` to ``width`` leaves at weight 1, bias 0.
+
+    A non-integer ratio with the orthogonal rule folds every LayerNorm's affine into the layer reading it:
+    norm1 into qkv, norm2 into fc1, and fc_norm into the head when the head is kept (logits exact). Without
+    the head fc_norm keeps its weight and bias, copied. Integer ratios and narrowing reset nothing.
+    """
+    if width <= grown_from or not width % grown_from or partial != "orthogonal":
+        return []
+    return ["norm1", "norm2", *(["fc_norm"] if include_head else [])]
+
+
 def plan_width(learngene, width: int | None = None, num_heads: int | None = None, mlp_ratio: float | None = None,
-               partial: str = "orthogonal", noise_std: float = 0.0, seed: int = 0) -> WidthPlan:
+               partial: str = "orthogonal", noise_std: float = 0.0, seed: int = 0,
+               include_head: bool = True) -> WidthPlan:
     """Decide narrowing, growth or neither for a Des-Net of ``width`` from a loaded ``Learngene``.
 
     The head dim is the learngene's: ``num_heads`` defaults to ``width / head_dim`` and must equal it;
-    ``mlp_ratio`` defaults to the learngene's. Narrower than every width the learngene was trained at is
-    refused (its prefixes were never trained: train an elastic Aux-Net, ``elastic.widths``).
+    ``mlp_ratio`` defaults to the learngene's. One rule for every size: the Des-Net starts from a size the
+    learngene was trained at (a width of ``elastic.widths`` with its MLP units, or a plain learngene's own
+    size) and only grows from there, which keeps the function. A narrower width, or fewer MLP units, that
+    it was never trained at (a plain learngene's prefixes, an elastic one's widths between or below its
+    trained widths, an MLP ratio below the learngene's) is refused: those prefixes are untrained weights.
+    ``include_head``: whether the Des-Net keeps the learngene's head (it decides ``norms_reset``).
     """
     args = learngene.model_args
     source_width, source_heads = args["embed_dim"], args["num_heads"]
     source_hidden = int(source_width * args.get("mlp_ratio", 4.0))
     source = ViTWidth(source_width, source_heads, source_hidden)
     width = source_width if width is None else width
-    check_target(source, width, None)
+    check_target(source, width, source_hidden)
     head_dim = source.head_dim
     if num_heads is not None and (num_heads < 1 or width % num_heads):
         raise LearngeneError(f"--num-heads {num_heads} does not divide the width {width}: use {width // head_dim}")
@@ -362,29 +420,40 @@ def plan_width(learngene, width: int | None = None, num_heads: int | None = None
         raise LearngeneError(f"--num-heads {num_heads} gives {width // num_heads}-dim heads but the learngene's are "
                              f"{head_dim}-dim: use --num-heads {width // head_dim} (or leave it out)")
     ratio = source_hidden / source_width if mlp_ratio is None else mlp_ratio
-    mlp_hidden = round(width * ratio)
-    # timm builds int(width * mlp_ratio) hidden units, and the Des-Net is given mlp_ratio = mlp_hidden / width
-    if mlp_hidden < 1 or abs(width * ratio - mlp_hidden) > 1e-6 or int(width * (mlp_hidden / width)) != mlp_hidden:
+    mlp_hidden = mlp_units(width, ratio)
+    if mlp_hidden is None:
         raise LearngeneError(f"--mlp-ratio {ratio} times width {width} is not a whole number of MLP units: "
                              f"pick a ratio R with {width} * R a positive integer")
+    elastic = "elastic" in learngene.extra
     trained = sorted((learngene.extra.get("elastic") or {}).get("widths") or [source_width])
-    if width < trained[0]:
-        kind = "elastic learngene" if "elastic" in learngene.extra else "learngene (not elastic)"
-        raise LearngeneError(f"width {width} is narrower than every width this {kind} was trained at ({trained}): "
-                             "train an Aux-Net with elastic.widths including it, or use --method weight-selection")
+    kind = "elastic learngene" if elastic else "learngene (not elastic)"
+    start_width = min(width, source_width)
+    if start_width not in trained:
+        raise LearngeneError(f"width {width} was never trained in this {kind}: its leading channels are untrained; "
+                             f"use one of its trained widths {trained} or a wider one (growth keeps the function), "
+                             f"or train an Aux-Net with elastic.widths including {width}")
+    start_hidden = mlp_units(start_width, source_hidden / source_width)
+    if start_hidden is None:  # an elastic learngene written before check_elastic refused such widths
+        raise LearngeneError(f"width {start_width} has no whole number of MLP units at this {kind}'s MLP ratio "
+                             f"{source_hidden}/{source_width}: use one of its trained widths {trained} that has")
+    if mlp_hidden < start_hidden:
+        raise LearngeneError(f"--mlp-ratio {ratio:g} gives {mlp_hidden} MLP units, fewer than the {start_hidden} this "
+                             f"{kind} was trained with at width {start_width}: the leading units alone were never "
+                             f"trained; leave --mlp-ratio out or give at least {start_hidden} units (growth keeps "
+                             "the function)")
     check_partial(partial)
     return WidthPlan(width, width // head_dim, mlp_hidden, source_width, source_heads, source_hidden,
-                     direction(width, source_width), direction(mlp_hidden, source_hidden), trained, partial,
-                     noise_std, seed)
+                     direction(width, source_width), direction(mlp_hidden, source_hidden), trained,
+                     [start_width, start_hidden], partial, noise_std, seed,
+                     reset_norms(width, start_width, partial, include_head))
 
 
 def apply_width_plan(state: dict[str, torch.Tensor], plan: WidthPlan) -> dict[str, torch.Tensor]:
-    """``state`` (at the plan's source width) narrowed to the common prefix, then grown to the plan's width."""
-    if (plan.embedding, plan.mlp) == ("keep", "keep"):
+    """``state`` (at the plan's source width) narrowed to the plan's trained size, then grown to its width."""
+    start_width, start_hidden = plan.trained_size
+    if (start_width, start_hidden) != (plan.source_width, plan.source_mlp_hidden):
+        state = narrow_width(state, plan.source_heads, start_width, start_hidden)
+    if (start_width, start_hidden) == (plan.width, plan.mlp_hidden):
         return state
-    state = narrow_width(state, plan.source_heads, min(plan.width, plan.source_width),
-                         min(plan.mlp_hidden, plan.source_mlp_hidden))
-    heads = min(plan.width, plan.source_width) // (plan.source_width // plan.source_heads)
-    if "grow" not in (plan.embedding, plan.mlp):
-        return state
+    heads = start_width // (plan.source_width // plan.source_heads)
     return grow_width(state, heads, plan.width, plan.mlp_hidden, plan.partial, plan.noise_std, plan.seed)
