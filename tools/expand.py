@@ -60,11 +60,13 @@ def make_parser() -> ArgumentParser:
                         help=f"sws, simple-lg: cyclic stage order, one of {', '.join(ORDER_NAMES)} or a "
                              "permutation like 0,1,2,3,4 (default front-mid-last)")
     parser.add_argument("--width", type=int_at_least(1), default=None,
-                        help="sws: Des-Net width; narrower takes the learngene's leading channels (needs an elastic "
-                             "learngene), wider grows it keeping its function (docs/width.md)")
+                        help="sws: Des-Net width; narrower takes the learngene's leading channels (only widths an "
+                             "elastic learngene was trained at), wider grows it keeping its function (docs/width.md)")
     parser.add_argument("--num-heads", type=int_at_least(1), default=None,
                         help="sws: heads of that width (the head dim is kept)")
-    parser.add_argument("--mlp-ratio", type=float, default=None, help="sws: MLP ratio (default the learngene's)")
+    parser.add_argument("--mlp-ratio", type=float, default=None,
+                        help="sws: MLP ratio (default the learngene's; larger grows the MLP, fewer units than trained "
+                             "are refused)")
     parser.add_argument("--num-layers", type=int_at_least(1), default=3,
                         help="vanilla-lg: ancestry blocks put on top (default 3)")
     parser.add_argument("--model", default=None,
