@@ -323,8 +323,8 @@ def load_learngene(path: str | os.PathLike) -> Learngene:
         raise LearngeneError(f"{path} is truncated or not a safetensors learngene file ({type(e).__name__}: {e}): "
                              "write it again with tools/train_aux.py") from None
     if CHECKSUM_KEY not in meta:
-        raise LearngeneError(f"learngene file {path} has no {CHECKSUM_KEY} metadata, so it cannot be verified: write it "
-                             "again with tools/train_aux.py")
+        raise LearngeneError(f"learngene file {path} has no {CHECKSUM_KEY} metadata, so it cannot be verified: "
+                             "write it again with tools/train_aux.py")
     check_checksum(path, "learngene file", meta[CHECKSUM_KEY], learngene_payload(state, meta),
                    "write it again with tools/train_aux.py")
     return Learngene(state, model, model_args, kind, extra, preprocessing, str(path))

@@ -188,8 +188,8 @@ def test_growth_of_a_learngene_without_qkv_bias(tiny_aux):
     torch.testing.assert_close(logits(des_net(aux, 6, 64), grow_width(state, HEADS, 64), images),
                                logits(des_net(aux, 6), state, images), atol=1e-4, rtol=0)
     with pytest.raises(LearngeneError, match=r"^cannot grow to a non-integer multiple of the width: blocks.0.norm1's "
-                                             r"bias would move into blocks.0.attn.qkv, which has none \(qkv_bias=False\); "
-                                             r"grow to a whole multiple$"):
+                                             r"bias would move into blocks.0.attn.qkv, which has none "
+                                             r"\(qkv_bias=False\); grow to a whole multiple$"):
         grow_width(state, HEADS, 48)
 
 

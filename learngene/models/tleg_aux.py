@@ -2,8 +2,8 @@
 
 Layer ``l`` of ``L`` applied layers is timm's ``Block`` with the tensors ``W_l = B + (l / L) * A``
 (l = 0 .. L-1) for every one of its tensors (qkv, proj, fc1, fc2, norm1, norm2). ``B`` and ``A`` are two
-timm ``Block``s named ``base`` and ``slope``; their tensors are the learngene. A Des-Net of any depth ``D`` expands it as
-``W_i = B + (i / D) * A`` (:func:`learngene.baselines.tleg.expand_tleg`).
+timm ``Block``s named ``base`` and ``slope``; their tensors are the learngene. A Des-Net of any depth
+``D`` expands it as ``W_i = B + (i / D) * A`` (:func:`learngene.baselines.tleg.expand_tleg`).
 Its timm entry points are ``tleg_aux_vit_{tiny,small,base}_patch16_224``.
 
 Init as in the reference code: linear weights of both blocks trunc_normal(0.02), biases 0; ``base``
