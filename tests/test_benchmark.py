@@ -36,7 +36,7 @@ def write_configs(folder: Path, output: Path, methods: str, seeds: str = "[0, 1,
     parts = {"ancestry": "ancestry", "sws_aux": "aux", "tleg_aux": "tleg_aux", "simple_lg": "plain",
              "finetune": "plain", "trained": "plain"}
     lines = [f"output: {output}", f"depths: {depths}", f"methods: {methods}", f"seeds: {seeds}",
-             f"learngene_seeds: {seeds}", "finetune_epochs: 1", "bootstrap_resamples: 200", "workers: 1"]
+             f"learngene_seeds: {seeds}", "finetune_epochs: 1", "workers: 1"]
     lines += [f"{part}: {{config: {folder / name}.yaml}}" for part, name in parts.items()]
     (folder / "bench.yaml").write_text("\n".join(lines) + "\n")
     return ["--config", str(folder / "bench.yaml")]

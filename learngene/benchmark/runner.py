@@ -40,7 +40,8 @@ from omegaconf import OmegaConf
 
 import learngene
 from learngene.benchmark import grid, report
-from learngene.benchmark.config import BenchmarkConfig, PartConfig, check_benchmark_config
+from learngene.benchmark.config import BENCHMARK_METHODS, BenchmarkConfig, PartConfig, check_benchmark_config, \
+    method_info
 from learngene.checkpoint import atomic_write_text, file_on_path, file_sha256, json_digest, load_learngene, \
     load_model_folder, save_model_folder, stored_parameter_count
 from learngene.config import TrainConfig, load_config
@@ -48,15 +49,11 @@ from learngene.data import build_eval_loader, build_loaders
 from learngene.engine import build_student, evaluate, train
 from learngene.engine.distributed import init_processes, shard_loader
 from learngene.errors import LearngeneError
-from learngene.methods import METHODS, count_parameters
+from learngene.methods import count_parameters
 from learngene.models import des_architecture
 
 DONE = "done.json"
 WAIT_SECONDS = 2.0  # how often non-zero ranks look for the part rank 0 is writing
-# Methods whose Des-Nets come from a learngene trained per learngene seed, with no other randomness, and the
-# learngene each one uses (sws-random, which draws a plan per replicate, also uses the SWS learngene).
-LEARNED = {"sws": "sws", "tleg": "tleg", "simple-lg": "simple-lg", "sws-elastic": "sws-elastic", "sws-select": "sws"}
-INITIALIZERS = {**METHODS, "sws-select": grid.init_sws_select}
 
 
 @dataclass
@@ -217,7 +214,8 @@ class TrainJob:
 
 def initialize(path: Path, method: str, depth: int, seed: int, source: Part | None, options: dict,
                finetune: TrainConfig) -> Part:
-    """A Des-Net initialized by ``method``, saved as a timm model folder and evaluated on test with no tuning.
+    """A Des-Net initialized by benchmark ``method``, saved as a timm model folder and evaluated on test with no
+    tuning.
 
     Under torchrun every rank builds the same Des-Net and evaluates its share; rank 0 saves it.
     """
@@ -226,7 +224,7 @@ def initialize(path: Path, method: str, depth: int, seed: int, source: Part | No
 
     def compute(folder: Path) -> dict:
         source_artifact = source.result["artifact"] if source else None
-        init = INITIALIZERS[method](source_artifact, depth, seed=seed, **options)
+        init = BENCHMARK_METHODS[method].initializer(source_artifact, depth, seed=seed, **options)
         model = init.build()
         model_dir = folder / "model"
         if rank() == 0:
@@ -242,14 +240,13 @@ def initialize(path: Path, method: str, depth: int, seed: int, source: Part | No
 
 @dataclass
 class DesNetJob:
-    """Initialize the Des-Net of benchmark method ``name`` (``INITIALIZERS[method]`` with ``init_seed``), evaluate
-    it, then fine-tune a copy with each of ``finetune_seeds`` and evaluate those. ``where``: its folder below
-    ``init/`` and ``finetune/``."""
+    """Initialize the Des-Net of benchmark ``method`` (its initializer with ``init_seed``), evaluate it, then
+    fine-tune a copy with each of ``finetune_seeds`` and evaluate those. ``where``: its folder below ``init/`` and
+    ``finetune/``."""
 
     name: str
     out: Path
     method: str
-    benchmark_method: str
     depth: int
     width: int
     where: Path
@@ -273,6 +270,19 @@ class DesNetJob:
             cfg.seed, cfg.output = seed, str(path / "run")
             tuned.append(TrainJob(self.name, path, cfg, (init.key,), keep_training_state=self.keep_training_state)())
         return init, tuned
+
+
+@torch.no_grad()
+def logit_gap(folder: str, reference: str, loader, device: torch.device) -> float:
+    """The largest difference between the logits of two model folders on every batch of ``loader``, over the
+    largest logit of ``reference``."""
+    a, b = (load_model_folder(f).to(device).eval() for f in (folder, reference))
+    gap = scale = 0.0
+    for images, _ in loader:
+        images = images.to(device)
+        logits, ref = a(images), b(images)
+        gap, scale = max(gap, (logits - ref).abs().max().item()), max(scale, ref.abs().max().item())
+    return gap / scale
 
 
 def run_job(job):
@@ -464,19 +474,17 @@ class Benchmark:
         sources = {name.split("/")[1]: done[name] for name, _ in sources[1:]}
         trained = {(d, s): done[f"trained depth{d} seed{s}"] for d, s in trained_keys}
 
-        # Stage 2: the learngenes, every learngene seed.
+        # Stage 2: the learngenes, every learngene seed: SWS's (the Des-Nets' architecture and the reference of the
+        # claims) and those of the run's methods.
+        used = {BENCHMARK_METHODS[m].learngene for m in cfg.methods}
+        trains = ["sws"] + [m for m in BENCHMARK_METHODS if m != "sws" and m in used]
         jobs = [self.learngene_job("sws", cfg.sws_aux, s, ancestry) for s in cfg.learngene_seeds]
         for s in cfg.learngene_seeds:
-            if "tleg" in cfg.methods:
-                jobs.append(self.learngene_job("tleg", cfg.tleg_aux, s, ancestry))
-            if "sws-elastic" in cfg.methods:
-                jobs.append(self.learngene_job("sws-elastic", cfg.elastic_aux, s, ancestry))
-            if "simple-lg" in cfg.methods:
-                jobs.append(self.learngene_job("simple-lg", cfg.simple_lg, s, ancestry,
-                                               (architecture, {**des_args, "depth": 5})))
+            for m in trains[1:]:  # Simple-LG's learngene is a plain 5-layer net of the Des-Nets' architecture
+                model = (architecture, {**des_args, "depth": 5}) if m == "simple-lg" else None
+                jobs.append(self.learngene_job(m, getattr(cfg, BENCHMARK_METHODS[m].part), s, ancestry, model))
         done = self.run_stage(2, "learngenes", jobs)
-        learngenes = {m: {s: done[f"learngene {m} seed{s}"] for s in cfg.learngene_seeds}
-                      for m in set(LEARNED.values()) if f"learngene {m} seed{cfg.learngene_seeds[0]}" in done}
+        learngenes = {m: {s: done[f"learngene {m} seed{s}"] for s in cfg.learngene_seeds} for m in trains}
 
         # Stage 3: the Des-Nets, at every (depth, width) cell each method can make. A learned method's Des-Net is
         # initialized once per learngene seed and fine-tuned with that seed's replicate seeds; other methods draw
@@ -486,11 +494,12 @@ class Benchmark:
             for depth in cfg.depths:
                 for width in widths[method]:
                     options = self.width_options(method, width, des_args)
-                    if method in LEARNED:
+                    if BENCHMARK_METHODS[method].learned:
                         for lg in cfg.learngene_seeds:
                             jobs.append(self.des_net_job(method, depth, width, lg,
                                                          [s for s in cfg.seeds if lg_of[s] == lg],
-                                                         learngenes[LEARNED[method]][lg], options))
+                                                         learngenes[BENCHMARK_METHODS[method].learngene][lg],
+                                                         options))
                     else:
                         for s in cfg.seeds:
                             source, options = self.source_of(method, s, lg_of[s], learngenes,
@@ -499,32 +508,31 @@ class Benchmark:
                             jobs.append(self.des_net_job(method, depth, width, s, [s], source, options))
         done = self.run_stage(3, "Des-Nets", jobs)
 
-        rows = self.result_rows([(job, done[job.name]) for job in jobs], trained, lg_of)
+        des_nets = [(job, done[job.name]) for job in jobs]
+        rows = self.result_rows(des_nets, trained, lg_of)
         result = dict(wall_seconds=self.clock.seconds, results_md=str(self.out / "results.md"),
                       results_csv=str(self.out / "results.csv"))
         if rank() == 0:
-            result["console"] = self.write_reports(ancestry, learngenes, trained, rows)
+            result["console"] = self.write_reports(ancestry, learngenes, trained, rows, des_nets)
             atomic_write_text(json.dumps(result, indent=2) + "\n", self.out / "benchmark.json")
         return result
 
     def des_net_job(self, method: str, depth: int, width: int, init_seed: int, finetune_seeds: list[int],
                     source: Part | None, options: dict) -> DesNetJob:
-        initializer = "sws" if method in ("sws-random", "sws-elastic") else method
         cell = f"depth{depth}" if width == self.full_width else f"depth{depth}-width{width}"
-        return DesNetJob(f"{method} {cell.replace('-', ' ')} seed{init_seed}", self.out, initializer, method, depth,
-                         width, Path(method) / cell, init_seed, tuple(finetune_seeds), source, options,
-                         self.finetune_cfg, self.cfg.keep_training_states)
+        return DesNetJob(f"{method} {cell.replace('-', ' ')} seed{init_seed}", self.out, method, depth, width,
+                         Path(method) / cell, init_seed, tuple(finetune_seeds), source, options, self.finetune_cfg,
+                         self.cfg.keep_training_states)
 
     def method_widths(self, method: str, source: Part, des_args: dict) -> list[int]:
-        """The run's widths ``method`` makes: the elastic learngene and scratch every one (the elastic learngene
-        narrows to its trained widths and grows above its own), post-hoc selection those below the learngene's,
-        IMwLM those up to its parent's, the other methods the learngene's width only."""
-        widths = self.cfg.widths or [self.full_width]
-        if method in ("sws-elastic", "scratch"):
+        """The run's widths ``method`` makes (``BenchmarkMethod.widths``): every one, those below the learngene's,
+        those up to its parent's (IMwLM), or the learngene's width only."""
+        widths, rule = self.cfg.widths or [self.full_width], BENCHMARK_METHODS[method].widths
+        if rule == "all":
             return widths
-        if method == "sws-select":
+        if rule == "narrower":
             return [w for w in widths if w < self.full_width]
-        if method == "weight-selection" and self.cfg.widths:
+        if rule == "parent" and self.cfg.widths:
             config = json.loads((Path(source.result["artifact"]) / "config.json").read_text())
             with torch.device("meta"):  # the parent's width (a pretrained timm model may record no arguments)
                 parent = timm.create_model(config["architecture"], **config.get("model_args", {}))
@@ -552,7 +560,8 @@ class Benchmark:
             return learngenes["sws"][lg], {"strategy": "random"}
         if method == "weight-selection":
             return source, {"model": architecture, "model_args": des_args, "layers": cfg.weight_selection_layers,
-                            "elements": cfg.weight_selection_elements, "head_aware": cfg.weight_selection_head_aware}
+                            "elements": cfg.weight_selection_elements, "head_aware": cfg.weight_selection_head_aware,
+                            "select_head": cfg.weight_selection_select_head}
         if method == "vanilla-lg":  # a configured source, or the deepest same-width model trained with this seed
             if cfg.vanilla_lg_source.config:
                 return source, {"num_layers": cfg.vanilla_lg_layers}
@@ -563,10 +572,11 @@ class Benchmark:
     # -- results ------------------------------------------------------------------------------------
 
     def result_rows(self, des_nets: list[tuple[DesNetJob, tuple]], trained: dict, lg_of: dict) -> list[dict]:
-        """One row per measurement (see ``report.RESULT_FIELDS``), each with its per-image hits and the index of
-        its learngene seed (``cluster``: what the paired bootstrap resamples)."""
+        """One row per measurement (see ``report.RESULT_FIELDS``), each with its per-image hits and its ``group``:
+        the index of its learngene seed for a method with a learngene, of its replicate for the others (whose
+        replicates share nothing)."""
         cfg, rows = self.cfg, []
-        cluster = {s: r % len(cfg.learngene_seeds) for r, s in enumerate(cfg.seeds)}
+        replicate = {s: r for r, s in enumerate(cfg.seeds)}
 
         def row(method, depth, width, phase, lg, seed, part, params, stored, group):
             r = part.result
@@ -575,23 +585,23 @@ class Benchmark:
                              seed=seed, split="test", top1=r["test"]["top1"], top5=r["test"]["top5"],
                              loss=r["test"]["loss"], params=params, params_stored=stored,
                              epochs=r.get("epochs", 0), seconds=r.get("seconds", 0.0), correct=r["test"]["correct"],
-                             cluster=group))
+                             group=group))
 
         for (depth, seed), part in trained.items():
             row("trained", depth, self.full_width, "trained", None, seed, part, part.result["params"],
-                part.result["params"], cluster[seed])
+                part.result["params"], replicate[seed])
         for job, (init, tuned) in des_nets:
-            method, depth, width, init_seed = job.benchmark_method, job.depth, job.width, job.init_seed
-            learned = method in LEARNED
-            lg = init_seed if learned else (lg_of[init_seed] if method == "sws-random" else None)
-            group = cfg.learngene_seeds.index(init_seed) if learned else cluster[init_seed]
+            method, depth, width, init_seed = job.method, job.depth, job.width, job.init_seed
+            learned = BENCHMARK_METHODS[method].learned
+            lg = init_seed if learned else (lg_of[init_seed] if BENCHMARK_METHODS[method].learngene else None)
+            group = replicate[init_seed] if lg is None else cfg.learngene_seeds.index(lg)
             params, stored = init.result["params"], init.result["params_stored"]
             row(method, depth, width, "no-tune", lg, init_seed, init, params, stored, group)
             for seed, part in zip(job.finetune_seeds, tuned):
                 row(method, depth, width, "fine-tuned", lg, seed, part, params, stored, group)
         return rows
 
-    def write_reports(self, ancestry: Part, learngenes: dict, trained: dict, rows: list[dict]) -> str:
+    def write_reports(self, ancestry: Part, learngenes: dict, trained: dict, rows: list[dict], des_nets: list) -> str:
         cfg = self.cfg
         # Teacher seconds per epoch of the learngene of each seed that ran the teacher (the others replayed it).
         teacher_rate = {s: max(parts[s].result.get("teacher_seconds", 0.0) / max(parts[s].result["epochs"], 1)
@@ -610,16 +620,15 @@ class Benchmark:
         report.write_csv(summary, report.SUMMARY_FIELDS, self.out / "summary.csv")
         report.write_csv(sources, report.SOURCE_FIELDS, self.out / "learngenes.csv")
         reference = grid.REFERENCE if cfg.widths and grid.REFERENCE in cfg.methods else "sws"
-        analysis = report.Analysis(rows, cfg.depths, list(cfg.methods), cfg.bootstrap_resamples, self.full_width,
-                                   reference)
+        analysis = report.Analysis(rows, cfg.depths, list(cfg.methods), self.full_width, reference)
         report.write_csv(analysis.verdict_rows(), report.VERDICT_FIELDS, self.out / "verdicts.csv")
         if cfg.widths:
-            return self.write_grid_report(analysis, summary, sources, learngenes)
+            return self.write_grid_report(analysis, summary, sources, learngenes, des_nets)
         learngene_params = learngenes["sws"][cfg.learngene_seeds[0]].result["params"]
         markdown, console = report.markdown_report(
             analysis, summary, sources, trained_deepest=deepest, learngene_params=learngene_params,
             des_params=self.des_params(), finetune_epochs=cfg.finetune_epochs, context=self.context,
-            teacher_cache=cfg.teacher_cache,
+            teacher_cache=cfg.teacher_cache, at_chance=self.at_chance(),
             title=f"SWS benchmark on {self.finetune_cfg.data.name} ({self.info.num_classes} classes, "
                   f"{self.info.num_test} test images)")
         atomic_write_text(markdown, self.out / "results.md")
@@ -628,8 +637,28 @@ class Benchmark:
             report.plot_accuracy(summary, cfg.depths, list(cfg.methods), phase, self.out / name, f"Des-Nets, {title}")
         return console
 
+    def at_chance(self) -> dict[str, str]:
+        """The run's methods whose Des-Nets are at chance before tuning by construction, and why."""
+        chance = {m: BENCHMARK_METHODS[m].at_chance for m in self.cfg.methods if BENCHMARK_METHODS[m].at_chance}
+        if self.cfg.weight_selection_select_head:
+            chance.pop("weight-selection", None)
+        return chance
+
+    def growth_gaps(self, des_nets: dict) -> dict[tuple, float]:
+        """For every elastic Des-Net at an integer multiple of the learngene's width: the largest difference of its
+        test logits from those of the full-width Des-Net of its depth and learngene seed, over the largest logit."""
+        cfg, loader = self.cfg, build_eval_loader(self.finetune_cfg.data, "test")
+        device = torch.device(self.finetune_cfg.device)
+        grown = [w for w in cfg.widths if w > self.full_width and w % self.full_width == 0]
+        gaps = {}
+        for (depth, width, lg), init in des_nets.items():
+            if width in grown:
+                full = des_nets[depth, self.full_width, lg]
+                gaps[depth, width, lg] = logit_gap(init.result["artifact"], full.result["artifact"], loader, device)
+        return gaps
+
     def write_grid_report(self, analysis: report.Analysis, summary: list[dict], sources: list[dict],
-                          learngenes: dict) -> str:
+                          learngenes: dict, des_nets: list) -> str:
         """results.md and one heatmap per method and phase for a depth x width grid; returns the console tables."""
         cfg = self.cfg
         heatmaps = []
@@ -638,13 +667,15 @@ class Benchmark:
                 if any(r["method"] == method and r["phase"] == phase for r in summary):
                     name = grid.heatmap_name(method, phase)
                     grid.plot_heatmap(summary, method, phase, cfg.depths, analysis.widths, self.out / name,
-                                      f"{report.METHOD_LABELS[method]}, {phase}: test top-1 (%)")
+                                      f"{method_info(method).label}, {phase}: test top-1 (%)")
                     heatmaps.append(name)
         reference = learngenes.get(analysis.reference, learngenes["sws"])
         markdown, console = grid.grid_markdown(
             analysis, summary, sources, heatmaps, learngene_params=reference[cfg.learngene_seeds[0]].result["params"],
             plain_params=learngenes["sws"][cfg.learngene_seeds[0]].result["params"], des_params=self.cell_params(),
-            finetune_epochs=cfg.finetune_epochs, context=self.context,
+            finetune_epochs=cfg.finetune_epochs, context=self.context, at_chance=self.at_chance(),
+            growth_gaps=self.growth_gaps({(job.depth, job.width, job.init_seed): init for job, (init, _) in des_nets
+                                          if job.method == grid.REFERENCE}),
             title=f"SWS depth x width grid on {self.finetune_cfg.data.name} ({self.info.num_classes} classes, "
                   f"{self.info.num_test} test images)")
         atomic_write_text(markdown, self.out / "results.md")
