@@ -11,6 +11,9 @@ The Des-Net architecture is the source's (a learngene's Des-Net, or the folder's
 front, scratch). A different ``num_classes`` keeps the target's own head init. Weights the method does not
 provide come from the target's timm default init under ``seed``.
 
+``init_sws_select`` (post-hoc width selection of an SWS Des-Net) is the benchmark's baseline for the depth x width
+grid (``learngene.benchmark.config.BENCHMARK_METHODS``), not a method of ``tools/expand.py``.
+
 ``parameters_stored`` counts what must be kept to initialize: the whole learngene (sws, tleg), the whole
 source model (simple-lg, weight-selection, front, pf), the tensors copied from the ancestry (vanilla-lg), none
 (scratch).
@@ -29,7 +32,7 @@ from learngene.baselines.front import front_transfer
 from learngene.baselines.simple_lg import expand_simple_lg
 from learngene.baselines.tleg import expand_tleg
 from learngene.baselines.vanilla_lg import expand_vanilla_lg
-from learngene.baselines.weight_selection import select_weights
+from learngene.baselines.weight_selection import ElementIndices, select_weights
 from learngene.checkpoint import load_learngene, load_model_folder, recorded_preprocessing
 from learngene.errors import LearngeneError, first_line
 from learngene.expand import ExpansionPlan, expand_sws, layer_counts, load_expanded, make_plan
@@ -220,6 +223,31 @@ def init_front(source: str, depth: int | None = None, num_classes: int | None = 
                 mlp_dct_dim=mlp_dct_dim, use_ratio=use_ratio, skip=list(skip), seed=seed,
                 parameters_stored=count_parameters(parent.parameters()))
     return Initialization(state, architecture, args, info, preprocessing=preprocessing)
+
+
+def init_sws_select(source: str, depth: int, width: int, elements: str = "uniform", seed: int = 0) -> Initialization:
+    """Post-hoc width selection: the plain SWS Des-Net of ``depth`` (the learngene's width), then weight selection
+    to ``width``, head-aware (whole heads, the learngene's head dim), with one element rule for every axis.
+
+    Unlike IMwLM's released rule, the classifier is selected too (its input channels, every class): the
+    Des-Net solves the learngene's own task, so keeping its trained head is the strongest post-hoc baseline.
+    """
+    full = init_sws(source, depth, seed=seed)
+    source_width, source_heads = full.model_args["embed_dim"], full.model_args["num_heads"]
+    head_dim = source_width // source_heads
+    if width % head_dim or not head_dim <= width < source_width:
+        raise LearngeneError(f"sws-select makes widths narrower than the learngene's {source_width} in multiples of "
+                             f"its head dim {head_dim}, not {width}: drop that width or the method")
+    args = dict(full.model_args, embed_dim=width, num_heads=width // head_dim)
+    child = fresh_model(full.architecture, args, seed).state_dict()
+    state = select_weights(full.state_dict, child, "first", elements, seed, head_aware=True,
+                           num_heads=(source_heads, width // head_dim))
+    channels = ElementIndices(elements, seed)(source_width, width)  # the rule's embedding channels (it is consistent)
+    state["head.weight"] = full.state_dict["head.weight"][:, channels].clone()
+    state["head.bias"] = full.state_dict["head.bias"].clone()
+    info = dict(method="sws-select", sws=full.info, width=width, num_heads=width // head_dim, elements=elements,
+                head_aware=True, parameters_stored=full.info["parameters_stored"])
+    return Initialization(state, full.architecture, args, info, full.plan, full.preprocessing)
 
 
 def init_scratch(source: str | None, depth: int | None, num_classes: int | None = None, model: str | None = None,

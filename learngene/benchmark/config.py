@@ -7,11 +7,58 @@ training config file (the same ones `tools/finetune.py` and `tools/train_aux.py`
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 from learngene.errors import LearngeneError
+from learngene.methods import init_scratch, init_simple_lg, init_sws, init_sws_select, init_tleg, init_vanilla_lg, \
+    init_weight_selection
 
-BENCHMARK_METHODS = ("sws", "sws-random", "tleg", "weight-selection", "simple-lg", "vanilla-lg", "scratch",
-                     "sws-elastic", "sws-select")
+
+@dataclass(frozen=True)
+class BenchmarkMethod:
+    """One method of the benchmark: how its Des-Nets are made, where their variance comes from, how it is named."""
+
+    label: str  # its name in tables and plots
+    initializer: Callable | None  # learngene.methods: makes one Des-Net (None: the Trained references)
+    spread: str  # what varies between the units of its no-tune cell (the ancestry and the data split never do)
+    learngene: str | None = None  # the method whose learngene (one per learngene seed) it expands
+    seeded: bool = False  # draws a seed per replicate (on top of its learngene's, or alone without one)
+    part: str = ""  # the BenchmarkConfig part that trains its own learngene
+    learngene_label: str = ""  # that learngene's name in the tables
+    widths: str = "own"  # which of the run's widths it makes: own (the learngene's), all, narrower, parent (IMwLM's)
+
+    @property
+    def learned(self) -> bool:
+        """Its Des-Net is the learngene's expansion with no other randomness: one per learngene seed."""
+        return self.learngene is not None and not self.seeded
+
+
+BENCHMARK_METHODS = {
+    "sws": BenchmarkMethod("SWS", init_sws, "learngene seed", learngene="sws", part="sws_aux",
+                           learngene_label="SWS Aux-Net (learngene)"),
+    "sws-random": BenchmarkMethod("SWS-RI", init_sws, "learngene seed x random plan seed", learngene="sws",
+                                  seeded=True),
+    "tleg": BenchmarkMethod("TLEG", init_tleg, "learngene seed", learngene="tleg", part="tleg_aux",
+                            learngene_label="TLEG Aux-Net (learngene)"),
+    "weight-selection": BenchmarkMethod("IMwLM", init_weight_selection, "Des-Net seed (new weights)", seeded=True,
+                                        widths="parent"),
+    "simple-lg": BenchmarkMethod("Simple-LG", init_simple_lg, "learngene seed", learngene="simple-lg",
+                                 part="simple_lg", learngene_label="Simple-LG 5-layer net (learngene)"),
+    "vanilla-lg": BenchmarkMethod("Vanilla-LG", init_vanilla_lg, "Trained source seed x Des-Net seed (new weights)",
+                                  seeded=True),
+    "scratch": BenchmarkMethod("Scratch init", init_scratch, "Des-Net init seed", seeded=True, widths="all"),
+    # The elastic learngene narrows to its trained widths and grows above its own.
+    "sws-elastic": BenchmarkMethod("SWS elastic", init_sws, "learngene seed", learngene="sws-elastic",
+                                   part="elastic_aux", learngene_label="SWS elastic Aux-Net (learngene)", widths="all"),
+    "sws-select": BenchmarkMethod("SWS + selection", init_sws_select, "learngene seed", learngene="sws",
+                                  widths="narrower"),
+}
+TRAINED = BenchmarkMethod("Trained", None, "training seed", seeded=True)  # the rows of method "trained"
+
+
+def method_info(name: str) -> BenchmarkMethod:
+    """The registry entry of a result row's method (``trained``: the Trained references)."""
+    return TRAINED if name == "trained" else BENCHMARK_METHODS[name]
 WIDTH_ELEMENTS = ("uniform", "consecutive")  # element rules that pick the same channels on every axis of a width
 
 
@@ -26,7 +73,7 @@ class BenchmarkConfig:
     output: str = "runs/benchmark/digits"
     depths: list[int] = field(default_factory=lambda: list(range(6, 16)))
     # Des-Net widths (the depth x width grid, docs/width.md); empty = the SWS learngene's width only. Which methods
-    # run at which widths: runner.Benchmark.method_widths.
+    # run at which widths: BenchmarkMethod.widths.
     widths: list[int] = field(default_factory=list)
     methods: list[str] = field(default_factory=lambda: list(BENCHMARK_METHODS))
     # Replicate r of every cell has seed seeds[r] (its fine-tune seed; also the init seed of methods without a

@@ -1,8 +1,7 @@
-"""The depth x width grid of the benchmark (issue 13, docs/width.md): post-hoc width selection, the grid's claims,
-its tables and heatmaps.
+"""The depth x width grid of the benchmark (docs/width.md): the grid's claims, its tables and heatmaps.
 
 A grid run is the benchmark with ``widths`` set: every method runs at the (depth, width) cells it can make
-(``runner.Benchmark.method_widths``), and the elastic learngene (``sws-elastic``) is the method every other is
+(``BenchmarkMethod.widths``), and the elastic learngene (``sws-elastic``) is the method every other is
 compared with, cell by cell.
 """
 from __future__ import annotations
@@ -10,43 +9,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from learngene.methods import Initialization, fresh_model, init_sws
-from learngene.baselines.weight_selection import ElementIndices, select_weights
-from learngene.benchmark.report import METHOD_LABELS, Analysis, claims_table, interval_evidence, \
-    learngene_seconds, learngene_table, mean_std, range_verdict, spread_table
+from learngene.benchmark.report import Analysis, claims_table, interval_evidence, label, learngene_seconds, \
+    learngene_table, mean_std, range_verdict, spread_table
 from learngene.benchmark.stats import Interval
 from learngene.checkpoint import atomic_path
-from learngene.errors import LearngeneError
 
 REFERENCE = "sws-elastic"
 NARROW_MARGINS = {0.75: -2.0, 0.5: -5.0}  # width ratio -> the most the elastic Des-Net may lose to its full width
 SELECTION_MARGIN = 20.0  # elastic narrowing above post-hoc selection and IMwLM by at least this many points
 FULL_WIDTH_MARGIN = -1.0  # elastic full width within 1 point of plain SWS
-
-
-def init_sws_select(source: str, depth: int, width: int, elements: str = "uniform", seed: int = 0) -> Initialization:
-    """Post-hoc width selection: the plain SWS Des-Net of ``depth`` (the learngene's width), then weight selection
-    to ``width``, head-aware (whole heads, the learngene's head dim), with one element rule for every axis.
-
-    Unlike IMwLM's released rule, the classifier is selected too (its input channels, every class): the
-    Des-Net solves the learngene's own task, so keeping its trained head is the strongest post-hoc baseline.
-    """
-    full = init_sws(source, depth, seed=seed)
-    source_width, source_heads = full.model_args["embed_dim"], full.model_args["num_heads"]
-    head_dim = source_width // source_heads
-    if width % head_dim or not head_dim <= width < source_width:
-        raise LearngeneError(f"sws-select makes widths narrower than the learngene's {source_width} in multiples of "
-                             f"its head dim {head_dim}, not {width}: drop that width or the method")
-    args = dict(full.model_args, embed_dim=width, num_heads=width // head_dim)
-    child = fresh_model(full.architecture, args, seed).state_dict()
-    state = select_weights(full.state_dict, child, "first", elements, seed, head_aware=True,
-                           num_heads=(source_heads, width // head_dim))
-    channels = ElementIndices(elements, seed)(source_width, width)  # the rule's embedding channels (it is consistent)
-    state["head.weight"] = full.state_dict["head.weight"][:, channels].clone()
-    state["head.bias"] = full.state_dict["head.bias"].clone()
-    info = dict(method="sws-select", sws=full.info, width=width, num_heads=width // head_dim, elements=elements,
-                head_aware=True, parameters_stored=full.info["parameters_stored"])
-    return Initialization(state, full.architecture, args, info, full.plan, full.preprocessing)
 
 
 # -- claims ---------------------------------------------------------------------------------------------------
@@ -91,7 +62,7 @@ def grid_claims(analysis: Analysis, full_width: int) -> list[tuple[str, str, str
 
     narrow = [w for w in widths if w < full_width]
     for baseline in ("sws-select", "weight-selection"):
-        claim = (f"Elastic narrowing at least {SELECTION_MARGIN:g} points above {METHOD_LABELS[baseline]} at the "
+        claim = (f"Elastic narrowing at least {SELECTION_MARGIN:g} points above {label(baseline)} at the "
                  "same cell, no tuning")
         pairs = {f"depth {d} width {w}": (cell(REFERENCE, d, w), cell(baseline, d, w)) for d in depths for w in narrow}
         pairs = {k: v for k, v in pairs.items() if analysis.has(v[0]) and analysis.has(v[1])}
@@ -112,7 +83,7 @@ def grid_claims(analysis: Analysis, full_width: int) -> list[tuple[str, str, str
     claim = "After the fine-tune, elastic at least as good as every baseline in every cell"
     rows = [r for r in analysis.verdict_rows() if r["phase"] == "fine-tuned"]
     if rows:
-        worse = [f"depth {r['depth']} width {r['width']} vs {METHOD_LABELS[r['baseline']]}: "
+        worse = [f"depth {r['depth']} width {r['width']} vs {label(r['baseline'])}: "
                  f"{Interval(r['diff'], r['low'], r['high']).text()}" for r in rows if r["verdict"] == "worse"]
         text = (f"{len(rows)} comparisons, {len(worse)} worse" + (": " + "; ".join(worse) if worse else "")
                 + f"; {sum(r['verdict'] == 'better' for r in rows)} better, {sum(r['verdict'] == 'tie' for r in rows)} "
@@ -157,7 +128,7 @@ def grid_verdict_table(analysis: Analysis, phase: str) -> list[str]:
     lines = ["| depth | width | baseline | elastic minus baseline [95% interval] | verdict |", "|---|---|---|---|---|"]
     for r in rows:
         iv = Interval(r["diff"], r["low"], r["high"])
-        lines.append(f"| {r['depth']} | {r['width']} | {METHOD_LABELS[r['baseline']]} | {iv.text()} | {r['verdict']} |")
+        lines.append(f"| {r['depth']} | {r['width']} | {label(r['baseline'])} | {iv.text()} | {r['verdict']} |")
     return lines
 
 
@@ -210,7 +181,7 @@ def cost_lines(sources: Sequence[dict], summary: Sequence[dict], context: str) -
              "| part | epochs | seconds (mean over learngene seeds) | seconds per epoch |", "|---|---|---|---|"]
     for model in ("sws", REFERENCE):
         if model in seconds:
-            lines.append(f"| {METHOD_LABELS[model]} learngene | {epochs[model]} | {seconds[model]:.1f} | "
+            lines.append(f"| {label(model)} learngene | {epochs[model]} | {seconds[model]:.1f} | "
                          f"{seconds[model] / max(epochs[model], 1):.2f} |")
     if "sws" in seconds and REFERENCE in seconds:
         per_epoch = (seconds[REFERENCE] / max(epochs[REFERENCE], 1)) / (seconds["sws"] / max(epochs["sws"], 1))
@@ -237,9 +208,9 @@ def grid_markdown(analysis: Analysis, summary: Sequence[dict], sources: Sequence
         for method in analysis.methods:
             if any(r["method"] == method and r["phase"] == phase for r in summary):
                 table = grid_table(summary, method, phase, depths, widths)
-                tables += [f"**{METHOD_LABELS[method]}**", "", *table, ""]
-                console += [f"{METHOD_LABELS[method]}, {phase}:", *table, ""]
-        tables += [f"{METHOD_LABELS[analysis.reference]} minus each baseline in every cell, {phase} (better / tie / "
+                tables += [f"**{label(method)}**", "", *table, ""]
+                console += [f"{label(method)}, {phase}:", *table, ""]
+        tables += [f"{label(analysis.reference)} minus each baseline in every cell, {phase} (better / tie / "
                    "worse: the interval above 0 / containing 0 / below 0):", "",
                    *grid_verdict_table(analysis, phase), ""]
     parts = [

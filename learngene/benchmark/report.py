@@ -13,14 +13,10 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from learngene.benchmark.config import BENCHMARK_METHODS, method_info
 from learngene.benchmark.stats import Interval, cluster_means, paired_bootstrap
 from learngene.checkpoint import atomic_path, atomic_write_csv
 
-METHOD_LABELS = {
-    "sws": "SWS", "sws-random": "SWS-RI", "tleg": "TLEG", "weight-selection": "IMwLM", "simple-lg": "Simple-LG",
-    "vanilla-lg": "Vanilla-LG", "scratch": "Scratch init", "sws-elastic": "SWS elastic",
-    "sws-select": "SWS + selection", "trained": "Trained",
-}
 PHASES = ("no-tune", "fine-tuned", "trained")
 RESULT_FIELDS = ["method", "depth", "width", "phase", "learngene_seed", "seed", "split", "top1", "top5", "loss",
                  "params", "params_stored", "epochs", "seconds"]
@@ -29,13 +25,14 @@ SUMMARY_FIELDS = ["method", "depth", "width", "phase", "units", "top1", "top1_st
 SOURCE_FIELDS = ["model", "learngene_seed", "split", "top1", "top5", "loss", "params", "epochs", "seconds",
                  "teacher_seconds", "charged_seconds"]
 VERDICT_FIELDS = ["phase", "depth", "width", "method", "baseline", "diff", "low", "high", "verdict"]
-LEARNGENE_NAMES = {"ancestry": "Ancestry", "sws": "SWS Aux-Net (learngene)", "tleg": "TLEG Aux-Net (learngene)",
-                   "simple-lg": "Simple-LG 5-layer net (learngene)",
-                   "sws-elastic": "SWS elastic Aux-Net (learngene)"}
 PAPER_DEPTHS = range(6, 16)  # the depths of the paper's parameter count (Des-B-6 to Des-B-15)
 PAPER_STORED_RATIO = 759.3 / 37.0  # paper Table 2: PF stores 759.3M, SWS 37.0M
 STORED_RATIO_TOLERANCE = 0.9  # "about 20x": reproduced from 90% of the paper's ratio up
 COST_MARGIN = 1.1  # timings on a shared CPU move by ~10%: a cost ratio within 1.1x of 1 is inconclusive
+
+
+def label(method: str) -> str:
+    return method_info(method).label
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -44,11 +41,7 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
 
 def spread_covers(method: str, phase: str) -> str:
     """The sources of variance that the ± of a cell covers (the ancestry and the data split are fixed)."""
-    own = {"sws": "learngene seed", "tleg": "learngene seed", "simple-lg": "learngene seed",
-           "sws-elastic": "learngene seed", "sws-select": "learngene seed",
-           "sws-random": "learngene seed x random plan seed", "weight-selection": "Des-Net seed (new weights)",
-           "vanilla-lg": "Trained source seed x Des-Net seed (new weights)", "scratch": "Des-Net init seed",
-           "trained": "training seed"}[method]
+    own = method_info(method).spread
     return own + " x fine-tune seed" if phase == "fine-tuned" else own
 
 
@@ -66,7 +59,7 @@ def summarize(rows: Iterable[dict]) -> list[dict]:
                    epochs=float(units[0]["epochs"]), seconds=statistics.fmean(float(r["seconds"]) for r in units),
                    spread_covers=spread_covers(method, phase))
         summary.append(out)
-    order = {m: i for i, m in enumerate(METHOD_LABELS)}
+    order = {m: i for i, m in enumerate([*BENCHMARK_METHODS, "trained"])}
     summary.sort(key=lambda r: (PHASES.index(r["phase"]), order.get(r["method"], 99), r["depth"], r["width"]))
     return summary
 
@@ -196,7 +189,7 @@ def claims(analysis: Analysis, summary: Sequence[dict], sources: Sequence[dict],
     out = []
     shallow = [d for d in analysis.depths if 6 <= d <= 9]
     for baseline in ("tleg", "weight-selection", "simple-lg", "vanilla-lg"):
-        claim = f"SWS above {METHOD_LABELS[baseline]} with no tuning at depths 6-9 (paper Table 1, 3)"
+        claim = f"SWS above {label(baseline)} with no tuning at depths 6-9 (paper Table 1, 3)"
         if baseline not in analysis.methods or not shallow:
             out.append((claim, "not in this run (method or depths 6-9 missing)", "not checked"))
             continue
@@ -279,7 +272,7 @@ def _accuracy_table(analysis: Analysis, summary, depths, methods, phase) -> list
     """Rows = depths, columns = methods and Trained; bold = best mean or tied with it (paired 95% interval)."""
     cells = _lookup(summary)
     columns = [(m, phase) for m in methods] + [("trained", "trained")]
-    header = "| depth | params (M) | " + " | ".join(METHOD_LABELS.get(m, m) for m, _ in columns) + " |"
+    header = "| depth | params (M) | " + " | ".join(method_info(m).label for m, _ in columns) + " |"
     lines = [header, "|" + "---|" * (len(columns) + 2)]
     for depth in depths:
         keys = [(m, depth, p) for m, p in columns]
@@ -299,7 +292,7 @@ def _verdict_table(analysis: Analysis, depths, phase: str) -> list[str]:
     baselines = [m for m in analysis.methods if m != "sws"] + ["trained"]
     baselines = [b for b in baselines if any(analysis.has((b, d, "trained" if b == "trained" else phase))
                                              for d in depths)]
-    lines = ["| depth | " + " | ".join(METHOD_LABELS[b] for b in baselines) + " |",
+    lines = ["| depth | " + " | ".join(label(b) for b in baselines) + " |",
              "|" + "---|" * (len(baselines) + 1)]
     for depth in depths:
         if not analysis.has(("sws", depth, phase)):
@@ -364,7 +357,7 @@ def _cost_table(summary, sources, depths, context: str, teacher_cache: bool) -> 
             continue
         tuned = sum(r["seconds"] for r in rows)
         whole = seconds[method] + tuned
-        lines.append(f"| {METHOD_LABELS[method]} | {seconds[method]:.1f} | {tuned:.1f} | {whole:.1f} | "
+        lines.append(f"| {label(method)} | {seconds[method]:.1f} | {tuned:.1f} | {whole:.1f} | "
                      f"{scratch / whole:.2f}x |")
     lines.append(f"| Trained (from scratch) | 0 | {scratch:.1f} | {scratch:.1f} | 1.00x |")
     return lines
@@ -379,7 +372,8 @@ def learngene_table(sources: Sequence[dict], summary, deepest: int) -> list[str]
     for model, rows in groups.items():
         mean, std = mean_std([r["top1"] for r in rows])
         seconds = statistics.fmean(r["charged_seconds"] if model != "ancestry" else r["seconds"] for r in rows)
-        lines.append(f"| {LEARNGENE_NAMES[model]} | {rows[0]['params'] / 1e6:.3f} | {mean:.1f} ± {std:.1f} | "
+        name = "Ancestry" if model == "ancestry" else BENCHMARK_METHODS[model].learngene_label
+        lines.append(f"| {name} | {rows[0]['params'] / 1e6:.3f} | {mean:.1f} ± {std:.1f} | "
                      f"{mean - ancestry:+.1f} | {seconds:.1f} |")
     trained = _lookup(summary).get(("trained", deepest, "trained"))
     if trained:
@@ -392,7 +386,7 @@ def learngene_table(sources: Sequence[dict], summary, deepest: int) -> list[str]
 def spread_table(methods) -> list[str]:
     lines = ["| method | no-tune ± covers | fine-tuned ± covers |", "|---|---|---|"]
     for m in methods:
-        lines.append(f"| {METHOD_LABELS[m]} | {spread_covers(m, 'no-tune')} | {spread_covers(m, 'fine-tuned')} |")
+        lines.append(f"| {label(m)} | {spread_covers(m, 'no-tune')} | {spread_covers(m, 'fine-tuned')} |")
     lines.append(f"| Trained | {spread_covers('trained', 'trained')} | |")
     return lines
 
@@ -461,7 +455,7 @@ def plot_accuracy(summary, depths, methods, phase: str, path: Path, title: str) 
             continue
         xs, ys, errs = zip(*points)
         style = dict(linestyle="--", color="black") if method == "trained" else dict(marker="o", markersize=3)
-        ax.errorbar(xs, ys, yerr=errs, label=METHOD_LABELS.get(method, method), capsize=2, **style)
+        ax.errorbar(xs, ys, yerr=errs, label=method_info(method).label, capsize=2, **style)
     ax.set_xlabel("Des-Net depth (layers)")
     ax.set_ylabel("test top-1 (%)")
     ax.set_title(title)

@@ -40,7 +40,8 @@ from omegaconf import OmegaConf
 
 import learngene
 from learngene.benchmark import grid, report
-from learngene.benchmark.config import BenchmarkConfig, PartConfig, check_benchmark_config
+from learngene.benchmark.config import BENCHMARK_METHODS, BenchmarkConfig, PartConfig, check_benchmark_config, \
+    method_info
 from learngene.checkpoint import atomic_write_text, file_on_path, file_sha256, json_digest, load_learngene, \
     load_model_folder, save_model_folder, stored_parameter_count
 from learngene.config import TrainConfig, load_config
@@ -48,15 +49,11 @@ from learngene.data import build_eval_loader, build_loaders
 from learngene.engine import build_student, evaluate, train
 from learngene.engine.distributed import init_processes, shard_loader
 from learngene.errors import LearngeneError
-from learngene.methods import METHODS, count_parameters
+from learngene.methods import count_parameters
 from learngene.models import des_architecture
 
 DONE = "done.json"
 WAIT_SECONDS = 2.0  # how often non-zero ranks look for the part rank 0 is writing
-# Methods whose Des-Nets come from a learngene trained per learngene seed, with no other randomness, and the
-# learngene each one uses (sws-random, which draws a plan per replicate, also uses the SWS learngene).
-LEARNED = {"sws": "sws", "tleg": "tleg", "simple-lg": "simple-lg", "sws-elastic": "sws-elastic", "sws-select": "sws"}
-INITIALIZERS = {**METHODS, "sws-select": grid.init_sws_select}
 
 
 @dataclass
@@ -217,7 +214,8 @@ class TrainJob:
 
 def initialize(path: Path, method: str, depth: int, seed: int, source: Part | None, options: dict,
                finetune: TrainConfig) -> Part:
-    """A Des-Net initialized by ``method``, saved as a timm model folder and evaluated on test with no tuning.
+    """A Des-Net initialized by benchmark ``method``, saved as a timm model folder and evaluated on test with no
+    tuning.
 
     Under torchrun every rank builds the same Des-Net and evaluates its share; rank 0 saves it.
     """
@@ -226,7 +224,7 @@ def initialize(path: Path, method: str, depth: int, seed: int, source: Part | No
 
     def compute(folder: Path) -> dict:
         source_artifact = source.result["artifact"] if source else None
-        init = INITIALIZERS[method](source_artifact, depth, seed=seed, **options)
+        init = BENCHMARK_METHODS[method].initializer(source_artifact, depth, seed=seed, **options)
         model = init.build()
         model_dir = folder / "model"
         if rank() == 0:
@@ -242,14 +240,13 @@ def initialize(path: Path, method: str, depth: int, seed: int, source: Part | No
 
 @dataclass
 class DesNetJob:
-    """Initialize the Des-Net of benchmark method ``name`` (``INITIALIZERS[method]`` with ``init_seed``), evaluate
-    it, then fine-tune a copy with each of ``finetune_seeds`` and evaluate those. ``where``: its folder below
-    ``init/`` and ``finetune/``."""
+    """Initialize the Des-Net of benchmark ``method`` (its initializer with ``init_seed``), evaluate it, then
+    fine-tune a copy with each of ``finetune_seeds`` and evaluate those. ``where``: its folder below ``init/`` and
+    ``finetune/``."""
 
     name: str
     out: Path
     method: str
-    benchmark_method: str
     depth: int
     width: int
     where: Path
@@ -464,19 +461,17 @@ class Benchmark:
         sources = {name.split("/")[1]: done[name] for name, _ in sources[1:]}
         trained = {(d, s): done[f"trained depth{d} seed{s}"] for d, s in trained_keys}
 
-        # Stage 2: the learngenes, every learngene seed.
+        # Stage 2: the learngenes, every learngene seed: SWS's (the Des-Nets' architecture and the reference of the
+        # claims) and those of the run's methods.
+        used = {BENCHMARK_METHODS[m].learngene for m in cfg.methods}
+        trains = ["sws"] + [m for m in BENCHMARK_METHODS if m != "sws" and m in used]
         jobs = [self.learngene_job("sws", cfg.sws_aux, s, ancestry) for s in cfg.learngene_seeds]
         for s in cfg.learngene_seeds:
-            if "tleg" in cfg.methods:
-                jobs.append(self.learngene_job("tleg", cfg.tleg_aux, s, ancestry))
-            if "sws-elastic" in cfg.methods:
-                jobs.append(self.learngene_job("sws-elastic", cfg.elastic_aux, s, ancestry))
-            if "simple-lg" in cfg.methods:
-                jobs.append(self.learngene_job("simple-lg", cfg.simple_lg, s, ancestry,
-                                               (architecture, {**des_args, "depth": 5})))
+            for m in trains[1:]:  # Simple-LG's learngene is a plain 5-layer net of the Des-Nets' architecture
+                model = (architecture, {**des_args, "depth": 5}) if m == "simple-lg" else None
+                jobs.append(self.learngene_job(m, getattr(cfg, BENCHMARK_METHODS[m].part), s, ancestry, model))
         done = self.run_stage(2, "learngenes", jobs)
-        learngenes = {m: {s: done[f"learngene {m} seed{s}"] for s in cfg.learngene_seeds}
-                      for m in set(LEARNED.values()) if f"learngene {m} seed{cfg.learngene_seeds[0]}" in done}
+        learngenes = {m: {s: done[f"learngene {m} seed{s}"] for s in cfg.learngene_seeds} for m in trains}
 
         # Stage 3: the Des-Nets, at every (depth, width) cell each method can make. A learned method's Des-Net is
         # initialized once per learngene seed and fine-tuned with that seed's replicate seeds; other methods draw
@@ -486,11 +481,12 @@ class Benchmark:
             for depth in cfg.depths:
                 for width in widths[method]:
                     options = self.width_options(method, width, des_args)
-                    if method in LEARNED:
+                    if BENCHMARK_METHODS[method].learned:
                         for lg in cfg.learngene_seeds:
                             jobs.append(self.des_net_job(method, depth, width, lg,
                                                          [s for s in cfg.seeds if lg_of[s] == lg],
-                                                         learngenes[LEARNED[method]][lg], options))
+                                                         learngenes[BENCHMARK_METHODS[method].learngene][lg],
+                                                         options))
                     else:
                         for s in cfg.seeds:
                             source, options = self.source_of(method, s, lg_of[s], learngenes,
@@ -509,22 +505,20 @@ class Benchmark:
 
     def des_net_job(self, method: str, depth: int, width: int, init_seed: int, finetune_seeds: list[int],
                     source: Part | None, options: dict) -> DesNetJob:
-        initializer = "sws" if method in ("sws-random", "sws-elastic") else method
         cell = f"depth{depth}" if width == self.full_width else f"depth{depth}-width{width}"
-        return DesNetJob(f"{method} {cell.replace('-', ' ')} seed{init_seed}", self.out, initializer, method, depth,
-                         width, Path(method) / cell, init_seed, tuple(finetune_seeds), source, options,
-                         self.finetune_cfg, self.cfg.keep_training_states)
+        return DesNetJob(f"{method} {cell.replace('-', ' ')} seed{init_seed}", self.out, method, depth, width,
+                         Path(method) / cell, init_seed, tuple(finetune_seeds), source, options, self.finetune_cfg,
+                         self.cfg.keep_training_states)
 
     def method_widths(self, method: str, source: Part, des_args: dict) -> list[int]:
-        """The run's widths ``method`` makes: the elastic learngene and scratch every one (the elastic learngene
-        narrows to its trained widths and grows above its own), post-hoc selection those below the learngene's,
-        IMwLM those up to its parent's, the other methods the learngene's width only."""
-        widths = self.cfg.widths or [self.full_width]
-        if method in ("sws-elastic", "scratch"):
+        """The run's widths ``method`` makes (``BenchmarkMethod.widths``): every one, those below the learngene's,
+        those up to its parent's (IMwLM), or the learngene's width only."""
+        widths, rule = self.cfg.widths or [self.full_width], BENCHMARK_METHODS[method].widths
+        if rule == "all":
             return widths
-        if method == "sws-select":
+        if rule == "narrower":
             return [w for w in widths if w < self.full_width]
-        if method == "weight-selection" and self.cfg.widths:
+        if rule == "parent" and self.cfg.widths:
             config = json.loads((Path(source.result["artifact"]) / "config.json").read_text())
             with torch.device("meta"):  # the parent's width (a pretrained timm model may record no arguments)
                 parent = timm.create_model(config["architecture"], **config.get("model_args", {}))
@@ -581,9 +575,9 @@ class Benchmark:
             row("trained", depth, self.full_width, "trained", None, seed, part, part.result["params"],
                 part.result["params"], cluster[seed])
         for job, (init, tuned) in des_nets:
-            method, depth, width, init_seed = job.benchmark_method, job.depth, job.width, job.init_seed
-            learned = method in LEARNED
-            lg = init_seed if learned else (lg_of[init_seed] if method == "sws-random" else None)
+            method, depth, width, init_seed = job.method, job.depth, job.width, job.init_seed
+            learned = BENCHMARK_METHODS[method].learned
+            lg = init_seed if learned else (lg_of[init_seed] if BENCHMARK_METHODS[method].learngene else None)
             group = cfg.learngene_seeds.index(init_seed) if learned else cluster[init_seed]
             params, stored = init.result["params"], init.result["params_stored"]
             row(method, depth, width, "no-tune", lg, init_seed, init, params, stored, group)
@@ -638,7 +632,7 @@ class Benchmark:
                 if any(r["method"] == method and r["phase"] == phase for r in summary):
                     name = grid.heatmap_name(method, phase)
                     grid.plot_heatmap(summary, method, phase, cfg.depths, analysis.widths, self.out / name,
-                                      f"{report.METHOD_LABELS[method]}, {phase}: test top-1 (%)")
+                                      f"{method_info(method).label}, {phase}: test top-1 (%)")
                     heatmaps.append(name)
         reference = learngenes.get(analysis.reference, learngenes["sws"])
         markdown, console = grid.grid_markdown(
