@@ -31,6 +31,8 @@ CLAIM_RULES = [
     f"**Narrowing far above post-hoc selection and IMwLM**: elastic minus the baseline, no-tune, at every cell "
     f"narrower than the learngene; *reproduced* when the interval lies above +{SELECTION_MARGIN:g} in every cell, "
     f"*not reproduced* when below +{SELECTION_MARGIN:g} in some cell, else *inconclusive*.",
+    "**Elastic above FRONT with no tuning**: elastic minus FRONT (from IMwLM's parent, no training), no-tune, in "
+    "every cell the elastic learngene makes; the rule of the first claim with 0.",
     f"**Elasticity costs the full width little**: elastic minus plain SWS at the learngene's width, no-tune, at "
     f"every depth; the rule of the first claim with {FULL_WIDTH_MARGIN:g}.",
     "**After the fine-tune, at least as good as every baseline**: elastic minus each baseline in every cell, "
@@ -71,6 +73,15 @@ def grid_claims(analysis: Analysis, full_width: int) -> list[tuple[str, str, str
             continue
         intervals = {k: analysis.compare(a, b) for k, (a, b) in pairs.items()}
         out.append((claim, interval_evidence(intervals), range_verdict(intervals, SELECTION_MARGIN)))
+
+    claim = "Elastic above FRONT in every cell, no tuning"
+    pairs = {f"depth {d} width {w}": (cell(REFERENCE, d, w), cell("front", d, w)) for d in depths for w in widths}
+    pairs = {k: v for k, v in pairs.items() if analysis.has(v[0]) and analysis.has(v[1])}
+    if pairs:
+        intervals = {k: analysis.compare(a, b) for k, (a, b) in pairs.items()}
+        out.append((claim, interval_evidence(intervals), range_verdict(intervals)))
+    else:
+        out.append((claim, "front not in this run", "not checked"))
 
     claim = f"Elastic full width within {-FULL_WIDTH_MARGIN:g} point of plain SWS, no tuning"
     keys = {d: (cell(REFERENCE, d, full_width), cell("sws", d, full_width)) for d in depths}

@@ -168,6 +168,9 @@ CLAIM_RULES = [
     "**SWS within 1 point of or above Trained at depths >= 12**: SWS no-tune minus Trained at every depth >= 12 with "
     "a Trained reference; *reproduced* when the interval lies above -1 at every such depth, *not reproduced* when it "
     "lies below -1 at some depth, else *inconclusive*.",
+    "**SWS above FRONT, with no tuning and after the short fine-tune, at depths 6-9**: the rule of the first claim, "
+    "on the no-tune and on the fine-tuned cells. FRONT (ICML 2026) is newer than the SWS paper: these rows are "
+    "this project's comparison, not the paper's.",
     "**Cyclic above random-assigned**: SWS (cyclic) minus SWS-RI, no-tune, at every depth of the run; the rule of "
     "the first claim.",
     "**Simple-LG falling with depth**: Simple-LG no-tune at the shallowest depth minus at the deepest (paired over "
@@ -194,6 +197,14 @@ def claims(analysis: Analysis, summary: Sequence[dict], sources: Sequence[dict],
             out.append((claim, "not in this run (method or depths 6-9 missing)", "not checked"))
             continue
         intervals = {f"depth {d}": analysis.compare(("sws", d, "no-tune"), (baseline, d, "no-tune")) for d in shallow}
+        out.append((claim, interval_evidence(intervals), range_verdict(intervals)))
+
+    for phase, when in (("no-tune", "with no tuning"), ("fine-tuned", "after the short fine-tune")):
+        claim = f"SWS above FRONT {when} at depths 6-9 (FRONT, ICML 2026: not in the paper)"
+        if "front" not in analysis.methods or not shallow:
+            out.append((claim, "not in this run (method or depths 6-9 missing)", "not checked"))
+            continue
+        intervals = {f"depth {d}": analysis.compare(("sws", d, phase), ("front", d, phase)) for d in shallow}
         out.append((claim, interval_evidence(intervals), range_verdict(intervals)))
 
     claim = "SWS with no tuning within 1 point of or above Trained at depths >= 12 (paper Table 1)"
@@ -315,21 +326,29 @@ def claims_table(claim_rows) -> list[str]:
 
 
 def _params_stored_table(summary, depths, learngene_params: int, des_params: dict[int, int]) -> list[str]:
-    """PF keeps one pretrained model per depth (its top-1 where a Trained reference exists); SWS one learngene."""
+    """PF keeps one pretrained model per depth (its top-1 where a Trained reference exists); SWS one learngene;
+    FRONT, where the run has it, its parent (fine-tuned top-1)."""
     cells = _lookup(summary)
-    lines = ["| depth | params (M) | PF params stored (M) | PF top-1 | SWS params stored (M) | SWS top-1 |",
-             "|---|---|---|---|---|---|"]
+
+    def top1(r):
+        return f"{r['top1']:.1f} ± {r['top1_std']:.1f}" if r else "-"
+
+    front = {d: cells.get(("front", d, "fine-tuned")) for d in depths}
+    parent = next((r["params_stored"] for r in front.values() if r), None)
+    extra = " FRONT params stored (M) | FRONT top-1 |" if parent else ""
+    lines = ["| depth | params (M) | PF params stored (M) | PF top-1 | SWS params stored (M) | SWS top-1 |" + extra,
+             "|---|---|---|---|---|---|" + ("---|---|" if parent else "")]
     for depth in depths:
         sws = cells.get(("sws", depth, "fine-tuned"))
         pf = cells.get(("trained", depth, "trained"))
-        pf_top1 = f"{pf['top1']:.1f} ± {pf['top1_std']:.1f}" if pf else "-"
-        sws_top1 = f"{sws['top1']:.1f} ± {sws['top1_std']:.1f}" if sws else "-"
         params = des_params[depth] / 1e6
-        lines.append(f"| {depth} | {params:.3f} | {params:.3f} | {pf_top1} | {learngene_params / 1e6:.3f} | "
-                     f"{sws_top1} |")
+        front_cells = f" {parent / 1e6:.3f} | {top1(front[depth])} |" if parent else ""
+        lines.append(f"| {depth} | {params:.3f} | {params:.3f} | {top1(pf)} | {learngene_params / 1e6:.3f} | "
+                     f"{top1(sws)} |" + front_cells)
     total = sum(des_params[d] for d in depths)
     lines.append(f"| all {len(depths)} | | **{total / 1e6:.3f}** | | **{learngene_params / 1e6:.3f}** "
-                 f"({total / learngene_params:.1f}x less) | |")
+                 f"({total / learngene_params:.1f}x less) | |" + (f" **{parent / 1e6:.3f}** (one parent) | |"
+                                                                    if parent else ""))
     return lines
 
 
@@ -359,6 +378,11 @@ def _cost_table(summary, sources, depths, context: str, teacher_cache: bool) -> 
         whole = seconds[method] + tuned
         lines.append(f"| {label(method)} | {seconds[method]:.1f} | {tuned:.1f} | {whole:.1f} | "
                      f"{scratch / whole:.2f}x |")
+    front = [cells.get(("front", d, "fine-tuned")) for d in common]
+    if all(front):  # no learngene to train: its parent (IMwLM's) is given, and stored whole
+        tuned = sum(r["seconds"] for r in front)
+        lines.append(f"| FRONT (no training; stores the parent's {front[0]['params_stored'] / 1e6:.3f}M parameters) "
+                     f"| 0 | {tuned:.1f} | {tuned:.1f} | {scratch / tuned:.2f}x |")
     lines.append(f"| Trained (from scratch) | 0 | {scratch:.1f} | {scratch:.1f} | 1.00x |")
     return lines
 
@@ -428,7 +452,8 @@ def markdown_report(analysis: Analysis, summary, sources, *, trained_deepest: in
         "## Learngenes and the models they come from", "",
         *learngene_table(sources, summary, trained_deepest), "",
         "## Parameters stored to initialize the Des-Nets (paper Table 2)", "",
-        "PF (pre-train then fine-tune) stores one pretrained model per depth; SWS stores one learngene.", "",
+        "PF (pre-train then fine-tune) stores one pretrained model per depth; SWS stores one learngene; FRONT (and "
+        "IMwLM) the whole parent.", "",
         *_params_stored_table(summary, depths, learngene_params, des_params), "",
         "## Training cost (measured seconds)", "",
         *_cost_table(summary, sources, depths, context, teacher_cache), "",
