@@ -81,15 +81,15 @@ def one_axis_dct(key: str, mlp_dct_dim: str) -> int | None:
     return None
 
 
-def as_matrix(tensor: torch.Tensor) -> torch.Tensor:
+def matrix_shape(shape: torch.Size) -> tuple[int, ...]:
     """The released 2-D view: a 3-D or 4-D tensor as ``(shape[0] * shape[1], rest)``, else as it is."""
-    return tensor.reshape(tensor.shape[0] * tensor.shape[1], -1) if tensor.dim() > 2 else tensor
+    return (shape[0] * shape[1], math.prod(shape[2:])) if len(shape) > 2 else tuple(shape)
 
 
 def to_spectrum(key: str, tensor: torch.Tensor, keep_ratio: float, mlp_dct_dim: str) -> Spectrum:
     """A parent tensor in the frequency domain (released ``ToDCT.frequency_regularization`` and
     ``_process_single_layer``)."""
-    matrix = as_matrix(tensor.double())
+    matrix = tensor.double().reshape(matrix_shape(tensor.shape))
     mean, std = matrix.mean().item(), matrix.std().item()
     z = (matrix - mean) / (std + EPS)
     if z.dim() == 2 and 1 in z.shape:  # one row or column: a vector
@@ -134,20 +134,18 @@ def along_depth(layers: list[Spectrum], depth: int, select_n: int | None, depth_
 
 def from_spectrum(key: str, spectrum: Spectrum, shape: torch.Size, use_ratio: bool, mlp_dct_dim: str) -> torch.Tensor:
     """A Des-Net tensor of ``shape`` from a spectrum (released ``reconstruct_weights``), in float64."""
-    target = as_matrix(torch.empty(shape, device="meta"))
+    target = matrix_shape(shape)
     coefficients = spectrum.coefficients
-    if target.dim() == 2 and coefficients.dim() == 1:  # a vector back as a row (a 3-D token tensor, one row) or column
-        coefficients = coefficients.unsqueeze(0 if len(shape) == 3 or target.shape[0] == 1 else 1)
-    padded = coefficients.new_zeros(target.shape)
-    padded[tuple(slice(0, min(c, t)) for c, t in zip(coefficients.shape, target.shape))] = \
-        coefficients[tuple(slice(0, t) for t in target.shape)]
-    axis = one_axis_dct(key, mlp_dct_dim) if target.dim() == 2 else None
-    axes = range(target.dim()) if axis is None else (axis,)
-    block = padded
-    for axis in axes:
+    if len(target) == 2 and coefficients.dim() == 1:  # a vector back as a row (a 3-D token tensor, one row) or column
+        coefficients = coefficients.unsqueeze(0 if len(shape) == 3 or target[0] == 1 else 1)
+    block = coefficients.new_zeros(target)
+    kept = tuple(slice(0, min(c, t)) for c, t in zip(coefficients.shape, target))
+    block[kept] = coefficients[kept]
+    axis = one_axis_dct(key, mlp_dct_dim) if len(target) == 2 else None
+    for axis in range(len(target)) if axis is None else (axis,):
         block = idct(block, axis)
         if use_ratio:  # the area ratio: Des-Net size over kept coefficients, per transformed axis
-            block = block * (target.shape[axis] / coefficients.shape[axis])
+            block = block * (target[axis] / coefficients.shape[axis])
     return (block * spectrum.std + spectrum.mean).reshape(shape)
 
 
