@@ -281,6 +281,14 @@ def test_expand_front_defaults_match_the_released_algorithm(tmp_path, depth, wid
                       "parameters_stored": sum(p.numel() for p in parent.parameters())}
 
 
+def test_the_parents_own_depth_and_width_give_the_parent_back():
+    """Every size kept: each DCT is undone by its inverse, so FRONT returns the parent (to float rounding)."""
+    parent = perturbed_parent()
+    state = front_transfer(parent.state_dict(), vit(6, 64).state_dict())
+    for key, value in parent.state_dict().items():
+        torch.testing.assert_close(state[key], value, rtol=0, atol=1e-6)
+
+
 OPTIONS = [
     dict(keep_ratio=0.5),
     dict(keep_ratio=0.7, use_ratio=True),
