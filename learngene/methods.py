@@ -32,7 +32,7 @@ from learngene.baselines.front import front_transfer
 from learngene.baselines.simple_lg import expand_simple_lg
 from learngene.baselines.tleg import expand_tleg
 from learngene.baselines.vanilla_lg import expand_vanilla_lg
-from learngene.baselines.weight_selection import ElementIndices, select_weights
+from learngene.baselines.weight_selection import select_weights
 from learngene.checkpoint import load_learngene, load_model_folder, recorded_preprocessing
 from learngene.errors import LearngeneError, first_line
 from learngene.expand import ExpansionPlan, expand_sws, layer_counts, load_expanded, make_plan
@@ -195,15 +195,16 @@ def init_vanilla_lg(source: str, depth: int, num_classes: int | None = None, num
 
 def init_weight_selection(source: str, depth: int, num_classes: int | None = None, model: str | None = None,
                           model_args: dict | None = None, layers: str = "first", elements: str = "uniform",
-                          head_aware: bool = False, seed: int = 0) -> Initialization:
+                          head_aware: bool = False, select_head: bool = False, seed: int = 0) -> Initialization:
     parent, parent_architecture, base_args, preprocessing = load_source_folder(source, "weight-selection")
     architecture = model or parent_architecture
     args = target_args(base_args, depth, num_classes, model_args)
     child = fresh_model(architecture, args, seed)
     num_heads = (attention_heads(parent), attention_heads(child)) if head_aware else None
-    state = select_weights(parent.state_dict(), child.state_dict(), layers, elements, seed, head_aware, num_heads)
+    state = select_weights(parent.state_dict(), child.state_dict(), layers, elements, seed, head_aware, num_heads,
+                           select_head)
     info = dict(method="weight-selection", source=source, layers=layers, elements=elements, head_aware=head_aware,
-                seed=seed, parameters_stored=count_parameters(parent.parameters()))
+                select_head=select_head, seed=seed, parameters_stored=count_parameters(parent.parameters()))
     return Initialization(state, architecture, args, info, preprocessing=preprocessing)
 
 
@@ -241,10 +242,7 @@ def init_sws_select(source: str, depth: int, width: int, elements: str = "unifor
     args = dict(full.model_args, embed_dim=width, num_heads=width // head_dim)
     child = fresh_model(full.architecture, args, seed).state_dict()
     state = select_weights(full.state_dict, child, "first", elements, seed, head_aware=True,
-                           num_heads=(source_heads, width // head_dim))
-    channels = ElementIndices(elements, seed)(source_width, width)  # the rule's embedding channels (it is consistent)
-    state["head.weight"] = full.state_dict["head.weight"][:, channels].clone()
-    state["head.bias"] = full.state_dict["head.bias"].clone()
+                           num_heads=(source_heads, width // head_dim), select_head=True)
     info = dict(method="sws-select", sws=full.info, width=width, num_heads=width // head_dim, elements=elements,
                 head_aware=True, parameters_stored=full.info["parameters_stored"])
     return Initialization(state, full.architecture, args, info, full.plan, full.preprocessing)

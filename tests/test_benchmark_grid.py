@@ -39,7 +39,7 @@ def test_reduced_grid(tmp_path, capsys):
     parts = {"ancestry": "ancestry", "sws_aux": "aux", "elastic_aux": "aux_elastic", "tleg_aux": "aux",
              "simple_lg": "plain", "finetune": "plain", "trained": "plain"}
     lines = [f"output: {tmp_path / 'grid'}", "depths: [3, 4]", "widths: [8, 12, 16, 32]", f"methods: {METHODS}",
-             "seeds: [0, 1]", "learngene_seeds: [0, 1]", "trained_depths: [4]", "bootstrap_resamples: 200",
+             "seeds: [0, 1]", "learngene_seeds: [0, 1]", "trained_depths: [4]",
              "workers: 1", "weight_selection_head_aware: true"]
     lines += [f"{part}: {{config: {tmp_path / name}.yaml}}" for part, name in parts.items()]
     (tmp_path / "grid.yaml").write_text("\n".join(lines) + "\n")
@@ -129,7 +129,7 @@ def test_front_on_the_grid(tmp_path):
     parts = {"ancestry": "ancestry", "sws_aux": "aux", "elastic_aux": "aux_elastic", "finetune": "plain",
              "trained": "plain"}
     lines = [f"output: {tmp_path / 'grid'}", "depths: [3]", "widths: [8, 16, 32]", "methods: [sws-elastic, front]",
-             "seeds: [0]", "learngene_seeds: [0]", "trained_depths: [3]", "bootstrap_resamples: 200", "workers: 1"]
+             "seeds: [0]", "learngene_seeds: [0]", "trained_depths: [3]", "workers: 1"]
     lines += [f"{part}: {{config: {tmp_path / name}.yaml}}" for part, name in parts.items()]
     (tmp_path / "grid.yaml").write_text("\n".join(lines) + "\n")
     assert benchmark.main(["--config", str(tmp_path / "grid.yaml")]) == 0

@@ -256,3 +256,19 @@ def test_errors_name_the_problem():
         select_weights(small, small, head_aware=True)
     with pytest.raises(LearngeneError, match="head_aware"):
         select_weights(convnext, convnext, head_aware=True, num_heads=(1, 1))
+
+
+def test_select_head_selects_the_classifier_like_every_layer():
+    """Off (the released rule) the classifier keeps the child's init, at chance before training; on, it is selected
+    like every other layer: every class, the rule's embedding channels, so the child's features meet the weights
+    that read them. A parent with other classes is refused."""
+    parent, child = vit().state_dict(), vit("vit_tiny_patch16_224", seed=1).state_dict()
+    kept = select_weights(parent, child)
+    assert torch.equal(kept["head.weight"], child["head.weight"]) and torch.equal(kept["head.bias"], child["head.bias"])
+    selected = select_weights(parent, child, select_head=True)
+    assert torch.equal(selected["head.weight"], parent["head.weight"][:, uniform_indices(384, 192)])
+    assert torch.equal(selected["head.bias"], parent["head.bias"])
+    assert torch.equal(selected["norm.weight"], kept["norm.weight"])  # the rest is unchanged
+    other = vit("vit_tiny_patch16_224", num_classes=100).state_dict()
+    with pytest.raises(LearngeneError, match="select_head needs a parent with the child's classes: head.weight has 10"):
+        select_weights(parent, other, select_head=True)

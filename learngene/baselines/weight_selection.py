@@ -21,7 +21,9 @@ Three steps, all on state dicts:
    * ``random-inconsistent``: a fresh random subset for every axis of every tensor (the paper's ablation).
 
    Keys containing ``"head"`` keep the child's own values, as in the released code (this includes
-   ConvNeXt's ``head.norm``).
+   ConvNeXt's ``head.norm``): such a child is at chance before any training. ``select_head=True`` selects
+   them like every other layer instead, for a parent with the child's classes (every class is kept), so that
+   a selected child can be compared with other initializers before training.
 
 Fused attention (``attn.qkv`` weight and bias, ``attn.proj.weight``) is selected **per q/k/v part** by
 every rule except ``uniform``: one index set of the parent's embedding width picks the child's q, k and
@@ -109,11 +111,11 @@ def head_rows(heads: torch.Tensor, head_dims: torch.Tensor, parent_head_dim: int
 
 def select_weights(parent_state: dict[str, torch.Tensor], child_state: dict[str, torch.Tensor],
                    layers: str = "first", elements: str = "uniform", seed: int = 0, head_aware: bool = False,
-                   num_heads: tuple[int, int] | None = None) -> dict[str, torch.Tensor]:
+                   num_heads: tuple[int, int] | None = None, select_head: bool = False) -> dict[str, torch.Tensor]:
     """A state dict with exactly ``child_state``'s keys and shapes, selected from ``parent_state``.
 
     ``num_heads = (parent_heads, child_heads)`` is required with ``head_aware=True`` (a state dict does not
-    record how its attention is split into heads).
+    record how its attention is split into heads). ``select_head``: select the classifier too (same classes).
     """
     check_choice(layers, LAYER_SELECTIONS, "layer selection")
     indices = ElementIndices(elements, seed)
@@ -130,9 +132,17 @@ def select_weights(parent_state: dict[str, torch.Tensor], child_state: dict[str,
     if head_aware and not any(key.endswith(QKV_SUFFIXES[0]) for key in child_state):
         raise LearngeneError("head_aware=True needs fused attn.qkv tensors (a timm ViT): drop it for this model")
 
+    if select_head:
+        for key, child in child_state.items():
+            parent = parent_state.get(key)
+            if "head" in key and child.dim() == 2 and parent is not None and parent.shape[0] != child.shape[0]:
+                raise LearngeneError(f"select_head needs a parent with the child's classes: {key} has "
+                                     f"{parent.shape[0]} in the parent, {child.shape[0]} in the child; drop "
+                                     "select_head to keep the child's own head")
+
     selected = {}
     for key, child in child_state.items():
-        if "head" in key:  # the released rule: classifier keys keep the child's own init
+        if "head" in key and not select_head:  # the released rule: classifier keys keep the child's own init
             selected[key] = child.clone()
             continue
         parent_key = key

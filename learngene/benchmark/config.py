@@ -27,6 +27,7 @@ class BenchmarkMethod:
     learngene_label: str = ""  # that learngene's name in the tables
     widths: str = "own"  # which of the run's widths it makes: own (the learngene's), all, narrower, parent (IMwLM's)
     source: str | None = None  # the method whose configured source it reads (FRONT: IMwLM's parent); None: its own
+    at_chance: str = ""  # why its Des-Nets are at chance before any tuning, by construction (no no-tune verdict)
 
     @property
     def learned(self) -> bool:
@@ -42,7 +43,8 @@ BENCHMARK_METHODS = {
     "tleg": BenchmarkMethod("TLEG", init_tleg, "learngene seed", learngene="tleg", part="tleg_aux",
                             learngene_label="TLEG Aux-Net (learngene)"),
     "weight-selection": BenchmarkMethod("IMwLM", init_weight_selection, "Des-Net seed (new weights)", seeded=True,
-                                        widths="parent"),
+                                        widths="parent", at_chance="keeps the child's fresh head (the released rule; "
+                                                                   "weight_selection_select_head=true selects it)"),
     "simple-lg": BenchmarkMethod("Simple-LG", init_simple_lg, "learngene seed", learngene="simple-lg",
                                  part="simple_lg", learngene_label="Simple-LG 5-layer net (learngene)"),
     # FRONT needs no learngene: the same parent as IMwLM, any depth and width; its Des-Net draws nothing from its
@@ -50,7 +52,7 @@ BENCHMARK_METHODS = {
     "front": BenchmarkMethod("FRONT", init_front, "Des-Net seed (weights FRONT does not give)", seeded=True,
                              widths="all", source="weight-selection"),
     "vanilla-lg": BenchmarkMethod("Vanilla-LG", init_vanilla_lg, "Trained source seed x Des-Net seed (new weights)",
-                                  seeded=True),
+                                  seeded=True, at_chance="keeps fresh embeddings and lower blocks"),
     "scratch": BenchmarkMethod("Scratch init", init_scratch, "Des-Net init seed", seeded=True, widths="all"),
     # The elastic learngene narrows to its trained widths and grows above its own.
     "sws-elastic": BenchmarkMethod("SWS elastic", init_sws, "learngene seed", learngene="sws-elastic",
@@ -91,13 +93,15 @@ class BenchmarkConfig:
     threads: int = 1  # torch threads of every part: results are bitwise repeatable for a fixed count
     deterministic: bool = True  # every training part runs with deterministic=true
     keep_training_states: bool = False  # keep each finished part's last.pt (only needed to extend a training)
-    bootstrap_resamples: int = 2000  # paired bootstrap of the verdicts (resampling learngene seeds and test images)
     teacher_cache: bool = True  # the learngenes after the first replay the ancestry's outputs (same data, seed)
     trained_depths: list[int] = field(default_factory=list)  # Trained references; empty = all depths
     vanilla_lg_layers: int = 3
     weight_selection_layers: str = "first"
     weight_selection_elements: str = "uniform"
     weight_selection_head_aware: bool = False  # keep heads whole when IMwLM selects a width (the grid: true)
+    # Select IMwLM's classifier like every other layer (its parent must have the Des-Nets' classes); off, the released
+    # rule keeps the child's fresh head, at chance before tuning, and the no-tune claims against IMwLM give no verdict.
+    weight_selection_select_head: bool = False
     width_selection_elements: str = "uniform"  # sws-select: post-hoc selection of the SWS Des-Net's channels
     ancestry: PartConfig = field(default_factory=lambda: PartConfig("configs/digits/ancestry.yaml"))
     sws_aux: PartConfig = field(default_factory=lambda: PartConfig("configs/digits/aux.yaml"))
@@ -132,9 +136,6 @@ def check_benchmark_config(cfg: BenchmarkConfig) -> BenchmarkConfig:
                              "learngene_seeds (the same number of fine-tune seeds under each learngene seed)")
     if cfg.workers < 1 or cfg.threads < 1:
         raise LearngeneError(f"workers={cfg.workers} and threads={cfg.threads} must be >= 1")
-    if cfg.bootstrap_resamples < 100:
-        raise LearngeneError(f"bootstrap_resamples={cfg.bootstrap_resamples} is too few for a 95% interval: "
-                             "use at least 100 (default 2000)")
     if cfg.finetune_epochs < 0:
         raise LearngeneError(f"finetune_epochs={cfg.finetune_epochs} must be >= 0")
     if len(set(cfg.widths)) != len(cfg.widths) or any(w < 1 for w in cfg.widths):

@@ -272,6 +272,19 @@ class DesNetJob:
         return init, tuned
 
 
+@torch.no_grad()
+def logit_gap(folder: str, reference: str, loader, device: torch.device) -> float:
+    """The largest difference between the logits of two model folders on every batch of ``loader``, over the
+    largest logit of ``reference``."""
+    a, b = (load_model_folder(f).to(device).eval() for f in (folder, reference))
+    gap = scale = 0.0
+    for images, _ in loader:
+        images = images.to(device)
+        logits, ref = a(images), b(images)
+        gap, scale = max(gap, (logits - ref).abs().max().item()), max(scale, ref.abs().max().item())
+    return gap / scale
+
+
 def run_job(job):
     return job()
 
@@ -496,11 +509,12 @@ class Benchmark:
                             jobs.append(self.des_net_job(method, depth, width, s, [s], source, options))
         done = self.run_stage(3, "Des-Nets", jobs)
 
-        rows = self.result_rows([(job, done[job.name]) for job in jobs], trained, lg_of)
+        des_nets = [(job, done[job.name]) for job in jobs]
+        rows = self.result_rows(des_nets, trained, lg_of)
         result = dict(wall_seconds=self.clock.seconds, results_md=str(self.out / "results.md"),
                       results_csv=str(self.out / "results.csv"))
         if rank() == 0:
-            result["console"] = self.write_reports(ancestry, learngenes, trained, rows)
+            result["console"] = self.write_reports(ancestry, learngenes, trained, rows, des_nets)
             atomic_write_text(json.dumps(result, indent=2) + "\n", self.out / "benchmark.json")
         return result
 
@@ -547,7 +561,8 @@ class Benchmark:
             return learngenes["sws"][lg], {"strategy": "random"}
         if method == "weight-selection":
             return source, {"model": architecture, "model_args": des_args, "layers": cfg.weight_selection_layers,
-                            "elements": cfg.weight_selection_elements, "head_aware": cfg.weight_selection_head_aware}
+                            "elements": cfg.weight_selection_elements, "head_aware": cfg.weight_selection_head_aware,
+                            "select_head": cfg.weight_selection_select_head}
         if method == "front":  # the released defaults
             return source, {"model": architecture, "model_args": des_args}
         if method == "vanilla-lg":  # a configured source, or the deepest same-width model trained with this seed
@@ -560,10 +575,11 @@ class Benchmark:
     # -- results ------------------------------------------------------------------------------------
 
     def result_rows(self, des_nets: list[tuple[DesNetJob, tuple]], trained: dict, lg_of: dict) -> list[dict]:
-        """One row per measurement (see ``report.RESULT_FIELDS``), each with its per-image hits and the index of
-        its learngene seed (``cluster``: what the paired bootstrap resamples)."""
+        """One row per measurement (see ``report.RESULT_FIELDS``), each with its per-image hits and its ``group``:
+        the index of its learngene seed for a method with a learngene, of its replicate for the others (whose
+        replicates share nothing)."""
         cfg, rows = self.cfg, []
-        cluster = {s: r % len(cfg.learngene_seeds) for r, s in enumerate(cfg.seeds)}
+        replicate = {s: r for r, s in enumerate(cfg.seeds)}
 
         def row(method, depth, width, phase, lg, seed, part, params, stored, group):
             r = part.result
@@ -572,23 +588,23 @@ class Benchmark:
                              seed=seed, split="test", top1=r["test"]["top1"], top5=r["test"]["top5"],
                              loss=r["test"]["loss"], params=params, params_stored=stored,
                              epochs=r.get("epochs", 0), seconds=r.get("seconds", 0.0), correct=r["test"]["correct"],
-                             cluster=group))
+                             group=group))
 
         for (depth, seed), part in trained.items():
             row("trained", depth, self.full_width, "trained", None, seed, part, part.result["params"],
-                part.result["params"], cluster[seed])
+                part.result["params"], replicate[seed])
         for job, (init, tuned) in des_nets:
             method, depth, width, init_seed = job.method, job.depth, job.width, job.init_seed
             learned = BENCHMARK_METHODS[method].learned
             lg = init_seed if learned else (lg_of[init_seed] if BENCHMARK_METHODS[method].learngene else None)
-            group = cfg.learngene_seeds.index(init_seed) if learned else cluster[init_seed]
+            group = replicate[init_seed] if lg is None else cfg.learngene_seeds.index(lg)
             params, stored = init.result["params"], init.result["params_stored"]
             row(method, depth, width, "no-tune", lg, init_seed, init, params, stored, group)
             for seed, part in zip(job.finetune_seeds, tuned):
                 row(method, depth, width, "fine-tuned", lg, seed, part, params, stored, group)
         return rows
 
-    def write_reports(self, ancestry: Part, learngenes: dict, trained: dict, rows: list[dict]) -> str:
+    def write_reports(self, ancestry: Part, learngenes: dict, trained: dict, rows: list[dict], des_nets: list) -> str:
         cfg = self.cfg
         # Teacher seconds per epoch of the learngene of each seed that ran the teacher (the others replayed it).
         teacher_rate = {s: max(parts[s].result.get("teacher_seconds", 0.0) / max(parts[s].result["epochs"], 1)
@@ -607,16 +623,15 @@ class Benchmark:
         report.write_csv(summary, report.SUMMARY_FIELDS, self.out / "summary.csv")
         report.write_csv(sources, report.SOURCE_FIELDS, self.out / "learngenes.csv")
         reference = grid.REFERENCE if cfg.widths and grid.REFERENCE in cfg.methods else "sws"
-        analysis = report.Analysis(rows, cfg.depths, list(cfg.methods), cfg.bootstrap_resamples, self.full_width,
-                                   reference)
+        analysis = report.Analysis(rows, cfg.depths, list(cfg.methods), self.full_width, reference)
         report.write_csv(analysis.verdict_rows(), report.VERDICT_FIELDS, self.out / "verdicts.csv")
         if cfg.widths:
-            return self.write_grid_report(analysis, summary, sources, learngenes)
+            return self.write_grid_report(analysis, summary, sources, learngenes, des_nets)
         learngene_params = learngenes["sws"][cfg.learngene_seeds[0]].result["params"]
         markdown, console = report.markdown_report(
             analysis, summary, sources, trained_deepest=deepest, learngene_params=learngene_params,
             des_params=self.des_params(), finetune_epochs=cfg.finetune_epochs, context=self.context,
-            teacher_cache=cfg.teacher_cache,
+            teacher_cache=cfg.teacher_cache, at_chance=self.at_chance(),
             title=f"SWS benchmark on {self.finetune_cfg.data.name} ({self.info.num_classes} classes, "
                   f"{self.info.num_test} test images)")
         atomic_write_text(markdown, self.out / "results.md")
@@ -625,8 +640,28 @@ class Benchmark:
             report.plot_accuracy(summary, cfg.depths, list(cfg.methods), phase, self.out / name, f"Des-Nets, {title}")
         return console
 
+    def at_chance(self) -> dict[str, str]:
+        """The run's methods whose Des-Nets are at chance before tuning by construction, and why."""
+        chance = {m: BENCHMARK_METHODS[m].at_chance for m in self.cfg.methods if BENCHMARK_METHODS[m].at_chance}
+        if self.cfg.weight_selection_select_head:
+            chance.pop("weight-selection", None)
+        return chance
+
+    def growth_gaps(self, des_nets: dict) -> dict[tuple, float]:
+        """For every elastic Des-Net at an integer multiple of the learngene's width: the largest difference of its
+        test logits from those of the full-width Des-Net of its depth and learngene seed, over the largest logit."""
+        cfg, loader = self.cfg, build_eval_loader(self.finetune_cfg.data, "test")
+        device = torch.device(self.finetune_cfg.device)
+        grown = [w for w in cfg.widths if w > self.full_width and w % self.full_width == 0]
+        gaps = {}
+        for (depth, width, lg), init in des_nets.items():
+            if width in grown:
+                full = des_nets[depth, self.full_width, lg]
+                gaps[depth, width, lg] = logit_gap(init.result["artifact"], full.result["artifact"], loader, device)
+        return gaps
+
     def write_grid_report(self, analysis: report.Analysis, summary: list[dict], sources: list[dict],
-                          learngenes: dict) -> str:
+                          learngenes: dict, des_nets: list) -> str:
         """results.md and one heatmap per method and phase for a depth x width grid; returns the console tables."""
         cfg = self.cfg
         heatmaps = []
@@ -641,7 +676,9 @@ class Benchmark:
         markdown, console = grid.grid_markdown(
             analysis, summary, sources, heatmaps, learngene_params=reference[cfg.learngene_seeds[0]].result["params"],
             plain_params=learngenes["sws"][cfg.learngene_seeds[0]].result["params"], des_params=self.cell_params(),
-            finetune_epochs=cfg.finetune_epochs, context=self.context,
+            finetune_epochs=cfg.finetune_epochs, context=self.context, at_chance=self.at_chance(),
+            growth_gaps=self.growth_gaps({(job.depth, job.width, job.init_seed): init for job, (init, _) in des_nets
+                                          if job.method == grid.REFERENCE}),
             title=f"SWS depth x width grid on {self.finetune_cfg.data.name} ({self.info.num_classes} classes, "
                   f"{self.info.num_test} test images)")
         atomic_write_text(markdown, self.out / "results.md")

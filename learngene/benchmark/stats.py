@@ -1,65 +1,140 @@
-"""Paired bootstrap intervals for differences of top-1 accuracy, resampling learngene seeds and test images.
+"""Intervals for differences of top-1 accuracy between two cells of the benchmark, over seeds and test images.
 
-A cell of the benchmark (method, depth, phase) holds units: one Des-Net (or Trained model) each, with its
-top-1 hit on every test image. Units are grouped in clusters, one per learngene seed (a unit without a
-learngene goes to the cluster of its replicate, ``r % n``). Two cells are compared on a
-``(clusters, images)`` matrix of per-cluster mean hits each: a resample draws clusters with replacement
-and test images with replacement, the same draws for both cells (paired), and the statistic is the
-difference of their mean accuracies in points. The 95% interval is the 2.5 and 97.5 percentiles over the
-resamples, drawn from a fixed generator, so the same data always gives the same interval.
+A cell of the benchmark (method, depth, width, phase) holds units: one Des-Net (or Trained model) each, with its
+top-1 hit on every test image. Units are grouped by what they share: the units of a method with a learngene by
+learngene seed (its fine-tune seeds, or SWS-RI's plan seeds, nest under it), every other unit alone. A cell is
+then a ``(groups, images)`` matrix of mean hits (:func:`cell_matrix`), its groups independent draws.
+
+The difference of two cells' mean accuracies varies with the seeds (between groups) and with the test images
+(shared by both cells). Its variance is estimated from the two-way (group x image) analysis of variance of each
+matrix, which is unbiased whatever the split between the two:
+
+* the seed part, the variance of the group means over the number of groups (it holds the image noise that is
+  particular to each group);
+* the image part, the variance over images of the per-image difference, over the number of images, less the
+  group x image residual already counted in the seed part, floored at 0.
+
+Two cells that expand the same learngene (SWS and SWS-RI, a method at two depths or widths) are paired: the
+seed part is that of the per-group differences, on ``groups - 1`` degrees of freedom. Cells that share no
+learngene are independent: one seed part each (Welch). The interval is ``diff ± t * se`` with Satterthwaite's
+degrees of freedom computed at each seed variance's one-sided 70% upper confidence bound: with 3 groups the
+plain plug-in is liberal when the seed and image parts are of similar size (the estimated seed variance is
+often small, which inflates the degrees of freedom too); ``tests/test_benchmark_stats.py`` measures the coverage
+by simulation (docs/benchmark.md). With one group in a cell the seed variance is not measured: no interval.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
 import torch
+from scipy import stats
 
-GENERATOR_SEED = 0
-CHUNK = 100  # resamples drawn at once (memory: CHUNK x images)
+SEED_BOUND = 0.3  # the seed variances enter the degrees of freedom at their one-sided (1 - SEED_BOUND) upper bound
 
 
 @dataclass(frozen=True)
 class Interval:
-    """Mean difference (points) and its 95% bootstrap interval."""
+    """Mean difference (points) and its 95% interval; ``se`` and ``df`` give it at other levels. ``low`` and
+    ``high`` are NaN when a cell has one group (the seed spread is not measured)."""
 
     diff: float
     low: float
     high: float
+    se: float = math.nan
+    df: float = math.nan
+
+    @property
+    def measured(self) -> bool:
+        return not math.isnan(self.low)
+
+    def bounds(self, level: float) -> tuple[float, float]:
+        """The two-sided ``level`` interval."""
+        if self.se == 0.0:
+            return self.diff, self.diff
+        half = float(stats.t.ppf(0.5 + level / 2, self.df)) * self.se
+        return self.diff - half, self.diff + half
 
     def label(self, margin: float = 0.0) -> str:
-        """``better`` when the interval lies above ``margin``, ``worse`` when below, else ``tie``."""
+        """``better`` when the interval lies above ``margin``, ``worse`` when below, else ``tie``; ``not measured``
+        without a seed spread."""
+        if not self.measured:
+            return "not measured"
         return "better" if self.low > margin else "worse" if self.high < margin else "tie"
 
     def text(self) -> str:
+        if not self.measured:
+            return f"{self.diff:+.1f} [seed spread not measured]"
         return f"{self.diff:+.1f} [{self.low:+.1f}, {self.high:+.1f}]"
 
 
-def cluster_means(units: Sequence[tuple[int, str]], clusters: int) -> torch.Tensor:
-    """``(clusters, images)`` float64 mean hits of each cluster, from ``(cluster, "0110...")`` units."""
+@dataclass(frozen=True)
+class Cell:
+    """The ``(groups, images)`` mean hits of a cell, the group ids of its rows in order."""
+
+    groups: tuple[int, ...]
+    hits: torch.Tensor
+
+
+def cell_matrix(units: Sequence[tuple[int, str]]) -> Cell:
+    """A cell from its ``(group, "0110...")`` units: the mean hits of each group, groups in increasing order."""
     hits = torch.tensor([[c == "1" for c in correct] for _, correct in units], dtype=torch.float64)
-    index = torch.tensor([cluster for cluster, _ in units])
-    if sorted(set(index.tolist())) != list(range(clusters)):
-        raise ValueError(f"units cover clusters {sorted(set(index.tolist()))}, not all of 0..{clusters - 1}")
-    sums = torch.zeros(clusters, hits.shape[1], dtype=torch.float64).index_add_(0, index, hits)
-    return sums / torch.bincount(index, minlength=clusters).unsqueeze(1)
+    groups = sorted({group for group, _ in units})
+    index = torch.tensor([groups.index(group) for group, _ in units])
+    sums = torch.zeros(len(groups), hits.shape[1], dtype=torch.float64).index_add_(0, index, hits)
+    return Cell(tuple(groups), sums / torch.bincount(index, minlength=len(groups)).unsqueeze(1))
 
 
-def paired_bootstrap(a: torch.Tensor, b: torch.Tensor, resamples: int = 2000) -> Interval:
-    """Mean accuracy of ``a`` minus ``b`` (``(clusters, images)`` matrices of mean hits) with its 95% interval."""
-    if a.shape != b.shape:
-        raise ValueError(f"paired cells must have the same (clusters, images): {tuple(a.shape)}, {tuple(b.shape)}")
-    diff = 100.0 * (a - b)
-    clusters, images = diff.shape
-    generator = torch.Generator().manual_seed(GENERATOR_SEED)
-    stats = []
-    for start in range(0, resamples, CHUNK):
-        m = min(CHUNK, resamples - start)
-        picks = torch.randint(clusters, (m, clusters), generator=generator)
-        weights = torch.zeros(m, clusters, dtype=torch.float64).scatter_add_(
-            1, picks, torch.ones(m, clusters, dtype=torch.float64))
-        per_image = weights @ diff / clusters  # (m, images): each resample's cluster mean per image
-        chosen = torch.randint(images, (m, images), generator=generator)
-        stats.append(per_image.gather(1, chosen).mean(1))
-    low, high = torch.quantile(torch.cat(stats), torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
-    return Interval(diff.mean().item(), low, high)
+def anova(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(mean, seed part, residual part, per-image means)`` of ``(..., groups, images)`` matrices: the variance of
+    the group means over the number of groups, and the group x image residual mean square over groups x images."""
+    n, images = x.shape[-2:]
+    rows, cols = x.mean(-1), x.mean(-2)
+    mean = rows.mean(-1)
+    residual = (x.pow(2).sum((-2, -1)) - images * rows.pow(2).sum(-1) - n * cols.pow(2).sum(-1)
+                + n * images * mean.pow(2)).clamp(min=0.0) / ((n - 1) * (images - 1))
+    return mean, rows.var(-1) / n, residual / (n * images), cols
+
+
+def variance_terms(a: torch.Tensor, b: torch.Tensor, paired: bool):
+    """``(diff, [(seed variance, df), ...], image variance)`` of mean(a) - mean(b), in units of the inputs;
+    ``a`` and ``b`` are ``(..., groups, images)``."""
+    images = a.shape[-1]
+    if paired:
+        diff, seed, residual, cols = anova(a - b)
+        seeds = [(seed, a.shape[-2] - 1)]
+        image = cols.var(-1) / images - residual
+    else:
+        mean_a, seed_a, residual_a, cols_a = anova(a)
+        mean_b, seed_b, residual_b, cols_b = anova(b)
+        diff, seeds = mean_a - mean_b, [(seed_a, a.shape[-2] - 1), (seed_b, b.shape[-2] - 1)]
+        image = (cols_a - cols_b).var(-1) / images - residual_a - residual_b
+    return diff, seeds, image.clamp(min=0.0)
+
+
+def degrees_of_freedom(seeds, image: torch.Tensor, images: int) -> torch.Tensor:
+    """Satterthwaite's degrees of freedom of the seed and image parts, the seed variances at their upper bounds."""
+    upper = [(v * k / stats.chi2.ppf(SEED_BOUND, k), k) for v, k in seeds]
+    numerator = (sum(u for u, _ in upper) + image) ** 2
+    return numerator / (sum(u ** 2 / k for u, k in upper) + image ** 2 / (images - 1))
+
+
+def difference(a: Cell, b: Cell, paired: bool) -> Interval:
+    """Mean accuracy of ``a`` minus ``b`` (points) with its 95% interval; ``paired`` when both expand the same
+    learngene (their groups are its seeds)."""
+    if a.hits.shape[1] != b.hits.shape[1]:
+        raise ValueError(f"cells on {a.hits.shape[1]} and {b.hits.shape[1]} test images cannot be compared")
+    if paired and a.groups != b.groups:
+        raise ValueError(f"paired cells must have the same learngene seeds: {a.groups}, {b.groups}")
+    x, y = 100.0 * a.hits, 100.0 * b.hits
+    if min(len(a.groups), len(b.groups)) < 2:
+        return Interval((x.mean() - y.mean()).item(), math.nan, math.nan)
+    diff, seeds, image = variance_terms(x, y, paired)
+    variance = sum(v for v, _ in seeds) + image
+    if variance.item() == 0.0:  # every unit hits the same images: nothing varies
+        return Interval(diff.item(), diff.item(), diff.item(), 0.0, math.inf)
+    df = degrees_of_freedom(seeds, image, x.shape[1]).item()
+    se = variance.sqrt().item()
+    half = float(stats.t.ppf(0.975, df)) * se
+    return Interval(diff.item(), diff.item() - half, diff.item() + half, se, df)
