@@ -40,7 +40,7 @@ def test_reduced_grid(tmp_path, capsys):
              "simple_lg": "plain", "finetune": "plain", "trained": "plain"}
     lines = [f"output: {tmp_path / 'grid'}", "depths: [3, 4]", "widths: [8, 12, 16, 32]", f"methods: {METHODS}",
              "seeds: [0, 1]", "learngene_seeds: [0, 1]", "trained_depths: [4]",
-             "workers: 1", "weight_selection_head_aware: true"]
+             "workers: 1", "weight_selection_head_aware: true", "weight_selection_select_head: true"]
     lines += [f"{part}: {{config: {tmp_path / name}.yaml}}" for part, name in parts.items()]
     (tmp_path / "grid.yaml").write_text("\n".join(lines) + "\n")
     assert benchmark.main(["--config", str(tmp_path / "grid.yaml")]) == 0
@@ -96,10 +96,16 @@ def test_reduced_grid(tmp_path, capsys):
         assert low <= float(v["diff"]) <= high
         assert v["verdict"] == ("better" if low > 0 else "worse" if high < 0 else "tie")
 
+    # IMwLM's head selected (the ancestry has the Des-Nets' 10 classes): its no-tune claim gets a verdict
+    ws = json.loads((out / "init" / "weight-selection" / "depth3-width8" / "seed0" / "model" / "init.json").read_text())
+    assert ws["select_head"] is True
     markdown = (out / "results.md").read_text()
-    growth = markdown.split("Growth at integer width ratios keeps the no-tune accuracy exactly")[1].splitlines()[0]
+    imwlm = markdown.split("points above IMwLM at the same cell, no tuning |")[1].splitlines()[0]
+    assert imwlm.split("**")[-2] in ("reproduced", "not reproduced", "inconclusive")
+    growth = markdown.split("Growth at integer width ratios keeps the no-tune function (logits) |")[1].splitlines()[0]
+    assert "4 Des-Nets (widths 32 x depths x learngene seeds): largest logit difference" in growth
     assert growth.endswith("| **reproduced** |")
-    for heading in ("Claims of issue 13", "Heatmaps", "No tuning after initialization", "Parameters stored",
+    for heading in ("Claims of the elastic learngene on the depth x width grid, checked on this run", "Heatmaps", "No tuning after initialization", "Parameters stored",
                     "Training cost", "What each spread covers"):
         assert heading in markdown
     assert "One pre-trained model per cell (8 cells)" in markdown
@@ -108,7 +114,8 @@ def test_reduced_grid(tmp_path, capsys):
                                                                 "scratch") for p in ("no-tune", "fine-tuned"))
     for name in heatmaps:
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"![{name}]({name})" in markdown
-    assert "Claims of issue 13:" in console and "] sws-elastic depth4 width32 seed1: test top-1" in console
+    assert "issue 13" not in markdown + console
+    assert "Claims of the elastic learngene on the depth x width grid:" in console and "] sws-elastic depth4 width32 seed1: test top-1" in console
 
 
 def test_bad_grid_widths(tmp_path, capsys):

@@ -17,10 +17,11 @@ matrix, which is unbiased whatever the split between the two:
 Two cells that expand the same learngene (SWS and SWS-RI, a method at two depths or widths) are paired: the
 seed part is that of the per-group differences, on ``groups - 1`` degrees of freedom. Cells that share no
 learngene are independent: one seed part each (Welch). The interval is ``diff ± t * se`` with Satterthwaite's
-degrees of freedom computed at each seed variance's one-sided 70% upper confidence bound: with 3 groups the
-plain plug-in is liberal when the seed and image parts are of similar size (the estimated seed variance is
-often small, which inflates the degrees of freedom too); ``tests/test_benchmark_stats.py`` measures the coverage
-by simulation (docs/benchmark.md). With one group in a cell the seed variance is not measured: no interval.
+degrees of freedom; for paired cells they are computed at the seed variance's one-sided 70% upper confidence
+bound: with 3 groups the plain plug-in is liberal when the seed and image parts are of similar size (an
+underestimated seed variance inflates the degrees of freedom too). ``tests/test_benchmark_stats.py`` measures
+the coverage by simulation (docs/benchmark.md). With one group in a cell the seed variance is not measured: no
+interval.
 """
 from __future__ import annotations
 
@@ -114,8 +115,10 @@ def variance_terms(a: torch.Tensor, b: torch.Tensor, paired: bool):
 
 
 def degrees_of_freedom(seeds, image: torch.Tensor, images: int) -> torch.Tensor:
-    """Satterthwaite's degrees of freedom of the seed and image parts, the seed variances at their upper bounds."""
-    upper = [(v * k / stats.chi2.ppf(SEED_BOUND, k), k) for v, k in seeds]
+    """Satterthwaite's degrees of freedom of the seed and image parts; a single seed variance (paired cells) at its
+    upper bound. Two (independent cells) stay as they are: Welch's degrees of freedom are already conservative
+    with few seeds of similar variance, which offsets the plug-in."""
+    upper = [(v * k / stats.chi2.ppf(SEED_BOUND, k), k) for v, k in seeds] if len(seeds) == 1 else seeds
     numerator = (sum(u for u, _ in upper) + image) ** 2
     return numerator / (sum(u ** 2 / k for u, k in upper) + image ** 2 / (images - 1))
 
