@@ -54,7 +54,7 @@ GROWTH = Claim(
     "depth and learngene seed: the largest difference of their logits on the test images, over the largest logit; "
     f"*reproduced* when at most {GROWTH_EXACT:g} for every pair (float rounding), *not reproduced* when above "
     f"{GROWTH_BROKEN:g} for some pair (another function), else *inconclusive*.")
-CLAIMS = [NARROWING, SELECTION, ELASTIC_ABOVE_FRONT, FULL_WIDTH, FINE_TUNED, GROWTH]
+CLAIMS = [NARROWING, SELECTION, FULL_WIDTH, ELASTIC_ABOVE_FRONT, FINE_TUNED, GROWTH]
 CLAIMS_HEADING = "Claims of the elastic learngene on the depth x width grid"
 
 
@@ -93,15 +93,6 @@ def grid_claims(analysis: Analysis, full_width: int, sources: Sequence[dict], gr
             intervals = {k: analysis.compare(a, b) for k, (a, b) in pairs.items()}
             out.append((claim, interval_evidence(intervals), family_verdict(intervals, SELECTION_MARGIN)))
 
-    claim = "Elastic above FRONT in every cell, no tuning"
-    pairs = {f"depth {d} width {w}": (cell(REFERENCE, d, w), cell("front", d, w)) for d in depths for w in widths}
-    pairs = {k: v for k, v in pairs.items() if analysis.has(v[0]) and analysis.has(v[1])}
-    if pairs:
-        intervals = {k: analysis.compare(a, b) for k, (a, b) in pairs.items()}
-        out.append((claim, interval_evidence(intervals), family_verdict(intervals)))
-    else:
-        out.append((claim, "front not in this run", "not checked"))
-
     claim = f"Elastic full width within {-FULL_WIDTH_MARGIN:g} point of plain SWS, no tuning"
     epochs = {row["model"]: row["epochs"] for row in sources}
     if epochs.get(REFERENCE) != epochs.get("sws"):
@@ -113,6 +104,15 @@ def grid_claims(analysis: Analysis, full_width: int, sources: Sequence[dict], gr
         out.append((claim, interval_evidence(intervals), family_verdict(intervals, FULL_WIDTH_MARGIN)))
     else:
         out.append((claim, "sws or the learngene's width not in this run", "not checked"))
+
+    claim = "Elastic above FRONT in every cell, no tuning"
+    pairs = {f"depth {d} width {w}": (cell(REFERENCE, d, w), cell("front", d, w)) for d in depths for w in widths}
+    pairs = {k: v for k, v in pairs.items() if analysis.has(v[0]) and analysis.has(v[1])}
+    if pairs:
+        intervals = {k: analysis.compare(a, b) for k, (a, b) in pairs.items()}
+        out.append((claim, interval_evidence(intervals), family_verdict(intervals)))
+    else:
+        out.append((claim, "front not in this run", "not checked"))
 
     claim = (f"After the fine-tune, elastic at least as good as every baseline in every cell (none better by "
              f"{-NONINFERIORITY_MARGIN:g} point or more)")
