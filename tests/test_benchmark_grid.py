@@ -105,7 +105,8 @@ def test_reduced_grid(tmp_path, capsys):
     growth = markdown.split("Growth at integer width ratios keeps the no-tune function (logits) |")[1].splitlines()[0]
     assert "4 Des-Nets (widths 32 x depths x learngene seeds): largest logit difference" in growth
     assert growth.endswith("| **reproduced** |")
-    for heading in ("Claims of the elastic learngene on the depth x width grid, checked on this run", "Heatmaps", "No tuning after initialization", "Parameters stored",
+    for heading in ("Claims of the elastic learngene on the depth x width grid, checked on this run", "Heatmaps",
+                    "No tuning after initialization", "Parameters stored",
                     "Training cost", "What each spread covers"):
         assert heading in markdown
     assert "One pre-trained model per cell (8 cells)" in markdown
@@ -115,7 +116,8 @@ def test_reduced_grid(tmp_path, capsys):
     for name in heatmaps:
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"![{name}]({name})" in markdown
     assert "issue 13" not in markdown + console
-    assert "Claims of the elastic learngene on the depth x width grid:" in console and "] sws-elastic depth4 width32 seed1: test top-1" in console
+    assert "Claims of the elastic learngene on the depth x width grid:" in console
+    assert "] sws-elastic depth4 width32 seed1: test top-1" in console
 
 
 def test_bad_grid_widths(tmp_path, capsys):

@@ -75,7 +75,8 @@ def test_one_learngene_seed_measures_no_seed_spread():
 def coverage(groups: int, images: int, seed_sd: float, hard: str, reps: int, generator: torch.Generator,
              accuracy: float = 0.9) -> dict[bool, float]:
     """How often the 95% interval holds the true difference, 0, over ``reps`` simulated pairs of cells of two
-    equally accurate methods, analysed as paired cells (same learngene; key True) and as independent ones (False): each group's accuracy is ``accuracy`` plus a seed effect of sd ``seed_sd`` points
+    equally accurate methods, analysed as paired cells (same learngene; key True) and as independent ones (False):
+    each group's accuracy is ``accuracy`` plus a seed effect of sd ``seed_sd`` points
     (independent between the cells). Each hit is drawn with probability 0.8 from an image difficulty, else
     independently: ``hard="shared"``, one difficulty for every model (models agree on the hard images); ``"own"``,
     one per method (each method has its own hard images: an image part of the variance); ``"none"``, every hit

@@ -32,7 +32,8 @@ NARROWING = Claim(
     f"{NARROW_MARGINS[0.5]:g}.")
 SELECTION = Claim(
     "Narrowing far above post-hoc selection and IMwLM",
-    f"elastic minus the baseline, no-tune, at every cell narrower than the learngene; {family_rule(f'+{SELECTION_MARGIN:g}')}. "
+    "elastic minus the baseline, no-tune, at every cell narrower than the learngene; "
+    f"{family_rule(f'+{SELECTION_MARGIN:g}')}. "
     "IMwLM's released rule keeps the child's fresh head, at chance before any tuning: unless its head is selected "
     f"(`weight_selection_select_head`) its row is *{BY_CONSTRUCTION}*.")
 ELASTIC_ABOVE_FRONT = Claim(
@@ -82,7 +83,8 @@ def grid_claims(analysis: Analysis, full_width: int, sources: Sequence[dict], gr
 
     narrow = [w for w in widths if w < full_width]
     for baseline in ("sws-select", "weight-selection"):
-        claim = f"Elastic narrowing at least {SELECTION_MARGIN:g} points above {label(baseline)} at the same cell, no tuning"
+        claim = (f"Elastic narrowing at least {SELECTION_MARGIN:g} points above {label(baseline)} at the same cell, "
+                 "no tuning")
         pairs = {f"depth {d} width {w}": (cell(REFERENCE, d, w), cell(baseline, d, w)) for d in depths for w in narrow}
         pairs = {k: v for k, v in pairs.items() if analysis.has(v[0]) and analysis.has(v[1])}
         if not pairs:
@@ -250,7 +252,8 @@ def grid_markdown(analysis: Analysis, summary: Sequence[dict], sources: Sequence
     parts = [
         f"# {title}", "",
         "Every number is top-1 accuracy (%) on the test split. A cell is the mean ± sample std over its units (one "
-        f"Des-Net per learngene seed for a learned method's no-tune cell, {analysis.learngene_seeds} learngene seeds; see "
+        f"Des-Net per learngene seed for a learned method's no-tune cell, {analysis.learngene_seeds} learngene seeds; "
+        "see "
         f"*What each spread covers*). The learngene's own width is {analysis.width}; wider cells are grown from it, "
         "narrower ones narrowed (elastic), selected (post-hoc selection, IMwLM) or drawn (scratch).", "",
         f"## {CLAIMS_HEADING}, checked on this run", "",
