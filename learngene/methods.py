@@ -3,19 +3,19 @@
 ``METHODS[name](source, depth, num_classes=None, **options) -> Initialization``: the Des-Net's complete
 state dict, the timm model it belongs to, and a JSON-serializable ``info`` record (method, source,
 parameters stored to initialize, the plan). ``source`` is a learngene file (sws, tleg), a trained timm
-model folder (simple-lg, vanilla-lg, weight-selection, pf) or nothing (scratch; a learngene or folder
+model folder (simple-lg, vanilla-lg, weight-selection, front, pf) or nothing (scratch; a learngene or folder
 given to scratch only names the architecture).
 
 The Des-Net architecture is the source's (a learngene's Des-Net, or the folder's model) at ``depth``;
 ``model`` / ``model_args`` override it where a method allows a different one (weight-selection,
-scratch). A different ``num_classes`` keeps the target's own head init. Weights the method does not
+front, scratch). A different ``num_classes`` keeps the target's own head init. Weights the method does not
 provide come from the target's timm default init under ``seed``.
 
 ``init_sws_select`` (post-hoc width selection of an SWS Des-Net) is the benchmark's baseline for the depth x width
 grid (``learngene.benchmark.config.BENCHMARK_METHODS``), not a method of ``tools/expand.py``.
 
 ``parameters_stored`` counts what must be kept to initialize: the whole learngene (sws, tleg), the whole
-source model (simple-lg, weight-selection, pf), the tensors copied from the ancestry (vanilla-lg), none
+source model (simple-lg, weight-selection, front, pf), the tensors copied from the ancestry (vanilla-lg), none
 (scratch).
 """
 from __future__ import annotations
@@ -28,6 +28,7 @@ import timm
 import torch
 from torch import nn
 
+from learngene.baselines.front import front_transfer
 from learngene.baselines.simple_lg import expand_simple_lg
 from learngene.baselines.tleg import expand_tleg
 from learngene.baselines.vanilla_lg import expand_vanilla_lg
@@ -208,6 +209,24 @@ def init_weight_selection(source: str, depth: int, num_classes: int | None = Non
     return Initialization(state, architecture, args, info, preprocessing=preprocessing)
 
 
+def init_front(source: str, depth: int | None = None, num_classes: int | None = None, model: str | None = None,
+               model_args: dict | None = None, keep_ratio: float = 1.0, depth_mode: str = "zero",
+               select_n: int | None = None, mlp_dct_dim: str = "2d", use_ratio: bool = False, skip=(),
+               seed: int = 0) -> Initialization:
+    """FRONT from a trained ViT folder to a Des-Net of the folder's architecture changed by ``model_args`` and
+    ``depth``; the options and their defaults are the released script's (docs/baselines.md)."""
+    parent, parent_architecture, base_args, preprocessing = load_source_folder(source, "front")
+    architecture = model or parent_architecture
+    args = target_args(base_args, depth, num_classes, model_args)
+    des = fresh_model(architecture, args, seed)
+    state = front_transfer(parent.state_dict(), des.state_dict(), keep_ratio, depth_mode, select_n, mlp_dct_dim,
+                           use_ratio, tuple(skip), seed)
+    info = dict(method="front", source=source, keep_ratio=keep_ratio, depth_mode=depth_mode, select_n=select_n,
+                mlp_dct_dim=mlp_dct_dim, use_ratio=use_ratio, skip=list(skip), seed=seed,
+                parameters_stored=count_parameters(parent.parameters()))
+    return Initialization(state, architecture, args, info, preprocessing=preprocessing)
+
+
 def init_sws_select(source: str, depth: int, width: int, elements: str = "uniform", seed: int = 0) -> Initialization:
     """Post-hoc width selection: the plain SWS Des-Net of ``depth`` (the learngene's width), then weight selection
     to ``width``, head-aware (whole heads, the learngene's head dim), with one element rule for every axis.
@@ -272,6 +291,7 @@ METHODS = {
     "simple-lg": init_simple_lg,
     "vanilla-lg": init_vanilla_lg,
     "weight-selection": init_weight_selection,
+    "front": init_front,
     "scratch": init_scratch,
     "pf": init_pf,
 }

@@ -226,3 +226,32 @@ def test_exported_sources_as_for_imagenet(tmp_path):
     assert init["source"] == str(out / "sources" / "vanilla-lg" / "run" / "model")
     runs = read_csv(out / "results.csv")
     assert {(r["method"], r["depth"]) for r in runs if r["phase"] == "trained"} == {("trained", "3")}
+
+
+def test_front_reads_the_weight_selection_parent(tmp_path):
+    """FRONT alone in a run still gets IMwLM's configured parent (exported once), makes the Des-Nets' width from it,
+    no-tune and fine-tuned, stores the parent whole, and has its rows in the parameter and cost tables."""
+    args = write_configs(tmp_path, tmp_path / "bench", "[sws, front]", "[0]")
+    (tmp_path / "wide.yaml").write_text(CONFIGS["ancestry.yaml"].replace("epochs: 1", "epochs: 0")
+                                        .replace("embed_dim: 32", "embed_dim: 48").replace("num_heads: 4", "num_heads: 6"))
+    config = tmp_path / "bench.yaml"
+    config.write_text(config.read_text() + f"weight_selection_parent: {{config: {tmp_path / 'wide'}.yaml}}\n")
+    assert benchmark.main(args) == 0
+    out = tmp_path / "bench"
+    parent = out / "sources" / "weight-selection" / "run" / "model"
+    init = json.loads((out / "init" / "front" / "depth3" / "seed0" / "model" / "init.json").read_text())
+    assert init["method"] == "front" and init["source"] == str(parent) and init["depth_mode"] == "zero"
+    config = json.loads((out / "init" / "front" / "depth3" / "seed0" / "model" / "config.json").read_text())
+    assert config["model_args"]["embed_dim"] == 16 and config["model_args"]["depth"] == 3  # the SWS Des-Nets' width
+    runs = read_csv(out / "results.csv")
+    front = {(r["depth"], r["phase"]): r for r in runs if r["method"] == "front"}
+    assert set(front) == {(d, p) for d in ("2", "3") for p in ("no-tune", "fine-tuned")}
+    sws = next(r for r in runs if (r["method"], r["depth"]) == ("sws", "3"))
+    parent_params = json.loads((parent.parent.parent / "done.json").read_text())["result"]["params"]
+    assert front["3", "no-tune"]["params"] == sws["params"] and int(front["3", "no-tune"]["params_stored"]) == \
+        parent_params and front["3", "no-tune"]["learngene_seed"] == ""
+    markdown = (out / "results.md").read_text()
+    assert f"| FRONT (no training; stores the parent's {parent_params / 1e6:.3f}M parameters) | 0 |" in markdown
+    assert "| FRONT params stored (M) | FRONT top-1 |" in markdown
+    assert "| SWS above FRONT with no tuning at depths 6-9 (FRONT, ICML 2026: newer than the paper) | not in this run" \
+        in markdown

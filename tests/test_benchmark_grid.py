@@ -128,3 +128,31 @@ def test_bad_grid_widths(tmp_path, capsys):
     assert benchmark.main(["--config", config, f"output={tmp_path / 'grid'}", "width_selection_elements=random"]) == 2
     assert "width_selection_elements='random'" in capsys.readouterr().err
     assert not (tmp_path / "grid").exists()
+
+
+def test_front_on_the_grid(tmp_path):
+    """FRONT makes every width of the grid from the 24-wide ancestry (narrower and wider), each cell compared with
+    the elastic learngene, and the grid claims have its row."""
+    for name, text in CONFIGS.items():
+        (tmp_path / name).write_text(text)
+    parts = {"ancestry": "ancestry", "sws_aux": "aux", "elastic_aux": "aux_elastic", "finetune": "plain",
+             "trained": "plain"}
+    lines = [f"output: {tmp_path / 'grid'}", "depths: [3]", "widths: [8, 16, 32]", "methods: [sws-elastic, front]",
+             "seeds: [0]", "learngene_seeds: [0]", "trained_depths: [3]", "workers: 1"]
+    lines += [f"{part}: {{config: {tmp_path / name}.yaml}}" for part, name in parts.items()]
+    (tmp_path / "grid.yaml").write_text("\n".join(lines) + "\n")
+    assert benchmark.main(["--config", str(tmp_path / "grid.yaml")]) == 0
+    out = tmp_path / "grid"
+    runs = read_csv(out / "results.csv")
+    assert {(r["width"], r["phase"]) for r in runs if r["method"] == "front"} == \
+        {(w, p) for w in ("8", "16", "32") for p in ("no-tune", "fine-tuned")}
+    for width, cell in ((8, "depth3-width8"), (32, "depth3-width32")):
+        config = json.loads((out / "init" / "front" / cell / "seed0" / "model" / "config.json").read_text())
+        assert (config["model_args"]["embed_dim"], config["model_args"]["num_heads"]) == (width, width // 4)
+    verdicts = read_csv(out / "verdicts.csv")
+    assert {(v["phase"], v["width"]) for v in verdicts if v["baseline"] == "front"} == \
+        {(p, w) for p in ("no-tune", "fine-tuned") for w in ("8", "16", "32")}
+    markdown = (out / "results.md").read_text()
+    row = markdown.split("| Elastic above FRONT in every cell, no tuning | ")[1].splitlines()[0]
+    assert row.count("depth 3 width") == 3 and "not checked" not in row
+    assert (out / "heatmap_front_no-tune.png").is_file()

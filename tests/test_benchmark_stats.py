@@ -292,3 +292,33 @@ def test_grid_verdict_rows_compare_the_elastic_learngene_cell_by_cell():
     rows = {(r["width"], r["baseline"]): (r["diff"], r["verdict"]) for r in analysis.verdict_rows()}
     assert rows == {(32, "scratch"): (pytest.approx(80.0), "better"), (64, "scratch"): (0.0, "tie"),
                     (64, "sws"): (0.0, "tie")}
+
+
+def test_front_claim_rules():
+    """SWS above FRONT at depths 6-9, with no tuning and after the fine-tune: one row each, the family rule."""
+    depths = [6, 9, 12]
+    cells = {("sws", d, p): 0.9 for d in depths for p in ("no-tune", "fine-tuned")}
+    cells |= {("front", d, "no-tune"): 0.4 for d in depths} | {("front", d, "fine-tuned"): 0.9 for d in depths}
+    no_tune = "SWS above FRONT with no tuning at depths 6-9 (FRONT, ICML 2026: newer than the paper)"
+    tuned = "SWS above FRONT after the fine-tune at depths 6-9 (FRONT, ICML 2026: newer than the paper)"
+    verdicts = claim_verdicts(cells, ["sws", "front"], depths)
+    assert (verdicts[no_tune], verdicts[tuned]) == ("reproduced", "inconclusive")
+    verdicts = claim_verdicts(cells | {("front", 9, "fine-tuned"): 0.99}, ["sws", "front"], depths)
+    assert (verdicts[no_tune], verdicts[tuned]) == ("reproduced", "not reproduced")
+    verdicts = claim_verdicts(cells, ["sws", "front"], [12])
+    assert (verdicts[no_tune], verdicts[tuned]) == ("not checked", "not checked")
+
+
+def test_grid_front_claim():
+    cells = {("sws-elastic", d, "no-tune", w): 0.9 for d in (6, 9) for w in (32, 64)}
+    cells |= {("front", d, "no-tune", w): 0.3 for d in (6, 9) for w in (32, 64, 128)}
+    claim = "Elastic above FRONT in every cell, no tuning"
+
+    def front_row(cells):
+        analysis = report.Analysis(rows_for(cells), [6, 9], ["sws-elastic", "front"], WIDTH, grid.REFERENCE)
+        return next((evidence, verdict) for title, evidence, verdict in grid.grid_claims(analysis, WIDTH, [], {}, {})
+                    if title == claim)
+
+    evidence, verdict = front_row(cells)
+    assert verdict == "reproduced" and evidence.count("depth ") == 4  # the cells both make, not width 128
+    assert front_row(cells | {("front", 9, "no-tune", 32): 0.99})[1] == "not reproduced"

@@ -90,7 +90,9 @@ def test_help_shows_the_examples_and_defaults(capsys):
     assert "--model-args '{\"embed_dim\": 64, \"num_heads\": 4}'" in text
     flat = " ".join(text.split())
     assert "which parent layers (default first)" in flat and "which elements per axis (default uniform)" in flat
-    assert "weight selection keeps the parent's width, heads and MLP ratio unless set here" in flat
+    assert "weight selection and front keep the parent's width, heads and MLP ratio unless set here" in flat
+    assert "runs/digits/ancestry/model --method front --depth 9" in text
+    assert "fraction of DCT frequencies kept per axis, in (0, 1] (default 1.0)" in flat
 
 
 def test_ctrl_c_is_one_line_and_leaves_no_folder(learngene_file, tmp_path, capsys, monkeypatch):

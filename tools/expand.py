@@ -5,6 +5,8 @@
     python tools/expand.py runs/digits/tleg_aux/learngene.safetensors --method tleg --depth 12 --out runs/tleg12
     python tools/expand.py runs/digits/ancestry/model --method weight-selection --depth 6 \\
         --model-args '{"embed_dim": 64, "num_heads": 4}' --out runs/ws6   # the width of the digits Des-Nets
+    python tools/expand.py runs/digits/ancestry/model --method front --depth 9 \\
+        --model-args '{"embed_dim": 64, "num_heads": 4}' --out runs/front9   # FRONT, the released defaults
     python tools/expand.py runs/digits/aux/learngene.safetensors --method scratch --depth 12 --out runs/scratch12
     python -c "import timm; timm.create_model('local-dir:runs/des12', pretrained=True)"   # no learngene needed
 
@@ -21,6 +23,7 @@ import json
 
 from timm.models import VisionTransformer
 
+from learngene.baselines.front import DEPTH_MODES, MLP_DCT_DIMS, SKIP_GROUPS
 from learngene.baselines.weight_selection import ELEMENT_SELECTIONS, LAYER_SELECTIONS
 from learngene.checkpoint import INIT_RECORD, check_output_dir, save_model_folder
 from learngene.cli import ArgumentParser, entry_point, int_at_least, tool_parser
@@ -39,15 +42,23 @@ def json_object(text: str) -> dict:
     return value
 
 
+def skip_groups(text: str) -> tuple[str, ...]:
+    names = tuple(name for name in text.split(",") if name)
+    unknown = [name for name in names if name not in SKIP_GROUPS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown group(s) {', '.join(unknown)}: use any of {', '.join(SKIP_GROUPS)}")
+    return names
+
+
 def make_parser() -> ArgumentParser:
     parser = tool_parser(__doc__, "expand.py")
     parser.add_argument("source", nargs="?",
                         help="learngene file (sws, tleg), trained timm model folder (simple-lg, vanilla-lg, "
-                             "weight-selection, pf), or nothing (scratch, with --model)")
+                             "weight-selection, front, pf), or nothing (scratch, with --model)")
     parser.add_argument("--method", default="sws", choices=list(METHODS), help="initializer (default sws)")
     parser.add_argument("--depth", type=int_at_least(1), default=None,
-                        help="number of Des-Net layers (>= 1); weight-selection, scratch and pf default to the "
-                             "source's")
+                        help="number of Des-Net layers (>= 1); weight-selection, front, scratch and pf default to "
+                             "the source's")
     parser.add_argument("--out", required=True, help="output folder (must not exist or be empty)")
     parser.add_argument("--num-classes", type=int_at_least(1), default=None,
                         help="Des-Net classes; when it differs from the source's, the head keeps timm's init")
@@ -70,17 +81,29 @@ def make_parser() -> ArgumentParser:
     parser.add_argument("--num-layers", type=int_at_least(1), default=3,
                         help="vanilla-lg: ancestry blocks put on top (default 3)")
     parser.add_argument("--model", default=None,
-                        help="weight-selection, scratch: timm model name of the Des-Net (default the source's)")
+                        help="weight-selection, front, scratch: timm model name of the Des-Net (default the source's)")
     parser.add_argument("--model-args", type=json_object, default=None,
-                        help="weight-selection, scratch: JSON constructor overrides, e.g. "
-                             "'{\"embed_dim\": 64, \"num_heads\": 4}'; weight selection keeps the parent's width, "
-                             "heads and MLP ratio unless set here")
+                        help="weight-selection, front, scratch: JSON constructor overrides, e.g. "
+                             "'{\"embed_dim\": 64, \"num_heads\": 4}'; weight selection and front keep the "
+                             "parent's width, heads and MLP ratio unless set here")
     parser.add_argument("--layers", default="first", choices=LAYER_SELECTIONS,
                         help="weight-selection: which parent layers (default %(default)s)")
     parser.add_argument("--elements", default="uniform", choices=ELEMENT_SELECTIONS,
                         help="weight-selection: which elements per axis (default %(default)s)")
     parser.add_argument("--head-aware", action="store_true",
                         help="weight-selection: keep attention heads whole in fused qkv and proj")
+    parser.add_argument("--keep-ratio", type=float, default=1.0,
+                        help="front: fraction of DCT frequencies kept per axis, in (0, 1] (default %(default)s)")
+    parser.add_argument("--depth-mode", default="zero", choices=DEPTH_MODES,
+                        help="front: how the layer frequencies fill the Des-Net's depth (default %(default)s)")
+    parser.add_argument("--select-n", type=int_at_least(1), default=None,
+                        help="front: layer frequencies kept (default all: min of the two depths)")
+    parser.add_argument("--mlp-dct-dim", default="2d", choices=MLP_DCT_DIMS,
+                        help="front: MLP weights transformed on both axes (2d, default) or the hidden axis only (1d)")
+    parser.add_argument("--use-ratio", action="store_true",
+                        help="front: scale by the Des-Net-to-kept size ratio per axis after the inverse DCT")
+    parser.add_argument("--skip", type=skip_groups, default=(),
+                        help=f"front: comma-separated tensor groups left at their init, of {', '.join(SKIP_GROUPS)}")
     return parser
 
 

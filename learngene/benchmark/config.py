@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from learngene.errors import LearngeneError
-from learngene.methods import init_scratch, init_simple_lg, init_sws, init_sws_select, init_tleg, init_vanilla_lg, \
-    init_weight_selection
+from learngene.methods import init_front, init_scratch, init_simple_lg, init_sws, init_sws_select, init_tleg, \
+    init_vanilla_lg, init_weight_selection
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,7 @@ class BenchmarkMethod:
     part: str = ""  # the BenchmarkConfig part that trains its own learngene
     learngene_label: str = ""  # that learngene's name in the tables
     widths: str = "own"  # which of the run's widths it makes: own (the learngene's), all, narrower, parent (IMwLM's)
+    source: str | None = None  # the method whose configured source it reads (FRONT: IMwLM's parent); None: its own
     at_chance: str = ""  # why its Des-Nets are at chance before any tuning, by construction (no no-tune verdict)
 
     @property
@@ -46,6 +47,10 @@ BENCHMARK_METHODS = {
                                                                    "weight_selection_select_head=true selects it)"),
     "simple-lg": BenchmarkMethod("Simple-LG", init_simple_lg, "learngene seed", learngene="simple-lg",
                                  part="simple_lg", learngene_label="Simple-LG 5-layer net (learngene)"),
+    # FRONT needs no learngene: the same parent as IMwLM, any depth and width; its Des-Net draws nothing from its
+    # seed when the parent has every Des-Net tensor and its classes (the digits ancestry, ImageNet's ViT-L).
+    "front": BenchmarkMethod("FRONT", init_front, "Des-Net seed (weights FRONT does not give)", seeded=True,
+                             widths="all", source="weight-selection"),
     "vanilla-lg": BenchmarkMethod("Vanilla-LG", init_vanilla_lg, "Trained source seed x Des-Net seed (new weights)",
                                   seeded=True, at_chance="keeps fresh embeddings and lower blocks"),
     "scratch": BenchmarkMethod("Scratch init", init_scratch, "Des-Net init seed", seeded=True, widths="all"),

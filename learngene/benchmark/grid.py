@@ -36,6 +36,10 @@ SELECTION = Claim(
     f"{family_rule(f'+{SELECTION_MARGIN:g}')}. "
     "IMwLM's released rule keeps the child's fresh head, at chance before any tuning: unless its head is selected "
     f"(`weight_selection_select_head`) its row is *{BY_CONSTRUCTION}*.")
+ELASTIC_ABOVE_FRONT = Claim(
+    "Elastic above FRONT with no tuning",
+    "elastic minus FRONT (from IMwLM's parent, no training; ICML 2026), no-tune, in every cell both make (every "
+    f"width the elastic learngene makes); {family_rule('0')}.")
 FULL_WIDTH = Claim(
     "Elasticity costs the full width little",
     "elastic minus plain SWS at the learngene's width, no-tune, at every depth (independent learngenes); "
@@ -51,7 +55,7 @@ GROWTH = Claim(
     "depth and learngene seed: the largest difference of their logits on the test images, over the largest logit; "
     f"*reproduced* when at most {GROWTH_EXACT:g} for every pair (float rounding), *not reproduced* when above "
     f"{GROWTH_BROKEN:g} for some pair (another function), else *inconclusive*.")
-CLAIMS = [NARROWING, SELECTION, FULL_WIDTH, FINE_TUNED, GROWTH]
+CLAIMS = [NARROWING, SELECTION, FULL_WIDTH, ELASTIC_ABOVE_FRONT, FINE_TUNED, GROWTH]
 CLAIMS_HEADING = "Claims of the elastic learngene on the depth x width grid"
 
 
@@ -102,6 +106,15 @@ def grid_claims(analysis: Analysis, full_width: int, sources: Sequence[dict], gr
         out.append((claim, interval_evidence(intervals), family_verdict(intervals, FULL_WIDTH_MARGIN)))
     else:
         out.append((claim, "sws or the learngene's width not in this run", "not checked"))
+
+    claim = "Elastic above FRONT in every cell, no tuning"
+    pairs = {f"depth {d} width {w}": (cell(REFERENCE, d, w), cell("front", d, w)) for d in depths for w in widths}
+    pairs = {k: v for k, v in pairs.items() if analysis.has(v[0]) and analysis.has(v[1])}
+    if pairs:
+        intervals = {k: analysis.compare(a, b) for k, (a, b) in pairs.items()}
+        out.append((claim, interval_evidence(intervals), family_verdict(intervals)))
+    else:
+        out.append((claim, "front not in this run", "not checked"))
 
     claim = (f"After the fine-tune, elastic at least as good as every baseline in every cell (none better by "
              f"{-NONINFERIORITY_MARGIN:g} point or more)")

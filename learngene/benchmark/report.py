@@ -209,6 +209,10 @@ SHALLOW = Claim(
     "after the fine-tune against IMwLM and Vanilla-LG; " + family_rule("0") + ". IMwLM's released rule keeps the "
     "child's fresh head and Vanilla-LG fresh embeddings and lower blocks: both are at chance before any tuning, so "
     f"their no-tune rows are *{BY_CONSTRUCTION}*.")
+ABOVE_FRONT = Claim(
+    "SWS above FRONT at depths 6-9",
+    "SWS minus FRONT (from IMwLM's parent, no training; ICML 2026, newer than the paper) at every depth of 6-9 in the "
+    "run, with no tuning and after the fine-tune (one row each); " + family_rule("0") + ".")
 TRAINED_DEEP = Claim(
     "SWS within 1 point of or above Trained at depths >= 12",
     "SWS no-tune minus Trained at every depth >= 12 with a Trained reference; " + family_rule("-1") + ".")
@@ -230,7 +234,7 @@ COST = Claim(
     f"seconds, mean over learngene seeds) plus the N fine-tunes; *reproduced* when the ratio is >= {COST_MARGIN}, "
     f"*not reproduced* when <= 1/{COST_MARGIN} (timings on a shared CPU move by ~10%), else *inconclusive* (also "
     "when N = 1: one Des-Net has nothing to amortize the learngene over).")
-CLAIMS = [SHALLOW, TRAINED_DEEP, CYCLIC, SIMPLE_LG, STORED, COST]
+CLAIMS = [SHALLOW, ABOVE_FRONT, TRAINED_DEEP, CYCLIC, SIMPLE_LG, STORED, COST]
 
 
 def claims(analysis: Analysis, summary: Sequence[dict], sources: Sequence[dict], des_params: dict[int, int],
@@ -240,12 +244,13 @@ def claims(analysis: Analysis, summary: Sequence[dict], sources: Sequence[dict],
     at_chance = at_chance or {}
     out = []
     shallow = [d for d in analysis.depths if 6 <= d <= 9]
-    for baseline in ("tleg", "weight-selection", "simple-lg", "vanilla-lg"):
-        phases = ["no-tune", "fine-tuned"] if baseline in ("weight-selection", "vanilla-lg") else ["no-tune"]
+    for baseline in ("tleg", "weight-selection", "simple-lg", "vanilla-lg", "front"):
+        phases = ["no-tune", "fine-tuned"] if baseline in ("weight-selection", "vanilla-lg", "front") else ["no-tune"]
         for phase in phases:
             when = "with no tuning" if phase == "no-tune" else "after the fine-tune"
-            claim = f"SWS above {label(baseline)} {when} at depths 6-9" + (" (paper Table 1, 3)" if phase == "no-tune"
-                                                                          else "")
+            source = (" (FRONT, ICML 2026: newer than the paper)" if baseline == "front"
+                      else " (paper Table 1, 3)" if phase == "no-tune" else "")
+            claim = f"SWS above {label(baseline)} {when} at depths 6-9" + source
             if baseline not in analysis.methods or not shallow:
                 out.append((claim, "not in this run (method or depths 6-9 missing)", "not checked"))
             elif phase == "no-tune" and baseline in at_chance:
@@ -371,21 +376,29 @@ def claims_table(claim_rows) -> list[str]:
 
 
 def _params_stored_table(summary, depths, learngene_params: int, des_params: dict[int, int]) -> list[str]:
-    """PF keeps one pretrained model per depth (its top-1 where a Trained reference exists); SWS one learngene."""
+    """PF keeps one pretrained model per depth (its top-1 where a Trained reference exists); SWS one learngene;
+    FRONT, where the run has it, its parent (fine-tuned top-1)."""
     cells = _lookup(summary)
-    lines = ["| depth | params (M) | PF params stored (M) | PF top-1 | SWS params stored (M) | SWS top-1 |",
-             "|---|---|---|---|---|---|"]
+
+    def top1(r):
+        return f"{r['top1']:.1f} ± {r['top1_std']:.1f}" if r else "-"
+
+    front = {d: cells.get(("front", d, "fine-tuned")) for d in depths}
+    parent = next((r["params_stored"] for r in front.values() if r), None)
+    extra = " FRONT params stored (M) | FRONT top-1 |" if parent else ""
+    lines = ["| depth | params (M) | PF params stored (M) | PF top-1 | SWS params stored (M) | SWS top-1 |" + extra,
+             "|---|---|---|---|---|---|" + ("---|---|" if parent else "")]
     for depth in depths:
         sws = cells.get(("sws", depth, "fine-tuned"))
         pf = cells.get(("trained", depth, "trained"))
-        pf_top1 = f"{pf['top1']:.1f} ± {pf['top1_std']:.1f}" if pf else "-"
-        sws_top1 = f"{sws['top1']:.1f} ± {sws['top1_std']:.1f}" if sws else "-"
         params = des_params[depth] / 1e6
-        lines.append(f"| {depth} | {params:.3f} | {params:.3f} | {pf_top1} | {learngene_params / 1e6:.3f} | "
-                     f"{sws_top1} |")
+        front_cells = f" {parent / 1e6:.3f} | {top1(front[depth])} |" if parent else ""
+        lines.append(f"| {depth} | {params:.3f} | {params:.3f} | {top1(pf)} | {learngene_params / 1e6:.3f} | "
+                     f"{top1(sws)} |" + front_cells)
     total = sum(des_params[d] for d in depths)
     lines.append(f"| all {len(depths)} | | **{total / 1e6:.3f}** | | **{learngene_params / 1e6:.3f}** "
-                 f"({total / learngene_params:.1f}x less) | |")
+                 f"({total / learngene_params:.1f}x less) | |" + (f" **{parent / 1e6:.3f}** (one parent) | |"
+                                                                    if parent else ""))
     return lines
 
 
@@ -415,6 +428,11 @@ def _cost_table(summary, sources, depths, context: str, teacher_cache: bool) -> 
         whole = seconds[method] + tuned
         lines.append(f"| {label(method)} | {seconds[method]:.1f} | {tuned:.1f} | {whole:.1f} | "
                      f"{scratch / whole:.2f}x |")
+    front = [cells.get(("front", d, "fine-tuned")) for d in common]
+    if all(front):  # no learngene to train: its parent (IMwLM's) is given, and stored whole
+        tuned = sum(r["seconds"] for r in front)
+        lines.append(f"| FRONT (no training; stores the parent's {front[0]['params_stored'] / 1e6:.3f}M parameters) "
+                     f"| 0 | {tuned:.1f} | {tuned:.1f} | {scratch / tuned:.2f}x |")
     lines.append(f"| Trained (from scratch) | 0 | {scratch:.1f} | {scratch:.1f} | 1.00x |")
     return lines
 
@@ -484,7 +502,8 @@ def markdown_report(analysis: Analysis, summary, sources, *, trained_deepest: in
         "## Learngenes and the models they come from", "",
         *learngene_table(sources, summary, trained_deepest), "",
         "## Parameters stored to initialize the Des-Nets (paper Table 2)", "",
-        "PF (pre-train then fine-tune) stores one pretrained model per depth; SWS stores one learngene.", "",
+        "PF (pre-train then fine-tune) stores one pretrained model per depth; SWS stores one learngene; FRONT (and "
+        "IMwLM) the whole parent.", "",
         *_params_stored_table(summary, depths, learngene_params, des_params), "",
         "## Training cost (measured seconds)", "",
         *_cost_table(summary, sources, depths, context, teacher_cache), "",

@@ -463,9 +463,10 @@ class Benchmark:
         architecture, des_args = self.architecture, self.des_args
 
         # Stage 1: everything that needs no learngene: the ancestry, optional sources, the Trained references.
+        readers = {BENCHMARK_METHODS[m].source or m for m in cfg.methods}  # the methods whose sources are read
         sources = [("ancestry", cfg.ancestry)] + [(f"sources/{method}", part) for method, part in (
             ("weight-selection", cfg.weight_selection_parent), ("vanilla-lg", cfg.vanilla_lg_source))
-            if part.config and method in cfg.methods]
+            if part.config and method in readers]
         trained_keys = [(d, s) for d in sorted(cfg.trained_depths or cfg.depths, reverse=True) for s in cfg.seeds]
         jobs = [self.source_job(name, part) for name, part in sources]
         jobs += [self.trained_job(d, s, architecture, des_args) for d, s in trained_keys]
@@ -489,7 +490,8 @@ class Benchmark:
         # Stage 3: the Des-Nets, at every (depth, width) cell each method can make. A learned method's Des-Net is
         # initialized once per learngene seed and fine-tuned with that seed's replicate seeds; other methods draw
         # their own seed per replicate.
-        jobs, widths = [], {m: self.method_widths(m, sources.get(m, ancestry), des_args) for m in cfg.methods}
+        source_part = {m: sources.get(BENCHMARK_METHODS[m].source or m, ancestry) for m in cfg.methods}
+        jobs, widths = [], {m: self.method_widths(m, source_part[m], des_args) for m in cfg.methods}
         for method in cfg.methods:
             for depth in cfg.depths:
                 for width in widths[method]:
@@ -502,9 +504,8 @@ class Benchmark:
                                                          options))
                     else:
                         for s in cfg.seeds:
-                            source, options = self.source_of(method, s, lg_of[s], learngenes,
-                                                             sources.get(method, ancestry), trained, architecture,
-                                                             options.get("model_args", des_args))
+                            source, options = self.source_of(method, s, lg_of[s], learngenes, source_part[method],
+                                                             trained, architecture, options.get("model_args", des_args))
                             jobs.append(self.des_net_job(method, depth, width, s, [s], source, options))
         done = self.run_stage(3, "Des-Nets", jobs)
 
@@ -562,6 +563,8 @@ class Benchmark:
             return source, {"model": architecture, "model_args": des_args, "layers": cfg.weight_selection_layers,
                             "elements": cfg.weight_selection_elements, "head_aware": cfg.weight_selection_head_aware,
                             "select_head": cfg.weight_selection_select_head}
+        if method == "front":  # the released defaults
+            return source, {"model": architecture, "model_args": des_args}
         if method == "vanilla-lg":  # a configured source, or the deepest same-width model trained with this seed
             if cfg.vanilla_lg_source.config:
                 return source, {"num_layers": cfg.vanilla_lg_layers}
