@@ -3,21 +3,47 @@ from __future__ import annotations
 
 import argparse
 import functools
+import contextlib
 import signal
 import sys
-from typing import Callable, Sequence
+import threading
+from typing import Callable, Iterator, Sequence
 
 from learngene.errors import LearngeneError, first_line
 
 Main = Callable[[Sequence[str] | None], int]
 INTERRUPTED_EXIT_CODE = 128 + signal.SIGINT  # what a shell reports for a command stopped by Ctrl-C
+SIGTERM_EXIT_CODE = 128 + signal.SIGTERM  # ... and for one stopped by SIGTERM
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C raises ``KeyboardInterrupt`` so that the same cleanup runs (a training
+    replaces it with its own handler, which saves ``last.pt`` first)."""
+
+
+@contextlib.contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """While the block runs, SIGTERM raises ``Terminated`` in the main thread instead of killing the process."""
+    if threading.current_thread() is not threading.main_thread():  # signal handlers live in the main thread
+        yield
+        return
+
+    def terminate(signum, frame):
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def entry_point(main: Main | None = None, *, on_interrupt: str = "stopped by Ctrl-C; run the same command again"):
     """Wrap a tool's ``main(argv) -> int`` so bad input becomes one stderr line and exit code 2.
 
-    Ctrl-C becomes one ``interrupted: ...`` line and exit code 130, not a traceback: the line says how to
-    continue, with the ``KeyboardInterrupt``'s own message if it has one, else ``on_interrupt``.
+    Ctrl-C becomes one ``interrupted: ...`` line and exit code 130, not a traceback, and SIGTERM the same line
+    and exit code 143: the line says how to continue, with the ``KeyboardInterrupt``'s own message if it has
+    one, else ``on_interrupt``.
     Use as ``@entry_point`` or ``@entry_point(on_interrupt="...")``.
     """
     if main is None:
@@ -26,13 +52,14 @@ def entry_point(main: Main | None = None, *, on_interrupt: str = "stopped by Ctr
     @functools.wraps(main)
     def wrapped(argv: Sequence[str] | None = None) -> int:
         try:
-            return main(argv)
+            with sigterm_raises():
+                return main(argv)
         except LearngeneError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
         except KeyboardInterrupt as e:
             print(f"interrupted: {first_line(e) if str(e).strip() else on_interrupt}", file=sys.stderr)
-            return INTERRUPTED_EXIT_CODE
+            return SIGTERM_EXIT_CODE if isinstance(e, Terminated) else INTERRUPTED_EXIT_CODE
 
     return wrapped
 

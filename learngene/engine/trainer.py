@@ -42,7 +42,7 @@ from tqdm import tqdm
 
 from learngene.checkpoint import atomic_torch_save, atomic_write_csv, atomic_write_text, load_torch_file, \
     preprocessing_of, save_learngene, save_model_folder
-from learngene.cli import INTERRUPTED_EXIT_CODE
+from learngene.cli import INTERRUPTED_EXIT_CODE, SIGTERM_EXIT_CODE, Terminated
 from learngene.config import TrainConfig, check_train_config, resume_conflicts, save_config
 from learngene.data import build_loaders, build_mixup
 from learngene.data.seeded import seeded_rng
@@ -58,7 +58,6 @@ from learngene.errors import LearngeneError, first_line
 from learngene.models import PooledViT
 
 LOG_COLUMNS = ("epoch", "train_loss", "val_loss", "val_top1", "val_top5", "lr", "images_per_s", "seconds")
-SIGTERM_EXIT_CODE = 128 + signal.SIGTERM  # what a shell reports for a process ended by SIGTERM
 
 
 def train_tool(cfg: TrainConfig) -> int:
@@ -73,12 +72,14 @@ def train_tool(cfg: TrainConfig) -> int:
         print(f"using {threads} CPU thread{'s' * (threads != 1)} (set OMP_NUM_THREADS to change)", flush=True)
     try:
         summary = train(cfg)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM outside the training loop (which saves last.pt)
+        terminated = isinstance(e, Terminated)
         if is_main:  # under torchrun every process gets the Ctrl-C
             last = Path(cfg.output) / "last.pt"
             since = f"from {last}" if last.exists() else "from the start: no epoch had finished"
-            print(f"stopped by Ctrl-C: continue with the same command plus resume=auto ({since})", file=sys.stderr)
-        return INTERRUPTED_EXIT_CODE
+            print(f"stopped by {'SIGTERM' if terminated else 'Ctrl-C'}: continue with the same command plus "
+                  f"resume=auto ({since})", file=sys.stderr)
+        return SIGTERM_EXIT_CODE if terminated else INTERRUPTED_EXIT_CODE
     return SIGTERM_EXIT_CODE if summary.get("interrupted") else 0
 
 
