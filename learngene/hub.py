@@ -17,7 +17,9 @@ weights it holds after checking their sha256 against the card; a mismatch is ref
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import shutil
 import subprocess
 from pathlib import Path
@@ -25,11 +27,11 @@ from pathlib import Path
 import yaml
 from huggingface_hub import HfApi, metadata_load, snapshot_download, upload_folder
 from huggingface_hub import constants as hub_constants
-from huggingface_hub.errors import HfHubHTTPError
+from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
 from learngene.checkpoint import INIT_RECORD, LEARNGENE_FORMAT, atomic_dir, file_sha256, load_learngene, \
     load_model_folder
-from learngene.errors import LearngeneError
+from learngene.errors import LearngeneError, first_line
 from learngene.models import des_architecture
 
 HUB_PREFIX = "hf-hub:"
@@ -219,15 +221,41 @@ def verify_shared_folder(folder: str | Path) -> Path:
     return weights
 
 
+def unreachable(e: BaseException) -> str:
+    """Why the Hugging Face hub could not be reached (``e``: what the attempt raised) and what to do about it."""
+    if hub_constants.HF_HUB_OFFLINE:
+        return "HF_HUB_OFFLINE is set: unset it on a machine with network access"
+    while e.__cause__ is not None:  # huggingface_hub wraps the connection error in its own
+        e = e.__cause__
+    return f"no connection to {hub_constants.ENDPOINT} ({first_line(e)}): check the network connection"
+
+
+@contextlib.contextmanager
+def quiet_retries():
+    """Keep ``huggingface_hub``'s lines about retrying a request off the console: without a connection they
+    precede the one line that says so, with a flaky one the retry succeeds."""
+    log = logging.getLogger("huggingface_hub")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
 def download(repo_id: str) -> Path:
     """The shared files of hub repository ``repo_id``, via ``huggingface_hub`` (and its local cache)."""
     try:
-        return Path(snapshot_download(repo_id, allow_patterns=SHARED_FILES))
-    except (OSError, ValueError, HfHubHTTPError) as e:
-        reason = ("offline (HF_HUB_OFFLINE=1) and not in the local cache" if hub_constants.HF_HUB_OFFLINE
-                  else type(e).__name__)
-        raise LearngeneError(f"cannot get {HUB_PREFIX}{repo_id} from the Hugging Face hub ({reason}): go online "
-                             "with HF_HUB_OFFLINE unset, or download the repository and pass its folder") from None
+        with quiet_retries():
+            return Path(snapshot_download(repo_id, allow_patterns=SHARED_FILES))
+    except HfHubHTTPError as e:  # the hub answered: no such repository, or a private one
+        raise LearngeneError(f"cannot get {HUB_PREFIX}{repo_id} from the Hugging Face hub ({first_line(e)}): check "
+                             "the id, log in (hf auth login) for a private repository, or pass a downloaded "
+                             "folder") from None
+    except (OSError, ValueError) as e:  # no connection (LocalEntryNotFoundError is an OSError), or a malformed id
+        reason = unreachable(e) if isinstance(e, LocalEntryNotFoundError) else f"{first_line(e)}: check the id"
+        raise LearngeneError(f"cannot get {HUB_PREFIX}{repo_id} from the Hugging Face hub nor from the local cache: "
+                             f"{reason}; or download the repository and pass its folder") from None
 
 
 def resolve_source(source: str) -> str:
@@ -250,11 +278,15 @@ def push_folder(folder: str | Path, repo_id: str, private: bool = False) -> str:
     if repo_id.count("/") != 1:
         raise LearngeneError(f"--push {repo_id!r} is not ORG/NAME: write e.g. --push my-org/sws-digits")
     try:
-        HfApi().create_repo(repo_id, exist_ok=True, private=private)
-        commit = upload_folder(folder_path=folder, repo_id=repo_id, allow_patterns=SHARED_FILES,
-                               commit_message=f"Upload {folder.name} with learngene tools/share.py")
-    except (OSError, ValueError, HfHubHTTPError) as e:
-        reason = "offline mode, HF_HUB_OFFLINE=1" if hub_constants.HF_HUB_OFFLINE else type(e).__name__
-        raise LearngeneError(f"cannot upload {folder} to {repo_id} ({reason}): log in (hf auth login, or set "
-                             f"HF_TOKEN), go online and run tools/share.py {folder} --push {repo_id} again") from None
+        with quiet_retries():
+            HfApi().create_repo(repo_id, exist_ok=True, private=private)
+            commit = upload_folder(folder_path=folder, repo_id=repo_id, allow_patterns=SHARED_FILES,
+                                   commit_message=f"Upload {folder.name} with learngene tools/share.py")
+    except HfHubHTTPError as e:  # the hub answered: not logged in, no write access, a bad name
+        raise LearngeneError(f"cannot upload {folder} to {repo_id} ({first_line(e)}): log in with a token that may "
+                             f"write to {repo_id.split('/')[0]} (hf auth login, or set HF_TOKEN) and run "
+                             f"tools/share.py {folder} --push {repo_id} again") from None
+    except Exception as e:  # noqa: BLE001  the HTTP client's own errors (no connection) vary with its version
+        raise LearngeneError(f"cannot upload {folder} to {repo_id}: {unreachable(e)}, then run tools/share.py "
+                             f"{folder} --push {repo_id} again") from None
     return commit.commit_url
