@@ -213,7 +213,7 @@ def test_tool_scratch(sources):
     (["ancestry", "--method", "weight-selection", "--depth", "7"], "cannot deepen"),
     (["ancestry", "--method", "scratch", "--model-args", "[1]"], "must be a JSON object"),
     (["five", "--method", "tleg", "--depth", "3"], "is a model folder, not a learngene file"),
-    (["tleg.safetensors", "--method", "simple-lg", "--depth", "3"], "is not a model folder"),
+    (["tleg.safetensors", "--method", "simple-lg", "--depth", "3"], "is a learngene file: expand it"),
 ])
 def test_tool_errors(sources, capsys, argv, message):
     argv = [str(sources / a) if (sources / a).exists() else a for a in argv]

@@ -371,7 +371,8 @@ def plan_width(learngene, width: int | None = None, num_heads: int | None = None
     if width < trained[0]:
         kind = "elastic learngene" if "elastic" in learngene.extra else "learngene (not elastic)"
         raise LearngeneError(f"width {width} is narrower than every width this {kind} was trained at ({trained}): "
-                             "train an Aux-Net with elastic.widths including it, or use --method weight-selection")
+                             "train an Aux-Net with elastic.widths including it, or expand a Des-Net at the learngene's width and "
+                             "select from it (tools/expand.py DES --method weight-selection --model-args ...)")
     check_partial(partial)
     return WidthPlan(width, width // head_dim, mlp_hidden, source_width, source_heads, source_hidden,
                      direction(width, source_width), direction(mlp_hidden, source_hidden), trained, partial,
