@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import importlib
 import contextlib
 import signal
 import sys
@@ -92,3 +93,39 @@ def int_at_least(minimum: int) -> Callable[[str], int]:
 
     parse.__name__ = f"int >= {minimum}"  # argparse names the type in some messages
     return parse
+
+
+# `learngene COMMAND`: the module of learngene.tools (the repository's tools/ folder) that runs it.
+COMMANDS = {"expand": "expand", "share": "share", "convert": "convert", "train-aux": "train_aux",
+            "finetune": "finetune", "benchmark": "benchmark", "bench-speed": "bench_speed"}
+USAGE = f"""usage: learngene COMMAND [ARGS...]
+
+The learngene tools as one command (the same scripts as tools/*.py in the repository).
+
+commands:
+  expand       initialize a Des-Net of any depth from a learngene, or with a baseline (tools/expand.py)
+  share        write a learngene or a model folder as a hub folder with a model card; --push it (tools/share.py)
+  convert      convert an official SWS or TLEG checkpoint into a learngene file (tools/convert.py)
+  train-aux    distill an Aux-Net from its ancestry and write its learngene (tools/train_aux.py)
+  finetune     train or fine-tune any timm model or model folder (tools/finetune.py)
+  benchmark    compare SWS with the baselines across Des-Net depths (tools/benchmark.py)
+  bench-speed  measure what learngene training costs (tools/bench_speed.py)
+
+examples:
+  learngene expand hf-hub:ORG/NAME --depth 12 --out des12
+  learngene expand --help
+"""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The ``learngene`` console command: ``learngene COMMAND ARGS`` runs ``tools/COMMAND.py ARGS``."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] in (["-h"], ["--help"]):
+        print(USAGE, end="")
+        return 0
+    if not argv or argv[0] not in COMMANDS:
+        given = f"unknown command {argv[0]!r}" if argv else "no command given"
+        print(f"error: {given}: choose one of {', '.join(COMMANDS)} (see learngene --help)", file=sys.stderr)
+        return 2
+    tool = importlib.import_module(f"learngene.tools.{COMMANDS[argv[0]]}")
+    return tool.main(argv[1:])

@@ -56,7 +56,7 @@ def main(argv=None) -> int:
         metadata = write_shared_folder(args.artifact, args.out, run_dir=args.run, license=args.license)
         lineage = metadata["lineage"]
         print(f"wrote {args.out}: {lineage['weights']} (sha256 {lineage['sha256'][:12]}...), config.json, "
-              f"README.md; ancestry {lineage.get('ancestry')}, top-1 {lineage.get('val_top1')}")
+              f"README.md; ancestry {(lineage.get('ancestry') or {}).get('name')}, top-1 {lineage.get('val_top1')}")
         folder = args.out
     if args.push:
         print(f"uploaded {folder}: {push_folder(folder, args.push, private=args.private)}")
