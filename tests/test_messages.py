@@ -103,3 +103,18 @@ def test_share_license_and_training_state(learngene_file, tmp_path, capsys):
     assert f"{last} is not a learngene file but a torch one (a training state like last.pt, or an official " \
            "checkpoint): pass the run's learngene.safetensors" in error_line(capsys)
     assert not out.exists()
+
+
+def test_benchmark_help_has_examples_and_keys(capsys):
+    import dataclasses
+
+    from learngene.benchmark import BenchmarkConfig
+
+    with pytest.raises(SystemExit) as e:
+        benchmark.main(["--help"])
+    assert e.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())  # argparse wraps the option help
+    assert "examples: python tools/benchmark.py # embedded digits benchmark" in out
+    assert "python tools/benchmark.py --preset quick" in out
+    keys = ", ".join(f.name for f in dataclasses.fields(BenchmarkConfig))
+    assert f"Keys (see learngene/benchmark/config.py): {keys}" in out
