@@ -345,6 +345,10 @@ class Run:
         }
         if self.ema is not None:
             row["ema_val_top1"] = evaluate(self.ema.module, self.val_loader, self.device, cfg.amp)["top1"]
+        if self.elastic is not None:  # every other width it is trained at (val_top1 is the full width's)
+            for width in self.elastic.widths[:-1]:
+                row[f"val_top1_w{width}"] = evaluate(self.elastic.at_width(width), self.val_loader, self.device,
+                                                     cfg.amp)["top1"]
         self.history.append(row)
         self.epoch, self.step = self.epoch + 1, 0
         self.save_state()
@@ -496,6 +500,7 @@ class Run:
             summary["teacher_seconds"] = self.teacher_clock.read()  # of this process since it (re)started
         if self.ema is not None:
             summary["ema_val_top1"] = final["ema_val_top1"]
+        summary.update({k: v for k, v in final.items() if k.startswith("val_top1_w")})
         if self.procs.is_main:
             summary.update(self.paths(artifact=self.save_artifact(summary)))
             atomic_write_text(json.dumps(summary, indent=2) + "\n", self.out / "summary.json")
@@ -613,8 +618,9 @@ def write_log_csv(history: list[dict], path: Path) -> None:
 
 def format_row(row: dict, epochs: int) -> str:
     ema = f" ema_top1 {row['ema_val_top1']:.2f}" if "ema_val_top1" in row else ""
+    widths = "".join(f" {k[4:]} {v:.2f}" for k, v in row.items() if k.startswith("val_top1_w"))  # top1_w16 ...
     return (f"epoch {row['epoch']}/{epochs}: train_loss {row['train_loss']:.4f} val_loss {row['val_loss']:.4f} "
-            f"val_top1 {row['val_top1']:.2f} val_top5 {row['val_top5']:.2f}{ema} lr {row['lr']:.3g} "
+            f"val_top1 {row['val_top1']:.2f} val_top5 {row['val_top5']:.2f}{widths}{ema} lr {row['lr']:.3g} "
             f"{row['images_per_s']:.0f} img/s {row['seconds']:.1f} s")
 
 
