@@ -118,3 +118,19 @@ def test_benchmark_help_has_examples_and_keys(capsys):
     assert "python tools/benchmark.py --preset quick" in out
     keys = ", ".join(f.name for f in dataclasses.fields(BenchmarkConfig))
     assert f"Keys (see learngene/benchmark/config.py): {keys}" in out
+
+
+@pytest.mark.parametrize("override,message", [
+    ("seeds=3", "bad config value for 'seeds' in the command line: it must be a list: write e.g. seeds=[1,2]"),
+    ("ancestry=5", "bad config value in the command line: a PartConfig section must be a mapping of its keys, not "
+                   "a int: write e.g. 'NAME={config: FILE}' or set its keys one by one (NAME.KEY=VALUE)"),
+    ("finetune.overrides=x", "bad config value for 'finetune.overrides' in the command line: it must be a list: "
+                             "write e.g. finetune.overrides=[1,2]"),
+])
+def test_config_type_errors_speak_config(override, message):
+    from learngene.benchmark import BenchmarkConfig
+    from learngene.config import load_config
+
+    with pytest.raises(LearngeneError) as e:
+        load_config(ROOT / "configs" / "benchmark" / "digits_quick.yaml", [override], BenchmarkConfig)
+    assert str(e.value) == message and "ListConfig" not in message
