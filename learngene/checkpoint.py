@@ -259,7 +259,9 @@ class Learngene:
 
     def build_aux(self, advice: str = "pass a file written by tools/train_aux.py"):
         """The Aux-Net its metadata names, holding its tensors; ``advice`` ends the error line when they don't fit."""
-        import timm  # a learngene's model name is a timm entry point registered by learngene.models
+        import timm
+
+        import learngene.models  # noqa: F401  (a learngene's model name is a timm entry point registered there)
         try:
             aux = timm.create_model(self.model, **self.model_args)
         except (RuntimeError, TypeError, ValueError) as e:  # an unknown name, arguments it does not take
@@ -356,6 +358,8 @@ def save_model_folder(model: torch.nn.Module, out_dir: str | os.PathLike, *, pre
 def load_model_folder(model_dir: str | os.PathLike, **kwargs) -> torch.nn.Module:
     """Load a timm local-dir folder written by :func:`save_model_folder` (or by timm itself)."""
     import timm
+
+    import learngene.models  # noqa: F401  (an Aux-Net's folder names a timm entry point registered there)
 
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():

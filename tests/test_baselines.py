@@ -7,7 +7,7 @@ import pytest
 import timm
 import torch
 
-import learngene  # noqa: F401  (registers the Aux-Nets)
+import learngene.models  # noqa: F401  (registers the Aux-Nets)
 from learngene.baselines import expand_simple_lg, expand_tleg, expand_vanilla_lg, select_weights
 from learngene.checkpoint import load_learngene, load_model_folder, save_learngene, save_model_folder
 from learngene.errors import LearngeneError

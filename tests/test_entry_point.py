@@ -44,3 +44,17 @@ def test_command_runs_the_tool(tiny_aux, tmp_path, capsys):
     assert json.loads((tmp_path / "des" / "init.json").read_text())["method"] == "sws"
     assert capsys.readouterr().out.startswith(f"wrote {tmp_path / 'des'}: sws, depth 4")
     assert sys.modules["learngene.tools.expand"].__file__ == str(ROOT / "tools" / "expand.py")
+
+
+def test_the_command_imports_no_torch():
+    """What makes `learngene --help` and a mistyped command answer at once: neither imports torch (or timm)."""
+    import subprocess
+
+    code = ("import sys; from learngene import cli; cli.main(['--help']); cli.main(['nope']); "
+            "print(sorted(m for m in ('torch', 'timm', 'learngene.models') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                            env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert result.stdout.splitlines()[-1] == "[]", result.stderr
+    import learngene
+
+    assert learngene.models.SWSAuxViT.__name__ == "SWSAuxViT"  # still reachable as an attribute
