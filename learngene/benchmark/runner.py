@@ -488,8 +488,8 @@ class Benchmark:
             procs.close()
 
     def stop_workers(self) -> None:
-        """SIGTERM every worker: a running training saves ``last.pt`` and stops, an idle or evaluating worker ends;
-        ``stopping`` keeps the jobs already handed to the pool from starting."""
+        """SIGTERM every worker: a running training saves ``last.pt`` and stops, any other job stops at once, an
+        idle worker waits for the pool's shutdown; ``stopping`` keeps the jobs already queued from starting."""
         self.stopping.set()
         for process in multiprocessing.active_children():  # with a pool, the driver has no other children
             process.terminate()
