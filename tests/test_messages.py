@@ -134,3 +134,11 @@ def test_config_type_errors_speak_config(override, message):
     with pytest.raises(LearngeneError) as e:
         load_config(ROOT / "configs" / "benchmark" / "digits_quick.yaml", [override], BenchmarkConfig)
     assert str(e.value) == message and "ListConfig" not in message
+
+
+def test_num_heads_help_says_it_has_one_value(capsys):
+    with pytest.raises(SystemExit):
+        expand.main(["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--num-heads NUM_HEADS sws: heads of that width; the head dim is kept, so the one valid value is width / " \
+           "the learngene's head dim, the default (a check, nothing to choose)" in out
