@@ -261,7 +261,9 @@ class Learngene:
 
     def build_aux(self, advice: str = "pass a file written by tools/train_aux.py"):
         """The Aux-Net its metadata names, holding its tensors; ``advice`` ends the error line when they don't fit."""
-        import timm  # a learngene's model name is a timm entry point registered by learngene.models
+        import timm
+
+        import learngene.models  # noqa: F401  (a learngene's model name is a timm entry point registered there)
         try:
             aux = timm.create_model(self.model, **self.model_args)
         except (RuntimeError, TypeError, ValueError) as e:  # an unknown name, arguments it does not take
@@ -320,6 +322,11 @@ def load_learngene(path: str | os.PathLike) -> Learngene:
             model_args, extra = json.loads(meta["model_args"]), json.loads(meta["extra"])
             preprocessing = json.loads(meta["preprocessing"]) if "preprocessing" in meta else None
     except (SafetensorError, OSError, ValueError, KeyError) as e:
+        if path.suffix in (".pt", ".pth"):  # a torch file: a training state (last.pt) or an official checkpoint
+            raise LearngeneError(f"{path} is not a learngene file but a torch one (a training state like last.pt, "
+                                 "or an official checkpoint): pass the run's learngene.safetensors (written when an "
+                                 "Aux-Net run finishes), or convert an official checkpoint with tools/convert.py") \
+                from None
         raise LearngeneError(f"{path} is truncated or not a safetensors learngene file ({type(e).__name__}: {e}): "
                              "write it again with tools/train_aux.py") from None
     if CHECKSUM_KEY not in meta:
@@ -367,14 +374,42 @@ def load_model_folder(model_dir: str | os.PathLike, **kwargs) -> torch.nn.Module
     """Load a timm local-dir folder written by :func:`save_model_folder` (or by timm itself)."""
     import timm
 
+    import learngene.models  # noqa: F401  (an Aux-Net's folder names a timm entry point registered there)
+
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
-        raise LearngeneError(f"{model_dir} is not a model folder (no config.json): pass a folder from tools/expand.py "
-                             "or a training run")
+        raise LearngeneError(not_a_model_folder(model_dir))
     try:
         return timm.create_model(f"local-dir:{model_dir}", pretrained=True, **kwargs)
     except (SafetensorError, RuntimeError, OSError, ValueError, KeyError) as e:
         raise LearngeneError(f"cannot load model folder {model_dir}: {first_line(e)}") from None
+
+
+# The README's first step, which writes the ancestry every digits learngene and Des-Net starts from.
+DIGITS_ANCESTRY = "runs/digits/ancestry/model"
+TRAIN_DIGITS_ANCESTRY = "python tools/finetune.py --config configs/digits/ancestry.yaml"
+
+
+def not_a_model_folder(path: Path) -> str:
+    """What ``path`` is instead of a model folder, and which path or command to use."""
+    expand_first = "expand it into a Des-Net first (tools/expand.py LEARNGENE --depth D --out DES) and pass DES"
+    if path.is_file():
+        return f"{path} is a learngene file: {expand_first}" if path.suffix == ".safetensors" else \
+            f"{path} is a file: pass the folder that holds config.json"
+    if (path / "model" / "config.json").is_file():
+        return f"{path} is a training run folder: pass {path / 'model'}"
+    if (path / "learngene.safetensors").is_file():
+        return f"{path} is an Aux-Net training run folder; its learngene {path / 'learngene.safetensors'} is not a " \
+               f"model folder: {expand_first}"
+    if (path / "config.yaml").is_file():
+        return f"{path} is a training run folder with no model yet: finish the run (the same command plus " \
+               "resume=auto), then pass RUN/model"
+    if path.is_dir():
+        return f"{path} is not a model folder (no config.json): pass a folder from tools/expand.py or RUN/model of " \
+               "a finished training run"
+    if path.as_posix().endswith(DIGITS_ANCESTRY):
+        return f"{path} does not exist: train the digits ancestry first with `{TRAIN_DIGITS_ANCESTRY}`"
+    return f"{path} does not exist: pass a folder from tools/expand.py or RUN/model of a finished training run"
 
 
 def stored_parameter_count(artifact: str | os.PathLike) -> int:

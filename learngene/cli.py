@@ -3,21 +3,48 @@ from __future__ import annotations
 
 import argparse
 import functools
+import importlib
+import contextlib
 import signal
 import sys
-from typing import Callable, Sequence
+import threading
+from typing import Callable, Iterator, Sequence
 
 from learngene.errors import LearngeneError, first_line
 
 Main = Callable[[Sequence[str] | None], int]
 INTERRUPTED_EXIT_CODE = 128 + signal.SIGINT  # what a shell reports for a command stopped by Ctrl-C
+SIGTERM_EXIT_CODE = 128 + signal.SIGTERM  # ... and for one stopped by SIGTERM
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C raises ``KeyboardInterrupt`` so that the same cleanup runs (a training
+    replaces it with its own handler, which saves ``last.pt`` first)."""
+
+
+@contextlib.contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """While the block runs, SIGTERM raises ``Terminated`` in the main thread instead of killing the process."""
+    if threading.current_thread() is not threading.main_thread():  # signal handlers live in the main thread
+        yield
+        return
+
+    def terminate(signum, frame):
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def entry_point(main: Main | None = None, *, on_interrupt: str = "stopped by Ctrl-C; run the same command again"):
     """Wrap a tool's ``main(argv) -> int`` so bad input becomes one stderr line and exit code 2.
 
-    Ctrl-C becomes one ``interrupted: ...`` line and exit code 130, not a traceback: the line says how to
-    continue, with the ``KeyboardInterrupt``'s own message if it has one, else ``on_interrupt``.
+    Ctrl-C becomes one ``interrupted: ...`` line and exit code 130, not a traceback, and SIGTERM the same line
+    and exit code 143: the line says how to continue, with the ``KeyboardInterrupt``'s own message if it has
+    one, else ``on_interrupt``.
     Use as ``@entry_point`` or ``@entry_point(on_interrupt="...")``.
     """
     if main is None:
@@ -26,13 +53,14 @@ def entry_point(main: Main | None = None, *, on_interrupt: str = "stopped by Ctr
     @functools.wraps(main)
     def wrapped(argv: Sequence[str] | None = None) -> int:
         try:
-            return main(argv)
+            with sigterm_raises():
+                return main(argv)
         except LearngeneError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
         except KeyboardInterrupt as e:
             print(f"interrupted: {first_line(e) if str(e).strip() else on_interrupt}", file=sys.stderr)
-            return INTERRUPTED_EXIT_CODE
+            return SIGTERM_EXIT_CODE if isinstance(e, Terminated) else INTERRUPTED_EXIT_CODE
 
     return wrapped
 
@@ -65,3 +93,39 @@ def int_at_least(minimum: int) -> Callable[[str], int]:
 
     parse.__name__ = f"int >= {minimum}"  # argparse names the type in some messages
     return parse
+
+
+# `learngene COMMAND`: the module of learngene.tools (the repository's tools/ folder) that runs it.
+COMMANDS = {"expand": "expand", "share": "share", "convert": "convert", "train-aux": "train_aux",
+            "finetune": "finetune", "benchmark": "benchmark", "bench-speed": "bench_speed"}
+USAGE = f"""usage: learngene COMMAND [ARGS...]
+
+The learngene tools as one command (the same scripts as tools/*.py in the repository).
+
+commands:
+  expand       initialize a Des-Net of any depth from a learngene, or with a baseline (tools/expand.py)
+  share        write a learngene or a model folder as a hub folder with a model card; --push it (tools/share.py)
+  convert      convert an official SWS or TLEG checkpoint into a learngene file (tools/convert.py)
+  train-aux    distill an Aux-Net from its ancestry and write its learngene (tools/train_aux.py)
+  finetune     train or fine-tune any timm model or model folder (tools/finetune.py)
+  benchmark    compare SWS with the baselines across Des-Net depths (tools/benchmark.py)
+  bench-speed  measure what learngene training costs (tools/bench_speed.py)
+
+examples:
+  learngene expand hf-hub:ORG/NAME --depth 12 --out des12
+  learngene expand --help
+"""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The ``learngene`` console command: ``learngene COMMAND ARGS`` runs ``tools/COMMAND.py ARGS``."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] in (["-h"], ["--help"]):
+        print(USAGE, end="")
+        return 0
+    if not argv or argv[0] not in COMMANDS:
+        given = f"unknown command {argv[0]!r}" if argv else "no command given"
+        print(f"error: {given}: choose one of {', '.join(COMMANDS)} (see learngene --help)", file=sys.stderr)
+        return 2
+    tool = importlib.import_module(f"learngene.tools.{COMMANDS[argv[0]]}")
+    return tool.main(argv[1:])

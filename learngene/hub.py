@@ -17,7 +17,9 @@ weights it holds after checking their sha256 against the card; a mismatch is ref
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import shutil
 import subprocess
 from pathlib import Path
@@ -25,11 +27,11 @@ from pathlib import Path
 import yaml
 from huggingface_hub import HfApi, metadata_load, snapshot_download, upload_folder
 from huggingface_hub import constants as hub_constants
-from huggingface_hub.errors import HfHubHTTPError
+from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
 from learngene.checkpoint import INIT_RECORD, LEARNGENE_FORMAT, atomic_dir, file_sha256, load_learngene, \
     load_model_folder
-from learngene.errors import LearngeneError
+from learngene.errors import LearngeneError, first_line
 from learngene.models import des_architecture
 
 HUB_PREFIX = "hf-hub:"
@@ -84,45 +86,99 @@ def read_run(run_dir: Path | None) -> tuple[dict, dict]:
 def learngene_contents(path: Path, recipe: dict, summary: dict) -> tuple[dict, dict, list[str], str]:
     """config.json, lineage, tags and card text of a learngene file."""
     learngene = load_learngene(path)
-    config = {"architecture": learngene.model, "num_classes": learngene.model_args.get("num_classes"),
-              "model_args": learngene.model_args, "learngene_kind": learngene.kind,
-              "learngene_format": LEARNGENE_FORMAT, "des_architecture": des_architecture(learngene.model)}
+    # Not timm's config.json layout (no architecture / model_args at the top): this folder is no timm model folder,
+    # the Des-Nets expanded from it are.
+    config = {"learngene_format": LEARNGENE_FORMAT, "learngene_kind": learngene.kind,
+              "aux_net": {"name": learngene.model, "args": learngene.model_args},
+              "des_architecture": des_architecture(learngene.model), "timm_model_folder": False}
     extra = learngene.extra
     lineage = {
         "weights": LEARNGENE_WEIGHTS,
         "kind": learngene.kind,
         "architecture": learngene.model,
         "model_args": learngene.model_args,
-        "ancestry": extra.get("teacher") or recipe.get("teacher", {}).get("name") or None,
+        "ancestry": ancestry_of(extra.get("teacher") or recipe.get("teacher", {}).get("name")),
         "ancestry_top1": extra.get("teacher_top1", summary.get("teacher_top1")),
         "val_top1": extra.get("val_top1", summary.get("val_top1")),  # the Aux-Net's own accuracy
+        "preprocessing": learngene.preprocessing,  # what its weights expect, as stored in the file
         "learngene_metadata": extra,
     }
     method = "" if learngene.kind == "sws" else f" --method {learngene.kind}"
-    usage = (f"python tools/expand.py FOLDER_OR_HF_HUB_ID{method} --depth 12 --out des12\n"
+    usage = (f"pip install learngene-sws\n"
+             f"learngene expand hf-hub:ORG/NAME{method} --depth 12 --out des12   # or this folder's path\n"
              f"python -c \"import timm; timm.create_model('local-dir:des12', pretrained=True)\"")
     text = (f"A {learngene.kind.upper()} learngene: the {learngene.model} Aux-Net's weights, from which Des-Nets "
-            f"of any depth ({config['des_architecture']} layout) are initialized.")
+            f"of any depth ({config['des_architecture']} layout) are initialized with the `learngene` package "
+            "(`pip install learngene-sws`). This folder is not a timm model folder and timm does not load it; "
+            "the Des-Nets expanded from it are timm model folders.")
     return config, lineage, ["learngene", learngene.kind], text + "\n\n```\n" + usage + "\n```"
+
+
+def ancestry_of(name: str | None) -> dict | None:
+    """The ancestry (teacher) as a card records it: a ``local-dir:`` folder is the author's own, so it is named as
+    such with its architecture and the sha256 of its weights; a timm or ``hf-hub:`` name is one anyone can use."""
+    if not name:
+        return None
+    if not name.startswith("local-dir:"):
+        return {"name": name}
+    folder = Path(name[len("local-dir:"):])
+    ancestry = {"name": name, "local": True}  # a folder on the author's machine, not shared with this card
+    if (folder / "config.json").is_file():
+        ancestry["architecture"] = json.loads((folder / "config.json").read_text()).get("architecture")
+    if (folder / MODEL_WEIGHTS).is_file():
+        ancestry["sha256"] = file_sha256(folder / MODEL_WEIGHTS)
+    return ancestry
 
 
 def model_folder_contents(folder: Path, recipe: dict, summary: dict) -> tuple[dict, dict, list[str], str]:
     """config.json, lineage, tags and card text of a timm model folder (a Des-Net, an ancestry)."""
     load_model_folder(folder)  # refuse what stock timm could not load
     config = json.loads((folder / "config.json").read_text())
-    init = json.loads((folder / INIT_RECORD).read_text()) if (folder / INIT_RECORD).is_file() else None
+    init = init_record(folder)
+    fine_tuned_from = None
+    start = str((recipe.get("model") or {}).get("name") or "")
+    if init is None and start.startswith("local-dir:"):  # a fine-tuned model: the folder its run started from
+        fine_tuned_from = start
+        init = init_record(Path(start[len("local-dir:"):]))
+    source = learngene_of(init)
     lineage = {
         "weights": MODEL_WEIGHTS,
         "architecture": config.get("architecture"),
         "model_args": config.get("model_args", {}),
         "initialized_from": init,
-        "ancestry": recipe.get("teacher", {}).get("name") or None,
+        "fine_tuned_from": fine_tuned_from,
+        "ancestry": ancestry_of(recipe.get("teacher", {}).get("name")
+                                or (source.extra.get("teacher") if source else None)),
         "val_top1": summary.get("val_top1"),
     }
     tags = ["learngene", "timm"] + ([init["method"]] if init and "method" in init else [])
     usage = "python -c \"import timm; timm.create_model('local-dir:FOLDER', pretrained=True)\"  # or hf-hub:ORG/NAME"
     text = f"A timm {config.get('architecture')} model folder; stock timm loads it."
     return config, lineage, tags, text + "\n\n```\n" + usage + "\n```"
+
+
+def init_record(folder: Path) -> dict | None:
+    """A model folder's ``init.json`` (how tools/expand.py initialized it), None when it has none."""
+    path = folder / INIT_RECORD
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def learngene_of(init: dict | None):
+    """The learngene an ``init.json`` names as its source (a file or a shared folder), when it is here to read."""
+    if not (init or {}).get("source"):
+        return None
+    source = Path(str(init["source"]))
+    if is_shared_folder(source) and read_card(source)["lineage"]["weights"] == LEARNGENE_WEIGHTS:
+        source = verify_shared_folder(source)
+    return load_learngene(source) if source.suffix == ".safetensors" and source.is_file() else None
+
+
+def learngene_recipe(learngene) -> dict:
+    """The training recipe of a learngene: its run folder's config, or the one its shared folder's card records."""
+    path = Path(learngene.path)
+    if is_shared_folder(path.parent):
+        return read_card(path.parent)["lineage"].get("recipe") or {}
+    return read_run(run_folder_of(path))[0]
 
 
 def is_shared_folder(path: str | Path) -> bool:
@@ -142,14 +198,21 @@ def write_shared_folder(artifact: str | Path, out_dir: str | Path, run_dir: str 
     if is_shared_folder(artifact):
         raise LearngeneError(f"{artifact} is already a shared folder: upload it with --push ORG/NAME")
     recipe, summary = read_run(Path(run_dir) if run_dir else run_folder_of(artifact))
+    recipe_of = "this model's training run" if recipe else None
+    source = learngene_of(init_record(artifact)) if artifact.is_dir() else None
+    if not recipe and source is not None:  # a Des-Net straight from tools/expand.py: its learngene's lineage
+        recipe = learngene_recipe(source)
+        recipe_of = f"the training run of the learngene it was initialized from ({source.path})" if recipe else None
     if artifact.is_dir():
         config, lineage, tags, text = model_folder_contents(artifact, recipe, summary)
         library, copies = "timm", {MODEL_WEIGHTS: artifact / MODEL_WEIGHTS, INIT_RECORD: artifact / INIT_RECORD}
     else:
         config, lineage, tags, text = learngene_contents(artifact, recipe, summary)
-        library, copies = "learngene", {LEARNGENE_WEIGHTS: artifact}
+        library, copies = "learngene-sws", {LEARNGENE_WEIGHTS: artifact}
     data_name = recipe.get("data", {}).get("name")
-    lineage.update(data=recipe.get("data"), recipe=recipe or None, code=code_version())
+    # The data by name and size; its full config (knobs of other datasets included) is in the recipe.
+    data = {k: recipe["data"][k] for k in ("name", "img_size") if k in recipe["data"]} if data_name else None
+    lineage.update(data=data, recipe=recipe or None, recipe_of=recipe_of, code=code_version())
     metadata = {"library_name": library, "tags": tags + ["image-classification", "vision-transformer"]}
     if license:
         metadata["license"] = license
@@ -176,17 +239,29 @@ def write_shared_folder(artifact: str | Path, out_dir: str | Path, run_dir: str 
 def card_text(name: str, metadata: dict, text: str) -> str:
     lineage = metadata["lineage"]
     code = lineage["code"]
-    rows = [("ancestry (teacher)", lineage.get("ancestry")), ("ancestry top-1", lineage.get("ancestry_top1")),
-            ("data", (lineage.get("data") or {}).get("name")), ("top-1 of this model", lineage.get("val_top1")),
+    ancestry = lineage.get("ancestry") or {}
+    rows = [("ancestry (teacher)", ancestry.get("name") and ancestry["name"] + (
+                " (a folder of the author's, not shared)" if ancestry.get("local") else "")),
+            ("ancestry top-1 (%)", percent(lineage.get("ancestry_top1"))),
+            ("data", (lineage.get("data") or {}).get("name")),
+            ("top-1 of this model (%)", percent(lineage.get("val_top1"))),
             ("initialized by", (lineage.get("initialized_from") or {}).get("method")),
             ("code", f"learngene {code['learngene']}" + (f", commit {code['git_commit']}" if "git_commit" in code
                                                         else "")),
-            (f"sha256 of {lineage['weights']}", lineage["sha256"])]
+            (f"sha256 of the file {lineage['weights']}", lineage["sha256"])]
     table = "\n".join(f"| {key} | {value} |" for key, value in rows if value is not None)
     # A JSON round trip unshares repeated sub-dicts (data is also in recipe), so YAML writes no anchors.
     front_matter = yaml.safe_dump(json.loads(json.dumps(metadata)), sort_keys=False, allow_unicode=True)
+    checksum = ("`lineage.sha256` is the sha256 of the whole file; the file's own `payload_sha256` metadata (in "
+                "`lineage.learngene_metadata` too) is a checksum of its tensors, which the package verifies on "
+                "load.\n") if lineage["weights"] == LEARNGENE_WEIGHTS else ""
     return (f"---\n{front_matter}---\n\n# {name}\n\n{text}\n\n## Lineage\n\n| | |\n|---|---|\n{table}\n\n"
-            "The full training recipe, data config and metadata are in this card's front matter (`lineage`).\n")
+            "The full training recipe, data config and metadata are in this card's front matter (`lineage`).\n"
+            + checksum)
+
+
+def percent(value) -> str | None:
+    return None if value is None else f"{value:.2f}"
 
 
 def read_card(folder: Path) -> dict:
@@ -219,15 +294,41 @@ def verify_shared_folder(folder: str | Path) -> Path:
     return weights
 
 
+def unreachable(e: BaseException) -> str:
+    """Why the Hugging Face hub could not be reached (``e``: what the attempt raised) and what to do about it."""
+    if hub_constants.HF_HUB_OFFLINE:
+        return "HF_HUB_OFFLINE is set: unset it on a machine with network access"
+    while e.__cause__ is not None:  # huggingface_hub wraps the connection error in its own
+        e = e.__cause__
+    return f"no connection to {hub_constants.ENDPOINT} ({first_line(e)}): check the network connection"
+
+
+@contextlib.contextmanager
+def quiet_retries():
+    """Keep ``huggingface_hub``'s lines about retrying a request off the console: without a connection they
+    precede the one line that says so, with a flaky one the retry succeeds."""
+    log = logging.getLogger("huggingface_hub")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
 def download(repo_id: str) -> Path:
     """The shared files of hub repository ``repo_id``, via ``huggingface_hub`` (and its local cache)."""
     try:
-        return Path(snapshot_download(repo_id, allow_patterns=SHARED_FILES))
-    except (OSError, ValueError, HfHubHTTPError) as e:
-        reason = ("offline (HF_HUB_OFFLINE=1) and not in the local cache" if hub_constants.HF_HUB_OFFLINE
-                  else type(e).__name__)
-        raise LearngeneError(f"cannot get {HUB_PREFIX}{repo_id} from the Hugging Face hub ({reason}): go online "
-                             "with HF_HUB_OFFLINE unset, or download the repository and pass its folder") from None
+        with quiet_retries():
+            return Path(snapshot_download(repo_id, allow_patterns=SHARED_FILES))
+    except HfHubHTTPError as e:  # the hub answered: no such repository, or a private one
+        raise LearngeneError(f"cannot get {HUB_PREFIX}{repo_id} from the Hugging Face hub ({first_line(e)}): check "
+                             "the id, log in (hf auth login) for a private repository, or pass a downloaded "
+                             "folder") from None
+    except (OSError, ValueError) as e:  # no connection (LocalEntryNotFoundError is an OSError), or a malformed id
+        reason = unreachable(e) if isinstance(e, LocalEntryNotFoundError) else f"{first_line(e)}: check the id"
+        raise LearngeneError(f"cannot get {HUB_PREFIX}{repo_id} from the Hugging Face hub nor from the local cache: "
+                             f"{reason}; or download the repository and pass its folder") from None
 
 
 def resolve_source(source: str) -> str:
@@ -250,11 +351,15 @@ def push_folder(folder: str | Path, repo_id: str, private: bool = False) -> str:
     if repo_id.count("/") != 1:
         raise LearngeneError(f"--push {repo_id!r} is not ORG/NAME: write e.g. --push my-org/sws-digits")
     try:
-        HfApi().create_repo(repo_id, exist_ok=True, private=private)
-        commit = upload_folder(folder_path=folder, repo_id=repo_id, allow_patterns=SHARED_FILES,
-                               commit_message=f"Upload {folder.name} with learngene tools/share.py")
-    except (OSError, ValueError, HfHubHTTPError) as e:
-        reason = "offline mode, HF_HUB_OFFLINE=1" if hub_constants.HF_HUB_OFFLINE else type(e).__name__
-        raise LearngeneError(f"cannot upload {folder} to {repo_id} ({reason}): log in (hf auth login, or set "
-                             f"HF_TOKEN), go online and run tools/share.py {folder} --push {repo_id} again") from None
+        with quiet_retries():
+            HfApi().create_repo(repo_id, exist_ok=True, private=private)
+            commit = upload_folder(folder_path=folder, repo_id=repo_id, allow_patterns=SHARED_FILES,
+                                   commit_message=f"Upload {folder.name} with learngene tools/share.py")
+    except HfHubHTTPError as e:  # the hub answered: not logged in, no write access, a bad name
+        raise LearngeneError(f"cannot upload {folder} to {repo_id} ({first_line(e)}): log in with a token that may "
+                             f"write to {repo_id.split('/')[0]} (hf auth login, or set HF_TOKEN) and run "
+                             f"tools/share.py {folder} --push {repo_id} again") from None
+    except Exception as e:  # noqa: BLE001  the HTTP client's own errors (no connection) vary with its version
+        raise LearngeneError(f"cannot upload {folder} to {repo_id}: {unreachable(e)}, then run tools/share.py "
+                             f"{folder} --push {repo_id} again") from None
     return commit.commit_url

@@ -17,7 +17,7 @@ def tiny_aux():
     """A randomly initialized CPU-sized SWS Aux-Net with the default stages (3, 3, 4, 3, 3)."""
     import timm
 
-    import learngene  # noqa: F401  (registers the Aux-Nets)
+    import learngene.models  # noqa: F401  (registers the Aux-Nets)
 
     torch.manual_seed(0)
     return timm.create_model("sws_aux_vit_tiny_patch16_224", **TINY_AUX).eval()

@@ -81,8 +81,10 @@ CASES = {
                             "while deserializing header: invalid header length): write it again with "
                             "tools/train_aux.py"),
     "empty .pt as learngene": ("{root}/empty.pt --depth 4",
-                               "{root}/empty.pt is truncated or not a safetensors learngene file (SafetensorError: Error while "
-                               "deserializing header: header too small): write it again with tools/train_aux.py"),
+                               "{root}/empty.pt is not a learngene file but a torch one (a training state like "
+                               "last.pt, or an official checkpoint): pass the run's learngene.safetensors (written "
+                               "when an Aux-Net run finishes), or convert an official checkpoint with "
+                               "tools/convert.py"),
     "foreign safetensors": ("{root}/foreign.safetensors --depth 4",
                             "{root}/foreign.safetensors is not a learngene file (no 'learngene/v2' metadata): pass "
                             "a file written by tools/train_aux.py"),
@@ -93,8 +95,8 @@ CASES = {
                               "{parent} is a model folder, not a learngene file: folders are sources of simple-lg, "
                               "vanilla-lg, weight-selection, pf and scratch"),
     "learngene as a folder": ("{lg} --method weight-selection",
-                              "{lg} is not a model folder (no config.json): pass a folder from tools/expand.py or a "
-                              "training run"),
+                              "{lg} is a learngene file: expand it into a Des-Net first (tools/expand.py LEARNGENE "
+                              "--depth D --out DES) and pass DES"),
     "truncated model folder": ("{root}/damaged_parent --method weight-selection",
                                "cannot load model folder {root}/damaged_parent: Error while deserializing header: "
                                "invalid header length"),

@@ -8,7 +8,7 @@ import timm
 import torch
 import torch.nn.functional as F
 
-import learngene  # noqa: F401  (registers the Aux-Nets)
+import learngene.models  # noqa: F401  (registers the Aux-Nets)
 from learngene.baselines import expand_simple_lg, expand_tleg, expand_vanilla_lg, select_weights
 from learngene.checkpoint import load_learngene, load_model_folder, save_learngene, save_model_folder
 from learngene.errors import LearngeneError
@@ -254,7 +254,7 @@ def test_tool_scratch(sources):
     (["ancestry", "--method", "weight-selection", "--depth", "7"], "cannot deepen"),
     (["ancestry", "--method", "scratch", "--model-args", "[1]"], "must be a JSON object"),
     (["five", "--method", "tleg", "--depth", "3"], "is a model folder, not a learngene file"),
-    (["tleg.safetensors", "--method", "simple-lg", "--depth", "3"], "is not a model folder"),
+    (["tleg.safetensors", "--method", "simple-lg", "--depth", "3"], "is a learngene file: expand it"),
 ])
 def test_tool_errors(sources, capsys, argv, message):
     argv = [str(sources / a) if (sources / a).exists() else a for a in argv]

@@ -3,7 +3,7 @@ import pytest
 import timm
 import torch
 
-import learngene  # noqa: F401  (registers the Aux-Nets)
+import learngene.models  # noqa: F401  (registers the Aux-Nets)
 from conftest import TINY_AUX
 
 

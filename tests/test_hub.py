@@ -69,14 +69,15 @@ def test_shared_folder_round_trip(run_dir, shared, tmp_path):
     assert_same_tensors(expanded_tensors(shared, tmp_path / "from_folder"),
                         expanded_tensors(original, tmp_path / "from_file"))
     config = json.loads((shared / "config.json").read_text())
-    assert (config["architecture"], config["des_architecture"]) == ("sws_aux_vit_tiny_patch16_224",
-                                                                    "vit_tiny_patch16_224")
-    assert config["model_args"] == load_learngene(original).model_args
+    assert "architecture" not in config and "model_args" not in config  # no timm model folder, and not dressed as one
+    assert (config["aux_net"]["name"], config["des_architecture"], config["timm_model_folder"]) == (
+        "sws_aux_vit_tiny_patch16_224", "vit_tiny_patch16_224", False)
+    assert config["aux_net"]["args"] == load_learngene(original).model_args
 
 
 def test_card_front_matter_holds_the_lineage(run_dir, shared):
     meta = front_matter(shared / "README.md")
-    assert meta["library_name"] == "learngene" and {"learngene", "sws"} <= set(meta["tags"])
+    assert meta["library_name"] == "learngene-sws" and {"learngene", "sws"} <= set(meta["tags"])
     assert "license" not in meta  # unknown: not claimed
     assert meta["datasets"] == ["digits"] and meta["metrics"] == ["accuracy"]
     assert meta["model-index"][0]["results"][0]["metrics"][0]["value"] == 91.5
@@ -84,11 +85,20 @@ def test_card_front_matter_holds_the_lineage(run_dir, shared):
     weights = (shared / "learngene.safetensors").read_bytes()
     assert lineage["sha256"] == hashlib.sha256(weights).hexdigest()
     assert lineage["weights"] == "learngene.safetensors"
-    assert (lineage["ancestry"], lineage["ancestry_top1"], lineage["val_top1"]) == (EXTRA["teacher"], 97.25, 91.5)
+    # the ancestry folder is the author's (here it does not even exist): named as such, not as a usable path
+    assert lineage["ancestry"] == {"name": EXTRA["teacher"], "local": True}
+    assert (lineage["ancestry_top1"], lineage["val_top1"]) == (97.25, 91.5)
     assert lineage["learngene_metadata"] == EXTRA
+    assert lineage["preprocessing"] == load_learngene(run_dir / "learngene.safetensors").preprocessing
     assert lineage["recipe"] == yaml.safe_load((run_dir / "config.yaml").read_text())
-    assert lineage["recipe"]["optim"]["epochs"] == 10 and lineage["data"]["name"] == "digits"
+    assert lineage["recipe"]["optim"]["epochs"] == 10
+    assert lineage["data"] == {"name": "digits", "img_size": lineage["recipe"]["data"]["img_size"]}
     assert lineage["code"]["learngene"] == learngene.__version__
+    card = (shared / "README.md").read_text()
+    assert "pip install learngene-sws\nlearngene expand hf-hub:ORG/NAME --depth 12 --out des12" in card
+    assert "This folder is not a timm model folder" in card and "python tools/" not in card
+    assert "| ancestry top-1 (%) | 97.25 |" in card
+    assert f"| ancestry (teacher) | {EXTRA['teacher']} (a folder of the author's, not shared) |" in card
 
 
 def test_license_is_written_when_given(run_dir, tmp_path):
@@ -159,6 +169,10 @@ def test_des_net_folder_is_shared_for_stock_timm(shared, tmp_path):
     meta = front_matter(out / "README.md")
     assert meta["library_name"] == "timm" and "sws" in meta["tags"] and "model-index" not in meta
     assert meta["lineage"]["initialized_from"] == json.loads((des / "init.json").read_text())
+    # the lineage of the learngene it was expanded from (resolved from the shared folder to its weights file)
+    learngene_run = front_matter(shared / "README.md")["lineage"]
+    assert (meta["lineage"]["ancestry"], meta["lineage"]["recipe"]) == (learngene_run["ancestry"],
+                                                                         learngene_run["recipe"])
     assert meta["lineage"]["sha256"] == hashlib.sha256((out / "model.safetensors").read_bytes()).hexdigest()
     model = timm.create_model(f"local-dir:{out}", pretrained=True)
     assert_same_tensors(model.state_dict(), tensors)
@@ -178,3 +192,27 @@ def test_bad_share_input(run_dir, shared, tmp_path, capsys, make_args, message):
     assert share.main(make_args(tmp_path, run_dir, shared)) == 2
     assert message in error_line(capsys)
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
+def test_des_net_cards_keep_the_learngene_lineage(run_dir, tmp_path):
+    des = tmp_path / "des"
+    expanded_tensors(run_dir / "learngene.safetensors", des)
+    assert share.main([str(des), "--out", str(tmp_path / "des_shared")]) == 0
+    lineage = front_matter(tmp_path / "des_shared" / "README.md")["lineage"]
+    recipe = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert lineage["ancestry"] == {"name": EXTRA["teacher"], "local": True}
+    assert (lineage["recipe"], lineage["data"]["name"]) == (recipe, "digits")
+    assert lineage["recipe_of"].startswith("the training run of the learngene it was initialized from")
+
+    run = tmp_path / "des_run"  # a fine-tune of that Des-Net, as tools/finetune.py leaves it (model/ has no init.json)
+    (run / "model").mkdir(parents=True)
+    for name in ("config.json", "model.safetensors"):
+        (run / "model" / name).write_bytes((des / name).read_bytes())
+    save_config(load_config(ROOT / "configs" / "digits" / "des_finetune.yaml", [f"model.name=local-dir:{des}"],
+                            TrainConfig), run / "config.yaml")
+    assert share.main([str(run / "model"), "--out", str(tmp_path / "tuned_shared")]) == 0
+    lineage = front_matter(tmp_path / "tuned_shared" / "README.md")["lineage"]
+    assert lineage["fine_tuned_from"] == f"local-dir:{des}"
+    assert lineage["initialized_from"] == json.loads((des / "init.json").read_text())
+    assert lineage["ancestry"] == {"name": EXTRA["teacher"], "local": True}
+    assert lineage["recipe_of"] == "this model's training run"

@@ -11,7 +11,7 @@ import timm.data
 import torch
 from sklearn.datasets import load_digits
 
-import learngene  # noqa: F401  (registers the Aux-Nets)
+import learngene.models  # noqa: F401  (registers the Aux-Nets)
 from learngene.checkpoint import preprocessing_of, save_learngene
 from learngene.data import DataConfig, build_datasets
 from learngene.data.digits import MAX_PIXEL, split_indices

@@ -2,7 +2,7 @@ import pytest
 import timm
 import torch
 
-import learngene  # noqa: F401
+import learngene.models  # noqa: F401  (registers the Aux-Nets)
 from learngene.errors import LearngeneError
 from learngene.expand import expand_sws, load_expanded
 

@@ -13,10 +13,11 @@ again to continue an interrupted benchmark. See docs/benchmark.md.
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from learngene.benchmark import Benchmark, BenchmarkConfig
-from learngene.cli import ArgumentParser, entry_point
+from learngene.cli import entry_point, tool_parser
 from learngene.config import load_config
 from learngene.errors import LearngeneError
 
@@ -34,9 +35,9 @@ def int_list(text: str) -> list[int]:
 
 
 def parse_args(argv):
-    parser = ArgumentParser(description=__doc__.splitlines()[0])
+    parser = tool_parser(__doc__, "benchmark.py")
     parser.add_argument("--config", default=None, help="benchmark YAML (default: the preset's)")
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="default",
+    parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
                         help="default: digits, depths 6-15; quick: digits, depths 6 and 12, fewer epochs; grid: "
                              "digits, depths x widths with the elastic learngene (docs/width.md); mnist, "
                              "fashion_mnist, cifar10, cifar100: torchvision data under ./data (docs/datasets.md)")
@@ -45,7 +46,9 @@ def parse_args(argv):
     parser.add_argument("--finetune-epochs", type=int, default=None, help="epochs of the short fine-tune")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
                         help="benchmark config overrides, e.g. output=runs/bench seeds=[0,1,2]; data.* keys go to "
-                             "every training part, e.g. data.root=/my/data data.download=true")
+                             "every training part, e.g. data.root=/my/data data.download=true. Keys (see "
+                             "learngene/benchmark/config.py): "
+                             + ", ".join(f.name for f in dataclasses.fields(BenchmarkConfig)))
     return parser.parse_args(argv)
 
 
@@ -59,7 +62,13 @@ def main(argv=None) -> int:
         overrides.append(f"methods=[{args.methods}]")
     if args.finetune_epochs is not None:
         overrides.append(f"finetune_epochs={args.finetune_epochs}")
-    cfg = load_config(args.config or PRESETS[args.preset], overrides, BenchmarkConfig)
+    if args.config and args.preset:
+        raise LearngeneError(f"--preset {args.preset} and --config {args.config} both name the benchmark config: "
+                             "give one of them")
+    cfg = load_config(args.config or PRESETS[args.preset or "default"], overrides, BenchmarkConfig)
+    if args.depths and not any(o.startswith("trained_depths=") for o in overrides):
+        # the config's Trained references follow --depths (the ones among them, or all of them)
+        cfg.trained_depths = [d for d in cfg.trained_depths if d in cfg.depths]
     cfg.part_overrides += [o for o in args.overrides if o.startswith("data.")]
     result = Benchmark(cfg).run()
     if "console" in result:  # rank 0

@@ -74,7 +74,8 @@ def make_parser() -> ArgumentParser:
                         help="sws: Des-Net width; narrower takes the learngene's leading channels (only widths an "
                              "elastic learngene was trained at), wider grows it keeping its function (docs/width.md)")
     parser.add_argument("--num-heads", type=int_at_least(1), default=None,
-                        help="sws: heads of that width (the head dim is kept)")
+                        help="sws: heads of that width; the head dim is kept, so the one valid value is width / "
+                             "the learngene's head dim, the default (a check, nothing to choose)")
     parser.add_argument("--mlp-ratio", type=float, default=None,
                         help="sws: MLP ratio (default the learngene's; larger grows the MLP, fewer units than trained "
                              "are refused)")

@@ -10,9 +10,20 @@ the weights); see docs/sharing.md.
 """
 from __future__ import annotations
 
+import argparse
+import re
+
 from learngene.cli import ArgumentParser, entry_point, tool_parser
 from learngene.errors import LearngeneError
 from learngene.hub import is_shared_folder, push_folder, write_shared_folder
+
+
+def license_id(text: str) -> str:
+    """A hub license id's shape: lowercase letters, digits, '.', '-' (the hub checks the id itself on upload)."""
+    if not re.fullmatch(r"[a-z0-9][a-z0-9.-]*", text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a license id: write the hub's id, e.g. apache-2.0, mit, "
+                                         "cc-by-4.0, or other")
+    return text
 
 
 def make_parser() -> ArgumentParser:
@@ -22,8 +33,9 @@ def make_parser() -> ArgumentParser:
     parser.add_argument("--run", default=None,
                         help="training run folder with config.yaml / summary.json (default: the folder the "
                              "artifact sits in, when it has them)")
-    parser.add_argument("--license", default=None,
-                        help="license id for the card, e.g. apache-2.0 (default: none written, shown as unknown)")
+    parser.add_argument("--license", type=license_id, default=None,
+                        help="the hub's license id for the card, e.g. apache-2.0, mit, cc-by-4.0, or other (see "
+                             "huggingface.co/docs/hub/repositories-licenses; default: none written, shown as unknown)")
     parser.add_argument("--push", default=None, metavar="ORG/NAME",
                         help="upload the shared folder to this Hugging Face hub model repository (needs a token)")
     parser.add_argument("--private", action="store_true", help="with --push: create the repository private")
@@ -44,7 +56,7 @@ def main(argv=None) -> int:
         metadata = write_shared_folder(args.artifact, args.out, run_dir=args.run, license=args.license)
         lineage = metadata["lineage"]
         print(f"wrote {args.out}: {lineage['weights']} (sha256 {lineage['sha256'][:12]}...), config.json, "
-              f"README.md; ancestry {lineage.get('ancestry')}, top-1 {lineage.get('val_top1')}")
+              f"README.md; ancestry {(lineage.get('ancestry') or {}).get('name')}, top-1 {lineage.get('val_top1')}")
         folder = args.out
     if args.push:
         print(f"uploaded {folder}: {push_folder(folder, args.push, private=args.private)}")

@@ -29,6 +29,8 @@ import json
 import multiprocessing
 import os
 import shutil
+import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +46,7 @@ from learngene.benchmark.config import BENCHMARK_METHODS, BenchmarkConfig, PartC
     method_info
 from learngene.checkpoint import atomic_write_text, file_on_path, file_sha256, json_digest, load_learngene, \
     load_model_folder, save_model_folder, stored_parameter_count
+from learngene.cli import SIGTERM_EXIT_CODE, Terminated, sigterm_raises
 from learngene.config import TrainConfig, load_config
 from learngene.data import build_eval_loader, build_loaders
 from learngene.engine import build_student, evaluate, train
@@ -199,7 +202,7 @@ class TrainJob:
             cfg.resume = "auto" if cfg.optim.epochs > 0 else ""  # an evaluate-only run has nothing to resume
             summary = train(cfg)
             if summary.get("interrupted"):
-                raise KeyboardInterrupt("benchmark stopped by SIGTERM; run the same command again to continue")
+                raise Terminated("benchmark stopped by SIGTERM; run the same command again to continue")
             synchronize()  # rank 0 has written the artifact
             artifact = run_dir / "learngene.safetensors"
             artifact = artifact if artifact.is_file() else run_dir / "model"
@@ -285,12 +288,43 @@ def logit_gap(folder: str, reference: str, loader, device: torch.device) -> floa
     return gap / scale
 
 
+# In a worker process: the driver's pid and the event the driver sets when it stops (see ``worker_setup``).
+DRIVER: int | None = None
+STOPPING = None
+
+
 def run_job(job):
-    return job()
+    """Run ``job`` in a worker; SIGTERM stops it (a training saves ``last.pt`` first). Once the driver is stopping
+    the worker starts no other job, and it ends at once when the driver is gone (nobody reads its result)."""
+    if STOPPING.is_set():
+        raise Terminated("not started: the benchmark is stopping")
+    try:
+        with sigterm_raises():
+            return job()
+    finally:
+        if os.getppid() != DRIVER:
+            os._exit(SIGTERM_EXIT_CODE)
 
 
-def worker_setup(threads: int) -> None:
+def worker_setup(threads: int, driver: int, stopping) -> None:
+    """Set up a worker of the driver with pid ``driver``. Ctrl-C reaches the driver, which sets ``stopping``, sends
+    its workers SIGTERM and waits for them; between jobs SIGTERM only ends a worker whose driver is gone."""
+    global DRIVER, STOPPING
+    DRIVER, STOPPING = driver, stopping
     torch.set_num_threads(threads)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda signum, frame: os._exit(SIGTERM_EXIT_CODE) if os.getppid() != driver
+                  else None)
+    threading.Thread(target=stop_when_orphaned, daemon=True).start()
+
+
+def stop_when_orphaned() -> None:
+    """Stop this worker as its driver would when the driver died without doing so (SIGKILL): a worker never
+    outlives its driver, and a rerun finds no process still writing into its folder."""
+    while os.getppid() == DRIVER:
+        time.sleep(0.5)
+    STOPPING.set()
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def duration(seconds: float) -> str:
@@ -385,9 +419,11 @@ class Benchmark:
                     finished(job, job())
                 return results
             if self.pool is None:  # started once, on first need: each worker pays torch's import time
+                context = multiprocessing.get_context("spawn")
+                self.stopping = context.Event()
                 self.pool = concurrent.futures.ProcessPoolExecutor(
-                    self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=worker_setup,
-                    initargs=(self.cfg.threads,))
+                    self.workers, mp_context=context, initializer=worker_setup,
+                    initargs=(self.cfg.threads, os.getpid(), self.stopping))
             waiting, running = list(jobs), {}
             while waiting or running:
                 for job in [j for j in waiting if all(name in results for name in j.after)]:
@@ -450,11 +486,23 @@ class Benchmark:
             torch.set_num_threads(self.cfg.threads)
         try:
             return self.run_parts()
+        except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (cli.Terminated): stop the workers, keep what is done
+            if self.pool is not None:
+                self.stop_workers()
+            raise type(e)(f"the parts that finished are kept in {self.out} and a stopped training continues from "
+                          "its last.pt: run the same command again to continue") from None
         finally:
             torch.set_num_threads(threads)
             if self.pool is not None:
-                self.pool.shutdown(cancel_futures=True)
+                self.pool.shutdown(cancel_futures=True)  # waits for the stopped workers to exit
             procs.close()
+
+    def stop_workers(self) -> None:
+        """SIGTERM every worker: a running training saves ``last.pt`` and stops, any other job stops at once, an
+        idle worker waits for the pool's shutdown; ``stopping`` keeps the jobs already queued from starting."""
+        self.stopping.set()
+        for process in multiprocessing.active_children():  # with a pool, the driver has no other children
+            process.terminate()
 
     def run_parts(self) -> dict:
         cfg = self.cfg

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from pathlib import Path
 from typing import Sequence, TypeVar
 
@@ -20,6 +21,21 @@ from learngene.cli import tool_parser
 from learngene.errors import LearngeneError, first_line
 
 Schema = TypeVar("Schema")
+
+
+def value_problem(e: Exception, key: str | None) -> str:
+    """OmegaConf's complaint about a value, in the config's terms where it names its own node types."""
+    text = first_line(e)
+    example = key or "key"
+    if "is not a ListConfig" in text:
+        return f"it must be a list: write e.g. {example}=[1,2]"
+    if "to Dict[" in text:
+        return f"it must be a mapping: write e.g. '{example}={{name: value}}'"
+    section = re.search(r"(\w+) is not a subclass of (\w+)", text)
+    if section:  # a whole section (e.g. a PartConfig) given a plain value
+        return f"a {section[2]} section must be a mapping of its keys, not a {section[1]}: write e.g. " \
+               "'NAME={config: FILE}' or set its keys one by one (NAME.KEY=VALUE)"
+    return text
 
 
 def load_config(path: str | os.PathLike | None, overrides: Sequence[str], schema: type[Schema]) -> Schema:
@@ -41,8 +57,9 @@ def load_config(path: str | os.PathLike | None, overrides: Sequence[str], schema
             raise LearngeneError(f"unknown config key {e.full_key!r} in {source}: valid keys of {node} are "
                                  f"{', '.join(f.name for f in dataclasses.fields(e.object_type))}") from None
         except OmegaConfBaseException as e:
-            where = f" for {e.full_key!r}" if getattr(e, "full_key", None) else ""
-            raise LearngeneError(f"bad config value{where} in {source}: {first_line(e)}") from None
+            key = getattr(e, "full_key", None)
+            where = f" for {key!r}" if key else ""
+            raise LearngeneError(f"bad config value{where} in {source}: {value_problem(e, key)}") from None
     return OmegaConf.to_object(merged)
 
 

@@ -80,7 +80,7 @@ class DataConfig:
     cutmix: float = 0.0
     smoothing: float = 0.0  # label smoothing (applied by Mixup / the loss)
     digits_shift: int = 0  # digits only: random translation in pixels for training (0 = none)
-    train_limit: int = 0  # >0: use only the first N training images (quick runs / tests)
+    train_limit: int | None = None  # N: use only the first N training images (quick runs / tests); null: all
     # Datasets with two splits only (cifar, imagefolder without test/): the fraction of each training class held
     # out as the val split; the dataset's own second split is then the test split.
     val_holdout: float = 0.1
@@ -120,6 +120,9 @@ def build_splits(cfg: DataConfig) -> tuple[dict[str, Dataset], DatasetInfo]:
         raise LearngeneError(f"data.digits_shift must be 0 (off) or a positive pixel count, got {cfg.digits_shift}")
     if not 0.0 < cfg.val_holdout < 1.0:
         raise LearngeneError(f"data.val_holdout must be a fraction between 0 and 1, got {cfg.val_holdout}")
+    if cfg.train_limit is not None and cfg.train_limit < 1:
+        raise LearngeneError(f"data.train_limit={cfg.train_limit} keeps no training image: set a positive count, or "
+                             "data.train_limit=null for all of them")
     check_train_transform(cfg)
     if cfg.name == "digits":
         splits, mean, std = digits.load_digits_splits(cfg.img_size, shift=cfg.digits_shift)
@@ -139,7 +142,7 @@ def build_splits(cfg: DataConfig) -> tuple[dict[str, Dataset], DatasetInfo]:
                                      "two images): add training images or give the dataset its own val split")
             splits["train"], splits["val"] = Subset(splits["train"], train_idx), Subset(splits.pop("train_eval"), val_idx)
 
-    if cfg.train_limit > 0:
+    if cfg.train_limit is not None:
         splits["train"] = Subset(splits["train"], range(min(cfg.train_limit, len(splits["train"]))))
     info = DatasetInfo(
         num_classes=num_classes,

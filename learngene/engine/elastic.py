@@ -26,6 +26,7 @@ from collections import Counter
 from typing import Callable
 
 import torch
+from torch import nn
 
 from learngene.config.schema import ElasticConfig
 from learngene.errors import LearngeneError
@@ -98,10 +99,25 @@ class ElasticSandwich:
     def extra_logits(self, images: torch.Tensor, epoch: int, step: int) -> list[torch.Tensor]:
         return [self.forward(images, width, depth) for width, depth in self.draw(epoch, step)]
 
+    def at_width(self, width: int) -> nn.Module:
+        """The Aux-Net's leading ``width`` channels as a module (what ``evaluate`` takes), its depth unchanged."""
+        return AtWidth(self, width)
+
     def metadata(self) -> dict:
         """What a learngene records about its elastic training (``extra["elastic"]``)."""
         return {"widths": self.widths, "sample_depths": list(self.cfg.sample_depths),
                 "random_widths": self.cfg.random_widths}
+
+
+class AtWidth(nn.Module):
+    """``ElasticSandwich.forward`` at one width; holds the Aux-Net, so ``eval()`` / ``train()`` reach it."""
+
+    def __init__(self, sandwich: ElasticSandwich, width: int):
+        super().__init__()
+        self.sandwich, self.width, self.aux = sandwich, width, sandwich.model
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.sandwich.forward(images, self.width)
 
 
 def mean_over_passes(criterion: Callable[[torch.Tensor], torch.Tensor],

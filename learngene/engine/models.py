@@ -14,6 +14,7 @@ from pathlib import Path
 import timm
 import torch
 from safetensors import SafetensorError
+from huggingface_hub.errors import LocalEntryNotFoundError
 from safetensors.torch import load_file
 from timm.layers import trunc_normal_
 from torch import nn
@@ -22,6 +23,7 @@ from learngene.checkpoint import load_model_folder, load_torch_file, state_dict_
 from learngene.config import ModelConfig, TeacherConfig, TrainConfig
 from learngene.data import DatasetInfo
 from learngene.errors import LearngeneError, first_line
+from learngene.hub import quiet_retries, unreachable
 
 LOCAL_DIR = "local-dir:"
 # Where a torch checkpoint may keep its weights, non-EMA first (timm's order, then its EMA copies).
@@ -36,7 +38,11 @@ def build_model(name: str, *, pretrained: bool = False, checkpoint: str = "", wh
         if name.startswith(LOCAL_DIR) and load_pretrained:
             model = load_model_folder(name[len(LOCAL_DIR):], **kwargs)
         else:
-            model = timm.create_model(name, pretrained=load_pretrained, **kwargs)
+            with quiet_retries():
+                model = timm.create_model(name, pretrained=load_pretrained, **kwargs)
+    except LocalEntryNotFoundError as e:  # an OSError: the weights are neither downloadable nor cached
+        raise LearngeneError(f"cannot download the pretrained weights of {what} {name!r}: {unreachable(e)}; or set "
+                             f"{what}.checkpoint=FILE, or {what}.pretrained=false to start from timm's init") from None
     except (AssertionError, RuntimeError, TypeError, ValueError, OSError) as e:
         # unknown name, bad kwargs (timm asserts e.g. that num_heads divides the width), weights not available
         raise LearngeneError(f"cannot create {what} {name!r} with {kwargs}: {first_line(e)}: "

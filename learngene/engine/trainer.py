@@ -42,7 +42,7 @@ from tqdm import tqdm
 
 from learngene.checkpoint import atomic_torch_save, atomic_write_csv, atomic_write_text, load_torch_file, \
     preprocessing_of, save_learngene, save_model_folder
-from learngene.cli import INTERRUPTED_EXIT_CODE
+from learngene.cli import INTERRUPTED_EXIT_CODE, SIGTERM_EXIT_CODE, Terminated
 from learngene.config import TrainConfig, check_train_config, resume_conflicts, save_config
 from learngene.data import build_loaders, build_mixup
 from learngene.data.seeded import seeded_rng
@@ -58,7 +58,6 @@ from learngene.errors import LearngeneError, first_line
 from learngene.models import PooledViT
 
 LOG_COLUMNS = ("epoch", "train_loss", "val_loss", "val_top1", "val_top5", "lr", "images_per_s", "seconds")
-SIGTERM_EXIT_CODE = 128 + signal.SIGTERM  # what a shell reports for a process ended by SIGTERM
 
 
 def train_tool(cfg: TrainConfig) -> int:
@@ -73,12 +72,14 @@ def train_tool(cfg: TrainConfig) -> int:
         print(f"using {threads} CPU thread{'s' * (threads != 1)} (set OMP_NUM_THREADS to change)", flush=True)
     try:
         summary = train(cfg)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM outside the training loop (which saves last.pt)
+        terminated = isinstance(e, Terminated)
         if is_main:  # under torchrun every process gets the Ctrl-C
             last = Path(cfg.output) / "last.pt"
             since = f"from {last}" if last.exists() else "from the start: no epoch had finished"
-            print(f"stopped by Ctrl-C: continue with the same command plus resume=auto ({since})", file=sys.stderr)
-        return INTERRUPTED_EXIT_CODE
+            print(f"stopped by {'SIGTERM' if terminated else 'Ctrl-C'}: continue with the same command plus "
+                  f"resume=auto ({since})", file=sys.stderr)
+        return SIGTERM_EXIT_CODE if terminated else INTERRUPTED_EXIT_CODE
     return SIGTERM_EXIT_CODE if summary.get("interrupted") else 0
 
 
@@ -344,6 +345,10 @@ class Run:
         }
         if self.ema is not None:
             row["ema_val_top1"] = evaluate(self.ema.module, self.val_loader, self.device, cfg.amp)["top1"]
+        if self.elastic is not None:  # every other width it is trained at (val_top1 is the full width's)
+            for width in self.elastic.widths[:-1]:
+                row[f"val_top1_w{width}"] = evaluate(self.elastic.at_width(width), self.val_loader, self.device,
+                                                     cfg.amp)["top1"]
         self.history.append(row)
         self.epoch, self.step = self.epoch + 1, 0
         self.save_state()
@@ -495,6 +500,7 @@ class Run:
             summary["teacher_seconds"] = self.teacher_clock.read()  # of this process since it (re)started
         if self.ema is not None:
             summary["ema_val_top1"] = final["ema_val_top1"]
+        summary.update({k: v for k, v in final.items() if k.startswith("val_top1_w")})
         if self.procs.is_main:
             summary.update(self.paths(artifact=self.save_artifact(summary)))
             atomic_write_text(json.dumps(summary, indent=2) + "\n", self.out / "summary.json")
@@ -612,8 +618,9 @@ def write_log_csv(history: list[dict], path: Path) -> None:
 
 def format_row(row: dict, epochs: int) -> str:
     ema = f" ema_top1 {row['ema_val_top1']:.2f}" if "ema_val_top1" in row else ""
+    widths = "".join(f" {k[4:]} {v:.2f}" for k, v in row.items() if k.startswith("val_top1_w"))  # top1_w16 ...
     return (f"epoch {row['epoch']}/{epochs}: train_loss {row['train_loss']:.4f} val_loss {row['val_loss']:.4f} "
-            f"val_top1 {row['val_top1']:.2f} val_top5 {row['val_top5']:.2f}{ema} lr {row['lr']:.3g} "
+            f"val_top1 {row['val_top1']:.2f} val_top5 {row['val_top5']:.2f}{widths}{ema} lr {row['lr']:.3g} "
             f"{row['images_per_s']:.0f} img/s {row['seconds']:.1f} s")
 
 

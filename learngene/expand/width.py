@@ -431,7 +431,9 @@ def plan_width(learngene, width: int | None = None, num_heads: int | None = None
     if start_width not in trained:
         raise LearngeneError(f"width {width} was never trained in this {kind}: its leading channels are untrained; "
                              f"use one of its trained widths {trained} or a wider one (growth keeps the function), "
-                             f"or train an Aux-Net with elastic.widths including {width}")
+                             f"train an Aux-Net with elastic.widths including {width}, or expand a Des-Net at the "
+                             "learngene's width and select from it (tools/expand.py DES --method weight-selection "
+                             "--model-args ...)")
     start_hidden = mlp_units(start_width, source_hidden / source_width)
     if start_hidden is None:  # an elastic learngene written before check_elastic refused such widths
         raise LearngeneError(f"width {start_width} has no whole number of MLP units at this {kind}'s MLP ratio "

@@ -1,7 +1,7 @@
 """The SWS Aux-Net: a ViT whose applied layers are grouped into stages sharing one block each.
 
 Its timm entry points ``sws_aux_vit_{tiny,small,base}_patch16_224`` (DeiT-Ti/S/B widths) are registered on
-``import learngene``; any constructor argument can be overridden, e.g. a CPU-sized model::
+``import learngene.models``; any constructor argument can be overridden, e.g. a CPU-sized model::
 
     timm.create_model("sws_aux_vit_tiny_patch16_224", img_size=8, patch_size=2, in_chans=1,
                       num_classes=10, embed_dim=64, num_heads=4)
