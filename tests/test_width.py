@@ -109,7 +109,8 @@ def learngene_of(aux, extra=None):
     (40, None, 1.33, "is not a whole number of MLP units"),
     (16, None, None, r"^width 16 was never trained in this learngene \(not elastic\): its leading channels are "
                      r"untrained; use one of its trained widths \[32\] or a wider one \(growth keeps the function\), "
-                     r"or train an Aux-Net with elastic.widths including 16$"),
+                     r"train an Aux-Net with elastic.widths including 16, or expand a Des-Net at the learngene's "
+                     r"width and select from it \(tools/expand.py DES --method weight-selection --model-args \.\.\.\)$"),
     # the MLP by the same rule: fewer units than trained is an untrained prefix, at the learngene's width or above
     (32, None, 2.0, r"^--mlp-ratio 2 gives 64 MLP units, fewer than the 128 this learngene \(not elastic\) was "
                     r"trained with at width 32: the leading units alone were never trained; leave --mlp-ratio out or "
