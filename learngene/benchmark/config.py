@@ -9,7 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from learngene.errors import LearngeneError
+from learngene.slurm import SlurmConfig, check_slurm_config
 
+EXECUTORS = ("local", "slurm")
 BENCHMARK_METHODS = ("sws", "sws-random", "tleg", "weight-selection", "simple-lg", "vanilla-lg", "scratch",
                      "sws-elastic", "sws-select")
 WIDTH_ELEMENTS = ("uniform", "consecutive")  # element rules that pick the same channels on every axis of a width
@@ -59,12 +61,18 @@ class BenchmarkConfig:
     # pretrained timm model (e.g. ImageNet's vit_large_patch16_224 as the weight-selection parent).
     weight_selection_parent: PartConfig = field(default_factory=PartConfig)
     vanilla_lg_source: PartConfig = field(default_factory=PartConfig)
+    # local: every part on this machine (workers, or torchrun); slurm: every part one Slurm job (docs/cluster.md)
+    executor: str = "local"
+    slurm: SlurmConfig = field(default_factory=SlurmConfig)
     # key=value applied to every training part after its own overrides, e.g. [data.root=/my/imagenet];
     # tools/benchmark.py puts its data.* arguments here (data.download=true, data.root=...).
     part_overrides: list[str] = field(default_factory=list)
 
 
 def check_benchmark_config(cfg: BenchmarkConfig) -> BenchmarkConfig:
+    if cfg.executor not in EXECUTORS:
+        raise LearngeneError(f"executor={cfg.executor!r}: use one of {', '.join(EXECUTORS)}")
+    check_slurm_config(cfg.slurm)
     unknown = [m for m in cfg.methods if m not in BENCHMARK_METHODS]
     if unknown:
         raise LearngeneError(f"unknown methods {unknown}: choose from {', '.join(BENCHMARK_METHODS)}")

