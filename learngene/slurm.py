@@ -38,8 +38,13 @@ from typing import Callable
 import submitit
 import torch
 
+from omegaconf import OmegaConf
+
 from learngene.checkpoint import atomic_write_text
-from learngene.engine.distributed import init_processes
+from learngene.config import TrainConfig, load_config
+from learngene.engine import train, train_tool
+from learngene.engine.distributed import default_cpu_threads, init_processes
+from learngene.engine.trainer import format_summary
 from learngene.errors import LearngeneError, first_line
 
 # squeue's states of a job that is not over (a requeued job passes through several of them).
@@ -113,11 +118,13 @@ class SlurmTask:
 
     work: Callable
     device: str
-    threads: int = 0
+    threads: int = 0  # 0: OMP_NUM_THREADS, else half the node's cores (as the tools run locally)
 
     def __call__(self):
         if self.threads:
             torch.set_num_threads(self.threads)
+        else:
+            default_cpu_threads()
         env = submitit.JobEnvironment()
         if env.num_tasks > 1:  # each task picks its GPU by LOCAL_RANK, as under torchrun
             submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
@@ -317,3 +324,58 @@ class SlurmDriver:
 
 def signature(*items) -> str:
     return hashlib.sha256(repr(items).encode()).hexdigest()[:16]
+
+
+# -- tools/train_aux.py and tools/finetune.py: one training, one job ----------------------------------------------
+
+EXECUTORS = ("local", "slurm")
+
+
+@dataclass
+class LaunchConfig:
+    """Where a training tool runs: ``executor=slurm`` and ``slurm.*=...`` on its command line."""
+
+    executor: str = "local"
+    slurm: SlurmConfig = field(default_factory=SlurmConfig)
+
+
+def launch_args(argv) -> tuple[list[str], LaunchConfig]:
+    """Split a training tool's command line into its own arguments and its ``executor=`` / ``slurm.*=`` ones."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    launch = [a for a in argv if a.startswith(("executor=", "slurm."))]
+    cfg = load_config(None, launch, LaunchConfig)
+    if cfg.executor not in EXECUTORS:
+        raise LearngeneError(f"executor={cfg.executor!r}: use one of {', '.join(EXECUTORS)}")
+    check_slurm_config(cfg.slurm)
+    return [a for a in argv if a not in launch], cfg
+
+
+@dataclass
+class Training:
+    """One training as a Slurm job's work: ``train(cfg)``; a SIGTERM stop raises KeyboardInterrupt (requeue)."""
+
+    name: str
+    cfg: TrainConfig
+    after: tuple[str, ...] = ()
+
+    def __call__(self) -> dict:
+        summary = train(self.cfg)
+        if summary.get("interrupted"):
+            raise KeyboardInterrupt("training stopped by SIGTERM; last.pt saved")
+        return summary
+
+
+def run_training(cfg: TrainConfig, launch: LaunchConfig) -> int:
+    """What the training tools run: ``train_tool(cfg)`` here, or the training as one Slurm job (resumed with
+    ``resume=auto`` after a requeue), waited for; its console goes to the job's log."""
+    if launch.executor == "local":
+        return train_tool(cfg)
+    driver = SlurmDriver(launch.slurm, Path(cfg.output) / "slurm")
+    cfg.resume = cfg.resume or "auto"  # a requeued job continues its last.pt
+    job = Training(f"training {cfg.output}", cfg)
+    summaries = []
+    driver.run([job], lambda j: SlurmTask(j, cfg.device, launch.slurm.cpus_per_task),
+               lambda j, summary: summaries.append(summary),
+               lambda j: signature(OmegaConf.to_yaml(OmegaConf.structured(j.cfg))))
+    print(format_summary(summaries[0]), flush=True)
+    return 0

@@ -56,3 +56,38 @@ def test_benchmark_on_slurm_equals_local_and_a_failed_part_stops_its_dependants(
     assert benchmark.main(on_slurm) == 0  # all cached: nothing submitted
     assert submitted(capsys.readouterr().out) == set()
     assert slurm.jobs() == [] or all(state != "RUNNING" for state in slurm.jobs())
+
+
+def wait_until(condition, what: str, timeout: float = 120.0) -> None:
+    end = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < end, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def test_a_des_net_fine_tune_stopped_by_sigterm_is_requeued_and_ends_with_the_uninterrupted_weights(
+        slurm, tmp_path, tiny_aux):
+    import expand
+
+    from learngene.checkpoint import save_learngene
+
+    save_learngene(tiny_aux, tmp_path / "learngene.safetensors")
+    assert expand.main([str(tmp_path / "learngene.safetensors"), "--depth", "4", "--out", str(tmp_path / "des")]) == 0
+    args = [f"model.name=local-dir:{tmp_path / 'des'}", "model.pretrained=true", "data.img_size=8",
+            "data.batch_size=16", "data.train_limit=512", "optim.epochs=6", "optim.warmup_epochs=0",
+            "device=cpu", "deterministic=true"]
+    assert finetune.main([*args, f"output={tmp_path / 'local'}"]) == 0
+
+    out = tmp_path / "slurm"
+    driver = subprocess.Popen([sys.executable, str(ROOT / "tools" / "finetune.py"), *args, f"output={out}", *SLURM],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    wait_until(lambda: (out / "log.csv").is_file(), "the first epoch")  # mid-training: epoch 1 of 6 is done
+    job = next((out / "slurm").glob("*/*.sh")).parent.name  # submitit's folder of the job: its id
+    subprocess.run(["scancel", "--signal=TERM", job], check=True)
+    console = driver.communicate(timeout=300)[0]
+    assert driver.returncode == 0, console
+    log = (out / "slurm" / job / f"{job}_0_log.err").read_text()
+    assert f"stopped: requeued job {job}" in log
+    assert "stopped by SIGTERM at epoch" in (out / "slurm" / job / f"{job}_0_log.out").read_text()
+    local, requeued = (load_file(p / "model" / "model.safetensors") for p in (tmp_path / "local", out))
+    assert local.keys() == requeued.keys() and all(torch.equal(local[k], requeued[k]) for k in local)

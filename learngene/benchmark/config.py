@@ -9,9 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from learngene.errors import LearngeneError
-from learngene.slurm import SlurmConfig, check_slurm_config
+from learngene.slurm import EXECUTORS, SlurmConfig, check_slurm_config
 
-EXECUTORS = ("local", "slurm")
 BENCHMARK_METHODS = ("sws", "sws-random", "tleg", "weight-selection", "simple-lg", "vanilla-lg", "scratch",
                      "sws-elastic", "sws-select")
 WIDTH_ELEMENTS = ("uniform", "consecutive")  # element rules that pick the same channels on every axis of a width
