@@ -189,6 +189,8 @@ class SlurmDriver:
         self.executor = submitit.SlurmExecutor(folder=folder / "%j")
         self.executor.update_parameters(**sbatch_parameters(cfg))
         self.done: set[str] = set()  # names of the finished jobs
+        self.submitted: set[str] = set()  # ids of the jobs this driver submitted
+        self.finished: set[str] = set()  # ids of the jobs that ended
 
     def paths(self, job_id: str):
         return submitit.SlurmJob(self.folder / "%j", job_id, tasks=[0]).paths
@@ -222,12 +224,13 @@ class SlurmDriver:
                     if outcome is None:
                         continue
                     del running[job_id]
+                    self.finished.add(job_id)
                     if outcome[0] == "success":
                         self.finish(job, outcome[1], finished)
                     else:
                         failures.append((job, job_id, outcome[1]))
         except BaseException:
-            self.stop(running)
+            self.stop({*running, *(self.submitted - self.finished)})
             raise
         if failures:
             raise Failed(self.report(failures, waiting, later))
@@ -263,14 +266,19 @@ class SlurmDriver:
 
     def submit(self, job, task: Callable, signature: str) -> str:
         self.executor.update_parameters(job_name=job_name(self.cfg, job.name))
+        # Ctrl-C waits until the job is recorded (then cancels it): between sbatch and here it would orphan it.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
             submitted = self.executor.submit(task)
+            self.record[job.name] = {"job_id": submitted.job_id, "signature": signature}
+            self.submitted.add(submitted.job_id)
+            self.folder.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(json.dumps(self.record, indent=2) + "\n", self.record_path)
         except Exception as e:  # sbatch refused: a wrong partition, account, qos, ...
             raise LearngeneError(f"sbatch refused the job of {job.name}: {error_line(str(e)) or first_line(e)}; "
                                  "check the slurm.* settings") from None
-        self.record[job.name] = {"job_id": submitted.job_id, "signature": signature}
-        self.folder.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(json.dumps(self.record, indent=2) + "\n", self.record_path)
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
         print(f"{job.name}: submitted Slurm job {submitted.job_id} (log: {submitted.paths.stderr})", flush=True)
         return submitted.job_id
 
@@ -303,11 +311,11 @@ class SlurmDriver:
             lines.append(f"not started: {later}")
         return "; ".join(lines) + "; fix it and run the same command again: finished parts are kept"
 
-    def stop(self, running: dict) -> None:
-        """Cancel the jobs this driver follows (each saves its ``last.pt`` on the SIGTERM), or leave them."""
-        if not running:
+    def stop(self, ids: set[str]) -> None:
+        """Cancel the jobs ``ids`` (each saves its ``last.pt`` on the SIGTERM), or leave them running."""
+        if not ids:
             return
-        ids = sorted(running, key=int)
+        ids = sorted(ids, key=int)
         if self.cfg.on_interrupt == "leave":
             print(f"left {len(ids)} Slurm jobs running ({', '.join(ids)}): run the same command again to wait for "
                   "them, or scancel them", file=sys.stderr, flush=True)

@@ -91,3 +91,17 @@ def test_a_des_net_fine_tune_stopped_by_sigterm_is_requeued_and_ends_with_the_un
     assert "stopped by SIGTERM at epoch" in (out / "slurm" / job / f"{job}_0_log.out").read_text()
     local, requeued = (load_file(p / "model" / "model.safetensors") for p in (tmp_path / "local", out))
     assert local.keys() == requeued.keys() and all(torch.equal(local[k], requeued[k]) for k in local)
+
+
+def test_ctrl_c_on_the_benchmark_driver_cancels_its_jobs(slurm, tmp_path):
+    args = write_configs(tmp_path, tmp_path / "bench", "[sws]", seeds="[0]")
+    driver = subprocess.Popen([sys.executable, str(ROOT / "tools" / "benchmark.py"), *args, *SLURM],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines = []
+    while len(submitted("".join(lines))) < 3:  # the ancestry and the two Trained references
+        lines.append(driver.stdout.readline())
+    driver.send_signal(signal.SIGINT)
+    out, err = driver.communicate(timeout=180)
+    assert driver.returncode == 130, err
+    assert "cancelled 3 Slurm jobs" in err
+    assert slurm.jobs() == []  # squeue lists no job, queued or running
