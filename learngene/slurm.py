@@ -63,7 +63,8 @@ class SlurmConfig:
     qos: str = ""
     time_minutes: int = 1440  # per job; a longer part is stopped, requeued and resumed
     nodes: int = 1
-    gpus_per_node: int = 0  # one task per GPU; 0 = one task on CPUs
+    gpus_per_node: int = 0
+    tasks_per_node: int = 0  # processes (ranks) per node; 0 = one per GPU, or one on CPUs
     cpus_per_task: int = 0  # 0 = the cluster's default
     mem_gb: float = 0  # 0 = the cluster's default
     constraint: str = ""
@@ -82,16 +83,16 @@ class SlurmConfig:
 def check_slurm_config(cfg: SlurmConfig) -> SlurmConfig:
     if cfg.on_interrupt not in ON_INTERRUPT:
         raise LearngeneError(f"slurm.on_interrupt={cfg.on_interrupt!r}: use one of {', '.join(ON_INTERRUPT)}")
-    if cfg.nodes < 1 or cfg.gpus_per_node < 0 or cfg.cpus_per_task < 0 or cfg.mem_gb < 0 or cfg.max_jobs < 0:
-        raise LearngeneError(f"slurm.nodes={cfg.nodes} must be >= 1 and slurm.gpus_per_node, cpus_per_task, mem_gb, "
-                             "max_jobs >= 0")
+    if cfg.nodes < 1 or min(cfg.gpus_per_node, cfg.tasks_per_node, cfg.cpus_per_task, cfg.mem_gb, cfg.max_jobs) < 0:
+        raise LearngeneError(f"slurm.nodes={cfg.nodes} must be >= 1 and slurm.gpus_per_node, tasks_per_node, "
+                             "cpus_per_task, mem_gb, max_jobs >= 0")
     if cfg.time_minutes < 1 or cfg.poll_seconds <= 0 or cfg.signal_delay_s < 0:
         raise LearngeneError("slurm.time_minutes must be >= 1, slurm.poll_seconds > 0, slurm.signal_delay_s >= 0")
     return cfg
 
 
 def tasks_per_node(cfg: SlurmConfig) -> int:
-    return max(cfg.gpus_per_node, 1)
+    return cfg.tasks_per_node or max(cfg.gpus_per_node, 1)
 
 
 def job_name(cfg: SlurmConfig, part: str) -> str:

@@ -58,6 +58,7 @@ class LocalSlurm:
             f"SlurmdLogFile={f / 'slurmd.log'}",
             "ProctrackType=proctrack/linuxproc",
             "TaskPlugin=task/none",
+            "SchedulerParameters=sched_interval=1",  # start a requeued job as soon as its begin time passes
             "SelectType=select/cons_tres",
             "SelectTypeParameters=CR_CPU",
             "MpiDefault=none",

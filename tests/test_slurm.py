@@ -1,5 +1,6 @@
 """executor=slurm against a real single-node Slurm (the ``slurm`` fixture): same results as the local executor,
 failures reported and resumed, SIGTERM requeues and resumes bitwise, Ctrl-C leaves no job behind."""
+import os
 import signal
 import subprocess
 import sys
@@ -15,7 +16,6 @@ from test_benchmark import ACCURACY, read_csv, write_configs
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 import benchmark  # noqa: E402
-import finetune  # noqa: E402
 
 SLURM = ["executor=slurm", "slurm.poll_seconds=0.5", "slurm.time_minutes=10"]
 
@@ -65,21 +65,25 @@ def wait_until(condition, what: str, timeout: float = 120.0) -> None:
         time.sleep(0.1)
 
 
-def test_a_des_net_fine_tune_stopped_by_sigterm_is_requeued_and_ends_with_the_uninterrupted_weights(
+def test_a_two_task_des_net_job_stopped_by_sigterm_is_requeued_and_ends_with_torchruns_uninterrupted_weights(
         slurm, tmp_path, tiny_aux):
+    """One job, two tasks: the process group torchrun builds; scancel --signal=TERM mid-training: last.pt, requeue,
+    resume=auto, and bitwise the weights of an uninterrupted `torchrun --nproc-per-node 2` run."""
     import expand
 
     from learngene.checkpoint import save_learngene
 
     save_learngene(tiny_aux, tmp_path / "learngene.safetensors")
     assert expand.main([str(tmp_path / "learngene.safetensors"), "--depth", "4", "--out", str(tmp_path / "des")]) == 0
-    args = [f"model.name=local-dir:{tmp_path / 'des'}", "model.pretrained=true", "data.img_size=8",
-            "data.batch_size=16", "data.train_limit=512", "optim.epochs=6", "optim.warmup_epochs=0",
-            "device=cpu", "deterministic=true"]
-    assert finetune.main([*args, f"output={tmp_path / 'local'}"]) == 0
+    args = [str(ROOT / "tools" / "finetune.py"), f"model.name=local-dir:{tmp_path / 'des'}", "model.pretrained=true",
+            "data.img_size=8", "data.batch_size=16", "data.train_limit=512", "optim.epochs=6",
+            "optim.warmup_epochs=0", "device=cpu", "deterministic=true"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", *args,
+                    f"output={tmp_path / 'torchrun'}"], env=env, check=True, capture_output=True)
 
     out = tmp_path / "slurm"
-    driver = subprocess.Popen([sys.executable, str(ROOT / "tools" / "finetune.py"), *args, f"output={out}", *SLURM],
+    driver = subprocess.Popen([sys.executable, *args, f"output={out}", *SLURM, "slurm.tasks_per_node=2"], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     wait_until(lambda: (out / "log.csv").is_file(), "the first epoch")  # mid-training: epoch 1 of 6 is done
     job = next((out / "slurm").glob("*/*.sh")).parent.name  # submitit's folder of the job: its id
@@ -89,8 +93,8 @@ def test_a_des_net_fine_tune_stopped_by_sigterm_is_requeued_and_ends_with_the_un
     log = (out / "slurm" / job / f"{job}_0_log.err").read_text()
     assert f"stopped: requeued job {job}" in log
     assert "stopped by SIGTERM at epoch" in (out / "slurm" / job / f"{job}_0_log.out").read_text()
-    local, requeued = (load_file(p / "model" / "model.safetensors") for p in (tmp_path / "local", out))
-    assert local.keys() == requeued.keys() and all(torch.equal(local[k], requeued[k]) for k in local)
+    reference, requeued = (load_file(p / "model" / "model.safetensors") for p in (tmp_path / "torchrun", out))
+    assert reference.keys() == requeued.keys() and all(torch.equal(reference[k], requeued[k]) for k in reference)
 
 
 def test_ctrl_c_on_the_benchmark_driver_cancels_its_jobs(slurm, tmp_path):

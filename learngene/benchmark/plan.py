@@ -22,6 +22,7 @@ from learngene.config import TrainConfig
 from learngene.data import build_loaders
 from learngene.errors import LearngeneError
 from learngene.models import des_architecture
+from learngene.slurm import tasks_per_node
 
 
 @dataclass
@@ -140,12 +141,12 @@ def plan(cfg: BenchmarkConfig) -> str:
     planner = Planner(cfg)
     waves = planner.waves()
     slurm = cfg.slurm
-    gpus = slurm.nodes * max(slurm.gpus_per_node, 1)
+    gpus = slurm.nodes * tasks_per_node(slurm)
     jobs = [job for _, wave in waves for job in wave]
     total = sum(job.gpu_hours for job in jobs)
     lines = [f"plan: {len(jobs)} Slurm jobs in {len(waves)} waves, ~{total:,.0f} GPU-hours (at {slurm.plan_tflops:g} "
              f"TFLOP/s per GPU, {planner.images:,} training images per epoch; evaluations not counted); each job "
-             f"{slurm.nodes} node(s) x {max(slurm.gpus_per_node, 1)} task(s): ~{total / gpus:,.0f} job-hours; "
+             f"{slurm.nodes} node(s) x {tasks_per_node(slurm)} task(s): ~{total / gpus:,.0f} job-hours; "
              "nothing submitted"]
     for number, (title, wave) in enumerate(waves, 1):
         hours = sum(job.gpu_hours for job in wave)
