@@ -97,17 +97,46 @@ def test_a_two_task_des_net_job_stopped_by_sigterm_is_requeued_and_ends_with_tor
     assert reference.keys() == requeued.keys() and all(torch.equal(reference[k], requeued[k]) for k in reference)
 
 
-def test_ctrl_c_on_the_benchmark_driver_cancels_its_jobs(slurm, tmp_path):
-    args = write_configs(tmp_path, tmp_path / "bench", "[sws]", seeds="[0]")
-    driver = subprocess.Popen([sys.executable, str(ROOT / "tools" / "benchmark.py"), *args, *SLURM],
+def start_and_interrupt(args: list[str], until: str, count: int, before=lambda: None) -> tuple[str, str, int]:
+    """Run the benchmark driver until ``count`` console lines contain ``until``, call ``before``, Ctrl-C it."""
+    driver = subprocess.Popen([sys.executable, str(ROOT / "tools" / "benchmark.py"), *args],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines = []
-    while len(submitted("".join(lines))) < 3:  # the ancestry and the two Trained references
+    while sum(until in line for line in lines) < count:
         lines.append(driver.stdout.readline())
+        assert lines[-1] or driver.poll() is None, "".join(lines) + driver.stderr.read()
+    before()
     driver.send_signal(signal.SIGINT)
     out, err = driver.communicate(timeout=180)
-    assert driver.returncode == 130, err
-    assert "cancelled 3 Slurm jobs" in err
+    return "".join(lines) + out, err, driver.returncode
+
+
+def states() -> dict[str, str]:
+    out = subprocess.run(["squeue", "--noheader", "--format=%i %T"], capture_output=True, text=True, check=True)
+    return dict(line.split() for line in out.stdout.splitlines())
+
+
+def test_ctrl_c_leaves_jobs_running_on_request_a_rerun_waits_for_them_and_ctrl_c_cancels_them(slurm, tmp_path):
+    args = [*write_configs(tmp_path, tmp_path / "bench", "[sws]", seeds="[0]"), *SLURM]
+    # A job holding both CPUs keeps the benchmark's jobs queued while the driver is stopped and started.
+    blocker = subprocess.run(["sbatch", "--parsable", "--cpus-per-task=2", f"--output={tmp_path / 'blocker.out'}",
+                              "--wrap=sleep 600"], capture_output=True, text=True, check=True).stdout.strip()
+    wait_until(lambda: states().get(blocker) == "RUNNING", "the blocking job")
+    # The ancestry and the two Trained references are submitted; Ctrl-C with on_interrupt=leave keeps them.
+    out, err, code = start_and_interrupt([*args, "slurm.on_interrupt=leave"], ": submitted Slurm job", 3)
+    ids = sorted(line.split("submitted Slurm job ")[1].split()[0] for line in out.splitlines() if "submitted" in line)
+    assert code == 130 and f"left 3 Slurm jobs running ({', '.join(ids)})" in err
+    assert sorted(states()) == sorted([blocker, *ids])
+
+    # Run again: it waits for the recorded jobs instead of submitting them again. Once they run, Ctrl-C (cancel)
+    # ends them all: each saves its last.pt on the SIGTERM and is not requeued.
+    def running():
+        subprocess.run(["scancel", blocker], check=True)
+        wait_until(lambda: any(states().get(i) == "RUNNING" for i in ids), "a benchmark job to run")
+
+    out, err, code = start_and_interrupt(args, "submitted by an earlier run", 3, running)
+    waited = sorted(line.split("Slurm job ")[1].split(",")[0] for line in out.splitlines() if "earlier run" in line)
+    assert code == 130 and waited == ids and submitted(out) == set()
     assert slurm.jobs() == []  # squeue lists no job, queued or running
 
 
