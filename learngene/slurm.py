@@ -190,8 +190,7 @@ class SlurmDriver:
         self.executor = submitit.SlurmExecutor(folder=folder / "%j")
         self.executor.update_parameters(**sbatch_parameters(cfg))
         self.done: set[str] = set()  # names of the finished jobs
-        self.submitted: set[str] = set()  # ids of the jobs this driver submitted
-        self.finished: set[str] = set()  # ids of the jobs that ended
+        self.active: set[str] = set()  # ids of the jobs this driver submitted or waits for, not yet ended
 
     def paths(self, job_id: str):
         return submitit.SlurmJob(self.folder / "%j", job_id, tasks=[0]).paths
@@ -203,6 +202,7 @@ class SlurmDriver:
         done here (no job needed), else None. ``signature(job)``: what a recorded job must match to be waited
         for instead of submitted again. ``later``: what is not started when a job fails."""
         waiting, running, failures, absent = list(jobs), {}, [], set()
+        states = job_states() if self.record else None
         try:
             while waiting or running:
                 blocked = self.blocked(waiting, failures)
@@ -214,7 +214,7 @@ class SlurmDriver:
                     if result is not None:
                         self.finish(job, result, finished)
                         continue
-                    job_id = self.recorded(job, signature(job)) or self.submit(job, task(job), signature(job))
+                    job_id = self.recorded(job, signature(job), states) or self.submit(job, task(job), signature(job))
                     running[job_id] = job
                 if not running:
                     break  # the rest waits on failed parts
@@ -225,13 +225,13 @@ class SlurmDriver:
                     if outcome is None:
                         continue
                     del running[job_id]
-                    self.finished.add(job_id)
+                    self.active.discard(job_id)
                     if outcome[0] == "success":
                         self.finish(job, outcome[1], finished)
                     else:
                         failures.append((job, job_id, outcome[1]))
         except BaseException:
-            self.stop({*running, *(self.submitted - self.finished)})
+            self.stop(self.active)
             raise
         if failures:
             raise Failed(self.report(failures, waiting, later))
@@ -254,15 +254,18 @@ class SlurmDriver:
                     changed = True
         return blocked
 
-    def recorded(self, job, signature: str) -> str | None:
-        """The id of this part's recorded job if it is the same work and still queued or running."""
+    def recorded(self, job, signature: str, states: dict | None) -> str | None:
+        """The id of this part's recorded job if it is the same work and queued, running or finished well (a
+        failed one is submitted again: the rerun is the fix)."""
         entry = self.record.get(job.name)
         if not entry or entry.get("signature") != signature:
             return None
-        states = job_states() or {}
-        if states.get(entry["job_id"]) in ACTIVE_STATES or self.paths(entry["job_id"]).result_pickle.exists():
-            print(f"{job.name}: waiting for Slurm job {entry['job_id']}, submitted by an earlier run", flush=True)
-            return entry["job_id"]
+        job_id, result = entry["job_id"], self.paths(entry["job_id"]).result_pickle
+        if (states or {}).get(job_id) in ACTIVE_STATES or (
+                result.exists() and submitit.core.utils.pickle_load(result)[0] == "success"):
+            print(f"{job.name}: waiting for Slurm job {job_id}, submitted by an earlier run", flush=True)
+            self.active.add(job_id)
+            return job_id
         return None
 
     def submit(self, job, task: Callable, signature: str) -> str:
@@ -272,7 +275,7 @@ class SlurmDriver:
         try:
             submitted = self.executor.submit(task)
             self.record[job.name] = {"job_id": submitted.job_id, "signature": signature}
-            self.submitted.add(submitted.job_id)
+            self.active.add(submitted.job_id)
             self.folder.mkdir(parents=True, exist_ok=True)
             atomic_write_text(json.dumps(self.record, indent=2) + "\n", self.record_path)
         except Exception as e:  # sbatch refused: a wrong partition, account, qos, ...
