@@ -16,8 +16,9 @@ and its next run continues with ``resume=auto`` (bitwise on CPU). Job states com
 submitit's result files, never ``sacct``: clusters without accounting work too.
 
 The driver keeps ``jobs.json`` in its folder: the job of every part it submitted. Run again, it waits for
-those still queued or running and submits only what is missing. Ctrl-C cancels its jobs (``scancel``: each
-saves its ``last.pt`` first), or with ``slurm.on_interrupt=leave`` leaves them running for the next run.
+those still queued or running and submits only what is missing. Ctrl-C (or SIGTERM) cancels its jobs
+(``scancel``: each saves its ``last.pt`` first), or with ``slurm.on_interrupt=leave`` leaves them running for
+the next run.
 """
 from __future__ import annotations
 
@@ -52,6 +53,7 @@ ACTIVE_STATES = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED",
                  "REQUEUE_FED", "RESIZING", "SIGNALING", "STAGE_OUT", "STOPPED", "SPECIAL_EXIT", "RESV_DEL_HOLD"}
 REQUEUED_EXIT_CODE = 128 + signal.SIGTERM
 ON_INTERRUPT = ("cancel", "leave")
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}  # what stops the driver
 
 
 @dataclass
@@ -169,6 +171,10 @@ def error_line(text: str) -> str:
     return next((line for line in reversed(lines) if "error" in line.lower()), lines[-1])
 
 
+def stop_on_term(signum, frame):
+    raise KeyboardInterrupt("driver stopped by SIGTERM; run the same command again to continue")
+
+
 class Failed(LearngeneError):
     """Jobs that failed: their parts, first error lines and logs, and what was not submitted because of them."""
 
@@ -203,6 +209,7 @@ class SlurmDriver:
         for instead of submitted again. ``later``: what is not started when a job fails."""
         waiting, running, failures, absent = list(jobs), {}, [], set()
         states = job_states() if self.record else None
+        previous = signal.signal(signal.SIGTERM, stop_on_term)  # a killed driver acts on its jobs as on Ctrl-C
         try:
             while waiting or running:
                 blocked = self.blocked(waiting, failures)
@@ -233,6 +240,8 @@ class SlurmDriver:
         except BaseException:
             self.stop(self.active)
             raise
+        finally:
+            signal.signal(signal.SIGTERM, previous)
         if failures:
             raise Failed(self.report(failures, waiting, later))
 
@@ -271,7 +280,7 @@ class SlurmDriver:
     def submit(self, job, task: Callable, signature: str) -> str:
         self.executor.update_parameters(job_name=job_name(self.cfg, job.name))
         # Ctrl-C waits until the job is recorded (then cancels it): between sbatch and here it would orphan it.
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         try:
             submitted = self.executor.submit(task)
             self.record[job.name] = {"job_id": submitted.job_id, "signature": signature}
@@ -282,7 +291,7 @@ class SlurmDriver:
             raise LearngeneError(f"sbatch refused the job of {job.name}: {error_line(str(e)) or first_line(e)}; "
                                  "check the slurm.* settings") from None
         finally:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
         print(f"{job.name}: submitted Slurm job {submitted.job_id} (log: {submitted.paths.stderr})", flush=True)
         return submitted.job_id
 
