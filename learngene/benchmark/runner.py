@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import contextvars
 import copy
 import dataclasses
 import functools
@@ -106,29 +107,22 @@ def read_done(path: Path) -> dict | None:
 
 
 class NotCached(Exception):
-    """A part that ``cached`` would compute, under ``only_cached()``."""
+    """A part that ``cached`` would compute, asked for while ``ONLY_CACHED``."""
 
 
-ONLY_CACHED = [False]
-
-
-@contextlib.contextmanager
-def only_cached():
-    """Within the block, ``cached`` returns finished parts and raises NotCached instead of computing."""
-    ONLY_CACHED[0] = True
-    try:
-        yield
-    finally:
-        ONLY_CACHED[0] = False
+# True while the Slurm driver asks whether a job's parts are all cached: ``cached`` then computes nothing.
+ONLY_CACHED = contextvars.ContextVar("only_cached", default=False)
 
 
 def cached_result(job):
     """``job()`` when every part it makes is cached, else None (nothing is computed)."""
-    with only_cached():
-        try:
-            return job()
-        except NotCached:
-            return None
+    token = ONLY_CACHED.set(True)
+    try:
+        return job()
+    except NotCached:
+        return None
+    finally:
+        ONLY_CACHED.reset(token)
 
 
 def cached(path: Path, key: str, compute) -> Part:
@@ -143,7 +137,7 @@ def cached(path: Path, key: str, compute) -> Part:
     record = read_done(path)
     if record and record["key"] == key:
         return Part(path, key, record["result"])
-    if ONLY_CACHED[0]:
+    if ONLY_CACHED.get():
         raise NotCached(path)
     stamp = path / "key.txt"
     if rank() == 0:
