@@ -184,9 +184,10 @@ class SlurmDriver:
 
     def __init__(self, cfg: SlurmConfig, folder: Path):
         self.cfg = check_slurm_config(cfg)
-        if shutil.which("sbatch") is None or shutil.which("squeue") is None:
-            raise LearngeneError("executor=slurm needs Slurm's sbatch and squeue on PATH: run on a Slurm login node, "
-                                 "or use executor=local")
+        missing = [c for c in ("sbatch", "squeue", "scancel", "srun") if shutil.which(c) is None]
+        if missing:
+            raise LearngeneError(f"executor=slurm needs Slurm's {', '.join(missing)} on PATH: run on a Slurm login "
+                                 "node, or use executor=local")
         self.folder = folder
         self.record_path = folder / "jobs.json"
         try:
