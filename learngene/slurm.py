@@ -22,8 +22,10 @@ the next run.
 """
 from __future__ import annotations
 
+import contextlib
 import getpass
 import hashlib
+import io
 import json
 import os
 import re
@@ -280,15 +282,24 @@ class SlurmDriver:
 
     def submit(self, job, task: Callable, signature: str) -> str:
         self.executor.update_parameters(job_name=job_name(self.cfg, job.name))
+        created = [p for p in (self.folder, *self.folder.parents) if not p.exists()]  # deepest first
+        before = set(self.folder.iterdir()) if self.folder.is_dir() else set()
         # Ctrl-C waits until the job is recorded (then cancels it): between sbatch and here it would orphan it.
         signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         try:
-            submitted = self.executor.submit(task)
+            with contextlib.redirect_stderr(io.StringIO()):  # sbatch's refusal is in the error below, on one line
+                submitted = self.executor.submit(task)
             self.record[job.name] = {"job_id": submitted.job_id, "signature": signature}
             self.active.add(submitted.job_id)
             self.folder.mkdir(parents=True, exist_ok=True)
             atomic_write_text(json.dumps(self.record, indent=2) + "\n", self.record_path)
         except Exception as e:  # sbatch refused: a wrong partition, account, qos, ...
+            for leftover in set(self.folder.iterdir()) - before:  # submitit's script and pickle: leave nothing
+                if leftover.is_file():
+                    leftover.unlink()
+            for folder in created:
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
             raise LearngeneError(f"sbatch refused the job of {job.name}: {error_line(str(e)) or first_line(e)}; "
                                  "check the slurm.* settings") from None
         finally:

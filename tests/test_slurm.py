@@ -102,6 +102,16 @@ def test_a_two_task_des_net_job_stopped_by_sigterm_is_requeued_and_ends_with_tor
     assert reference.keys() == requeued.keys() and all(torch.equal(reference[k], requeued[k]) for k in reference)
 
 
+def test_a_job_sbatch_refuses_is_one_error_line_and_leaves_nothing(slurm, tmp_path, capsys):
+    import finetune
+
+    out = tmp_path / "new" / "run"
+    assert finetune.main([*SLURM, "slurm.partition=no-such-partition", f"output={out}"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: sbatch refused the job of training {out}: ") and "invalid partition" in err.lower()
+    assert not (tmp_path / "new").exists()
+
+
 def start_and_interrupt(args: list[str], until: str, count: int, before=lambda: None) -> tuple[str, str, int]:
     """Run the benchmark driver until ``count`` console lines contain ``until``, call ``before``, Ctrl-C it."""
     driver = subprocess.Popen([sys.executable, str(ROOT / "tools" / "benchmark.py"), *args],
