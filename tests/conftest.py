@@ -21,3 +21,21 @@ def tiny_aux():
 
     torch.manual_seed(0)
     return timm.create_model("sws_aux_vit_tiny_patch16_224", **TINY_AUX).eval()
+
+
+@pytest.fixture(scope="session")
+def slurm(tmp_path_factory):
+    """A real single-node Slurm (tests/slurm_cluster.py) for the session. Skipped where Slurm is not installed,
+    unless LEARNGENE_REQUIRE_SLURM=1 (CI), where that is a failure."""
+    from slurm_cluster import LocalSlurm, missing_programs
+
+    missing = missing_programs()
+    if missing:
+        reason = f"Slurm is not installed ({', '.join(missing)} not found): apt-get install slurm-wlm munge"
+        if os.environ.get("LEARNGENE_REQUIRE_SLURM") == "1":
+            pytest.fail(reason + " (LEARNGENE_REQUIRE_SLURM=1)")
+        pytest.skip(reason)
+    cluster = LocalSlurm(tmp_path_factory.mktemp("slurm"))
+    cluster.start()
+    yield cluster
+    cluster.stop()

@@ -5,11 +5,13 @@
     python tools/benchmark.py --preset grid                     # depth x width grid, elastic learngene
     python tools/benchmark.py --depths 6,9,12 --methods sws,tleg,weight-selection --finetune-epochs 2
     torchrun --nproc-per-node 8 tools/benchmark.py --config configs/benchmark/imagenet_des_b.yaml data.root=...
+    python tools/benchmark.py --config configs/benchmark/imagenet_des_b.yaml executor=slurm slurm.partition=gpu
+    python tools/benchmark.py --config configs/benchmark/imagenet_des_b.yaml --plan  # jobs, GPU-hours; no submit
 
 Writes results.csv (one row per measurement on the test split), summary.csv, verdicts.csv, learngenes.csv,
 results.md (tables, paired verdicts, the paper's claims checked) and PNG plots into the config's output
 folder, and ends with the tables on the console. Every finished part is cached there: run the same command
-again to continue an interrupted benchmark. See docs/benchmark.md.
+again to continue an interrupted benchmark. See docs/benchmark.md, and docs/cluster.md for executor=slurm.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import dataclasses
 from pathlib import Path
 
 from learngene.benchmark import Benchmark, BenchmarkConfig
+from learngene.benchmark.plan import plan
 from learngene.cli import entry_point, tool_parser
 from learngene.config import load_config
 from learngene.errors import LearngeneError
@@ -44,6 +47,9 @@ def parse_args(argv):
     parser.add_argument("--depths", default=None, help="comma-separated Des-Net depths, e.g. 6,9,12")
     parser.add_argument("--methods", default=None, help="comma-separated methods, e.g. sws,tleg,weight-selection")
     parser.add_argument("--finetune-epochs", type=int, default=None, help="epochs of the short fine-tune")
+    parser.add_argument("--plan", action="store_true",
+                        help="print the Slurm jobs, what each waits for and the GPU-hours the config implies; "
+                             "submit and train nothing (docs/cluster.md)")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
                         help="benchmark config overrides, e.g. output=runs/bench seeds=[0,1,2]; data.* keys go to "
                              "every training part, e.g. data.root=/my/data data.download=true. Keys (see "
@@ -70,6 +76,9 @@ def main(argv=None) -> int:
         # the config's Trained references follow --depths (the ones among them, or all of them)
         cfg.trained_depths = [d for d in cfg.trained_depths if d in cfg.depths]
     cfg.part_overrides += [o for o in args.overrides if o.startswith("data.")]
+    if args.plan:
+        print(plan(cfg))
+        return 0
     result = Benchmark(cfg).run()
     if "console" in result:  # rank 0
         stages = ", ".join(f"{k} {v:.0f}s" for k, v in result["wall_seconds"].items())

@@ -12,6 +12,7 @@ from typing import Callable
 from learngene.errors import LearngeneError
 from learngene.methods import init_front, init_scratch, init_simple_lg, init_sws, init_sws_select, init_tleg, \
     init_vanilla_lg, init_weight_selection
+from learngene.slurm import EXECUTORS, SlurmConfig, check_slurm_config
 
 
 @dataclass(frozen=True)
@@ -115,12 +116,18 @@ class BenchmarkConfig:
     # pretrained timm model (e.g. ImageNet's vit_large_patch16_224 as the weight-selection parent).
     weight_selection_parent: PartConfig = field(default_factory=PartConfig)
     vanilla_lg_source: PartConfig = field(default_factory=PartConfig)
+    # local: every part on this machine (workers, or torchrun); slurm: every part one Slurm job (docs/cluster.md)
+    executor: str = "local"
+    slurm: SlurmConfig = field(default_factory=SlurmConfig)
     # key=value applied to every training part after its own overrides, e.g. [data.root=/my/imagenet];
     # tools/benchmark.py puts its data.* arguments here (data.download=true, data.root=...).
     part_overrides: list[str] = field(default_factory=list)
 
 
 def check_benchmark_config(cfg: BenchmarkConfig) -> BenchmarkConfig:
+    if cfg.executor not in EXECUTORS:
+        raise LearngeneError(f"executor={cfg.executor!r}: use one of {', '.join(EXECUTORS)}")
+    check_slurm_config(cfg.slurm)
     unknown = [m for m in cfg.methods if m not in BENCHMARK_METHODS]
     if unknown:
         raise LearngeneError(f"unknown methods {unknown}: choose from {', '.join(BENCHMARK_METHODS)}")

@@ -15,12 +15,14 @@ threads), or in this process with ``cfg.threads`` threads when ``workers=1``; th
 and two one-thread processes use two CPU cores far better than one process with two threads. The
 same command on the same machine gives bitwise the same results. Under ``torchrun`` the parts run
 one after the other, each trained and evaluated by all ranks in one process group; rank 0 alone
-writes the cache and prints.
+writes the cache and prints. With ``executor=slurm`` every part that is not cached is one Slurm job
+(``learngene.slurm``), with ``cfg.threads`` threads and, on GPUs, that same process group in the job.
 """
 from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import contextvars
 import copy
 import dataclasses
 import functools
@@ -54,6 +56,7 @@ from learngene.engine.distributed import init_processes, shard_loader
 from learngene.errors import LearngeneError
 from learngene.methods import count_parameters
 from learngene.models import des_architecture
+from learngene.slurm import SlurmDriver, SlurmTask, signature, tasks_per_node
 
 DONE = "done.json"
 WAIT_SECONDS = 2.0  # how often non-zero ranks look for the part rank 0 is writing
@@ -103,6 +106,25 @@ def read_done(path: Path) -> dict | None:
         return {}
 
 
+class NotCached(Exception):
+    """A part that ``cached`` would compute, asked for while ``ONLY_CACHED``."""
+
+
+# True while the Slurm driver asks whether a job's parts are all cached: ``cached`` then computes nothing.
+ONLY_CACHED = contextvars.ContextVar("only_cached", default=False)
+
+
+def cached_result(job):
+    """``job()`` when every part it makes is cached, else None (nothing is computed)."""
+    token = ONLY_CACHED.set(True)
+    try:
+        return job()
+    except NotCached:
+        return None
+    finally:
+        ONLY_CACHED.reset(token)
+
+
 def cached(path: Path, key: str, compute) -> Part:
     """Reuse ``path`` when its ``done.json`` carries the full key; else clear it and ``compute(path) -> dict``
     (its console output goes to ``path/console.log``).
@@ -115,6 +137,8 @@ def cached(path: Path, key: str, compute) -> Part:
     record = read_done(path)
     if record and record["key"] == key:
         return Part(path, key, record["result"])
+    if ONLY_CACHED.get():
+        raise NotCached(path)
     stamp = path / "key.txt"
     if rank() == 0:
         if record == {}:
@@ -372,7 +396,8 @@ class Benchmark:
                                               [f"optim.epochs={cfg.finetune_epochs}"])
         self.info = build_loaders(self.finetune_cfg.data, seed=0)[2]
         distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
-        self.workers = 1 if distributed else cfg.workers
+        self.slurm = SlurmDriver(cfg.slurm, self.out / "slurm") if cfg.executor == "slurm" else None
+        self.workers = 1 if distributed or self.slurm else cfg.workers
         self.pool: concurrent.futures.ProcessPoolExecutor | None = None
         self.clock = StageClock()
         self.architecture, self.des_args = self.des_model()
@@ -394,6 +419,10 @@ class Benchmark:
     def context(self) -> str:
         """The execution context every part is trained, timed and evaluated in."""
         threads = f"{self.cfg.threads} torch thread{'s' if self.cfg.threads > 1 else ''}"
+        if self.slurm:
+            tasks = self.cfg.slurm.nodes * tasks_per_node(self.cfg.slurm)
+            return f"one Slurm job per part ({tasks} task{'s' if tasks > 1 else ''} each), {threads}, device " \
+                   f"{self.finetune_cfg.device}"
         if self.workers > 1:
             return f"{self.workers} worker processes with {threads} each, on {os.cpu_count()} CPUs"
         world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -414,6 +443,11 @@ class Benchmark:
                      f"{describe(job.name, result)}")
 
         with self.clock(title):
+            if self.slurm:
+                later = ", ".join(self.STAGES[number:])
+                self.slurm.run(jobs, self.slurm_task, finished, self.job_signature, probe=cached_result,
+                               later=f"the stages after this one ({later})" if later else "")
+                return results
             if self.workers == 1:
                 for job in jobs:
                     finished(job, job())
@@ -433,6 +467,13 @@ class Benchmark:
                 for future in done:
                     finished(running.pop(future), future.result())
         return results
+
+    def slurm_task(self, job) -> SlurmTask:
+        return SlurmTask(job, self.finetune_cfg.device, self.cfg.threads)
+
+    def job_signature(self, job) -> str:
+        """What a recorded Slurm job must have run to stand for ``job``: the job itself, the code, the threads."""
+        return signature(job, code_fingerprint(), self.cfg.threads)
 
     # -- parts ------------------------------------------------------------------------------------
 

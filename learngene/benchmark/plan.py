@@ -1,0 +1,158 @@
+"""``tools/benchmark.py --plan``: the Slurm jobs a benchmark config implies, what each waits for, and an estimate of
+its GPU-hours, from the config alone: nothing is submitted, trained or downloaded (models are built on the meta
+device; FLOPs counted by torch's FlopCounterMode).
+
+GPU-hours of a training = epochs x training images x (3 x the model's forward FLOPs + the teacher's forward FLOPs
+when it distills) / ``slurm.plan_tflops``; evaluations are left out (one forward pass over the test split). The
+learngenes after the first of a seed replay the teacher cache (``teacher_cache``) and are charged no teacher.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+import timm
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from learngene.benchmark.config import BenchmarkConfig, check_benchmark_config
+from learngene.benchmark.runner import LEARNED, train_config
+from learngene.config import TrainConfig
+from learngene.data import build_loaders
+from learngene.errors import LearngeneError
+from learngene.models import des_architecture
+from learngene.slurm import tasks_per_node
+
+
+@dataclass
+class PlannedJob:
+    name: str
+    after: tuple[str, ...]
+    gpu_hours: float
+
+
+@functools.lru_cache(maxsize=None)
+def forward_flops(name: str, kwargs: tuple) -> int:
+    """Forward FLOPs of one image through timm model ``name(**kwargs)`` (built on the meta device)."""
+    with torch.device("meta"):
+        model = timm.create_model(name, **dict(kwargs)).eval()
+        cfg = model.pretrained_cfg.get("input_size", (3, 224, 224))
+        size = dict(kwargs).get("img_size", cfg[-1])
+        height, width = (size, size) if isinstance(size, int) else size
+        image = torch.empty(1, dict(kwargs).get("in_chans", cfg[0]), height, width)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(image)
+    return counter.get_total_flops()
+
+
+def frozen(kwargs: dict) -> tuple:
+    return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in kwargs.items()))
+
+
+class Planner:
+    def __init__(self, cfg: BenchmarkConfig):
+        self.cfg = check_benchmark_config(cfg)
+        self.parts = {name: train_config(getattr(cfg, name), Path(cfg.output), cfg.part_overrides, cfg.deterministic)
+                      for name in ("ancestry", "sws_aux", "tleg_aux", "elastic_aux", "simple_lg", "finetune",
+                                   "trained", "weight_selection_parent", "vanilla_lg_source")
+                      if getattr(cfg, name).config}
+        self.images = cfg.slurm.plan_train_images or self.train_images(self.parts["finetune"])
+        aux = self.parts["sws_aux"].model
+        with torch.device("meta"):
+            args = timm.create_model(aux.name, **aux.kwargs).des_model_args(1)
+        self.des_name, self.des_args = des_architecture(aux.name), {k: v for k, v in args.items() if k != "depth"}
+
+    @staticmethod
+    def train_images(part: TrainConfig) -> int:
+        try:
+            return build_loaders(part.data, seed=0)[2].num_train
+        except LearngeneError as e:
+            raise LearngeneError(f"--plan cannot count the training images ({e}): set slurm.plan_train_images, "
+                                 "e.g. slurm.plan_train_images=1268355 for ImageNet-1K with val_holdout=0.01") from None
+
+    def hours(self, epochs: int, name: str, kwargs: dict, teacher: TrainConfig | None = None) -> float:
+        flops = 3 * forward_flops(name, frozen(kwargs))
+        if teacher is not None and teacher.teacher.name:
+            flops += forward_flops(teacher.teacher.name, frozen(teacher.teacher.kwargs))
+        return epochs * self.images * flops / (self.cfg.slurm.plan_tflops * 1e12) / 3600
+
+    def part_hours(self, part: str, model: tuple[str, dict] | None = None, teacher: bool = True) -> float:
+        cfg = self.parts[part]
+        name, kwargs = model or (cfg.model.name, cfg.model.kwargs)
+        return self.hours(cfg.optim.epochs, name, kwargs, cfg if teacher else None)
+
+    def des(self, depth: int, width: int | None = None) -> tuple[str, dict]:
+        args = {**self.des_args, "depth": depth}
+        if width and width != args["embed_dim"]:
+            args.update(embed_dim=width, num_heads=width // (args["embed_dim"] // args["num_heads"]))
+        return self.des_name, args
+
+    def waves(self) -> list[tuple[str, list[PlannedJob]]]:
+        cfg = self.cfg
+        lg_of = {s: cfg.learngene_seeds[r % len(cfg.learngene_seeds)] for r, s in enumerate(cfg.seeds)}
+        stage1 = [PlannedJob("ancestry", (), self.part_hours("ancestry"))]
+        sources = {}
+        for method, part in (("weight-selection", "weight_selection_parent"), ("vanilla-lg", "vanilla_lg_source")):
+            if part in self.parts and method in cfg.methods:
+                stage1.append(PlannedJob(f"sources/{method}", (), self.part_hours(part)))
+                sources[method] = f"sources/{method}"
+        trained_depths = sorted(cfg.trained_depths or cfg.depths, reverse=True)
+        stage1 += [PlannedJob(f"trained depth{d} seed{s}", (), self.part_hours("trained", self.des(d)))
+                   for d in trained_depths for s in cfg.seeds]
+
+        stage2 = []
+        for s in cfg.learngene_seeds:
+            first = f"learngene sws seed{s}"
+            stage2.append(PlannedJob(first, ("ancestry",), self.part_hours("sws_aux")))
+            for method, part in (("tleg", "tleg_aux"), ("sws-elastic", "elastic_aux"), ("simple-lg", "simple_lg")):
+                if method in cfg.methods:
+                    model = self.des(5) if method == "simple-lg" else None
+                    after = ("ancestry", first) if cfg.teacher_cache else ("ancestry",)
+                    stage2.append(PlannedJob(f"learngene {method} seed{s}", after,
+                                             self.part_hours(part, model, teacher=not cfg.teacher_cache)))
+
+        stage3, full = [], self.des_args["embed_dim"]
+        tune = self.parts["finetune"]
+        for method in cfg.methods:
+            widths = [w for w in (cfg.widths or [full]) if method in ("sws-elastic", "scratch", "weight-selection")
+                      or (method == "sws-select" and w < full) or w == full]
+            for depth in cfg.depths:
+                for width in widths:
+                    cell = f"depth{depth}" if width == full else f"depth{depth} width{width}"
+                    each = self.hours(cfg.finetune_epochs, *self.des(depth, width), tune)
+                    if method in LEARNED:
+                        for lg in cfg.learngene_seeds:
+                            tuned = sum(lg_of[s] == lg for s in cfg.seeds)
+                            stage3.append(PlannedJob(f"{method} {cell} seed{lg}",
+                                                     (f"learngene {LEARNED[method]} seed{lg}",), tuned * each))
+                        continue
+                    for s in cfg.seeds:
+                        after = {"sws-random": (f"learngene sws seed{lg_of[s]}",),
+                                 "weight-selection": (sources.get(method, "ancestry"),),
+                                 "vanilla-lg": (sources.get(method, f"trained depth{trained_depths[0]} seed{s}"),),
+                                 }.get(method, ())
+                        stage3.append(PlannedJob(f"{method} {cell} seed{s}", after, each))
+        return [("ancestry and Trained references", stage1), ("learngenes", stage2), ("Des-Nets", stage3)]
+
+
+def plan(cfg: BenchmarkConfig) -> str:
+    """The console text of ``--plan``: every job with what it waits for and its GPU-hours, wave by wave."""
+    planner = Planner(cfg)
+    waves = planner.waves()
+    slurm = cfg.slurm
+    gpus = slurm.nodes * tasks_per_node(slurm)
+    jobs = [job for _, wave in waves for job in wave]
+    total = sum(job.gpu_hours for job in jobs)
+    lines = [f"plan: {len(jobs)} Slurm jobs in {len(waves)} waves, ~{total:,.0f} GPU-hours (at {slurm.plan_tflops:g} "
+             f"TFLOP/s per GPU, {planner.images:,} training images per epoch; evaluations not counted); each job "
+             f"{slurm.nodes} node(s) x {tasks_per_node(slurm)} task(s): ~{total / gpus:,.0f} job-hours; "
+             "nothing submitted"]
+    for number, (title, wave) in enumerate(waves, 1):
+        hours = sum(job.gpu_hours for job in wave)
+        after = "submitted at once" if number == 1 else f"submitted when wave {number - 1} is done"
+        lines.append(f"wave {number}: {title}: {len(wave)} jobs, ~{hours:,.1f} GPU-hours ({after}; a job listed "
+                     "'after' another in its wave waits for it, the others read parts of earlier waves)")
+        lines += [f"  {job.name}: ~{job.gpu_hours:,.2f} GPU-h" + (f", after {', '.join(job.after)}" if job.after
+                                                                   else "") for job in wave]
+    return "\n".join(lines)

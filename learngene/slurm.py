@@ -1,0 +1,414 @@
+"""Trainings and benchmark parts as Slurm jobs, through submitit (what DeiT's and DINOv2's launchers use).
+
+One part (or one training of ``tools/train_aux.py`` / ``tools/finetune.py``) is one Slurm job with one task per
+GPU (``nodes x gpus_per_node`` tasks; one task on a CPU partition). The tasks form the process group the
+engine builds under ``torchrun`` (submitit's torch.distributed environment: RANK, WORLD_SIZE, LOCAL_RANK,
+MASTER_ADDR, MASTER_PORT).
+
+The driver (this process) submits a job once every job whose outputs it reads has finished: waves, not Slurm
+dependencies. A part's inputs are only known when its sources are done (the benchmark builds a learngene's
+job from the ancestry's result, a Des-Net's from its learngene's), and a failed job must stop its dependants
+with a report, not leave them pending forever (``DependencyNeverSatisfied``).
+
+Stopped jobs resume: SIGTERM (preemption, ``scancel --signal=TERM``) or the time limit's warning (SIGUSR2,
+``signal_delay_s`` before it) makes the trainer save a mid-epoch ``last.pt``; the job then requeues itself
+and its next run continues with ``resume=auto`` (bitwise on CPU). Job states come from ``squeue`` and
+submitit's result files, never ``sacct``: clusters without accounting work too.
+
+The driver keeps ``jobs.json`` in its folder: the job of every part it submitted. Run again, it waits for
+those still queued or running and submits only what is missing. Ctrl-C (or SIGTERM) cancels its jobs
+(``scancel``: each saves its ``last.pt`` first), or with ``slurm.on_interrupt=leave`` leaves them running for
+the next run.
+"""
+from __future__ import annotations
+
+import contextlib
+import getpass
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import submitit
+import torch
+
+from omegaconf import OmegaConf
+
+from learngene.checkpoint import atomic_write_text
+from learngene.config import TrainConfig, load_config
+from learngene.engine import train, train_tool
+from learngene.engine.distributed import default_cpu_threads, init_processes
+from learngene.engine.trainer import format_summary
+from learngene.errors import LearngeneError, first_line
+
+# squeue's states of a job that is not over (a requeued job passes through several of them).
+ACTIVE_STATES = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED", "REQUEUE_HOLD",
+                 "REQUEUE_FED", "RESIZING", "SIGNALING", "STAGE_OUT", "STOPPED", "SPECIAL_EXIT", "RESV_DEL_HOLD"}
+REQUEUED_EXIT_CODE = 128 + signal.SIGTERM
+ON_INTERRUPT = ("cancel", "leave")
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}  # what stops the driver
+
+
+@dataclass
+class SlurmConfig:
+    """What ``executor=slurm`` submits with: the sbatch options users set on their cluster."""
+
+    partition: str = ""  # "" = the cluster's default partition
+    account: str = ""
+    qos: str = ""
+    time_minutes: int = 1440  # per job; a longer part is stopped, requeued and resumed
+    nodes: int = 1
+    gpus_per_node: int = 0
+    tasks_per_node: int = 0  # processes (ranks) per node; 0 = one per GPU, or one on CPUs
+    cpus_per_task: int = 0  # 0 = the cluster's default
+    mem_gb: float = 0  # 0 = the cluster's default
+    constraint: str = ""
+    sbatch_args: dict[str, str] = field(default_factory=dict)  # other sbatch options, e.g. {exclude: "node[1-2]"}
+    job_name_prefix: str = "learngene"
+    max_jobs: int = 0  # jobs queued or running at once; 0 = no limit
+    signal_delay_s: int = 120  # SIGUSR2 this long before the time limit: checkpoint and requeue
+    poll_seconds: float = 30.0  # how often the driver asks squeue
+    on_interrupt: str = "cancel"  # Ctrl-C on the driver: "cancel" its jobs, or "leave" them running
+    # For --plan only (nothing is submitted): sustained TFLOP/s of one GPU, and training images per epoch when
+    # the config's dataset cannot be read on this machine (e.g. 1268355 for ImageNet-1K with val_holdout 0.01).
+    plan_tflops: float = 100.0
+    plan_train_images: int = 0
+
+
+def check_slurm_config(cfg: SlurmConfig) -> SlurmConfig:
+    if cfg.on_interrupt not in ON_INTERRUPT:
+        raise LearngeneError(f"slurm.on_interrupt={cfg.on_interrupt!r}: use one of {', '.join(ON_INTERRUPT)}")
+    if cfg.nodes < 1 or min(cfg.gpus_per_node, cfg.tasks_per_node, cfg.cpus_per_task, cfg.mem_gb, cfg.max_jobs) < 0:
+        raise LearngeneError(f"slurm.nodes={cfg.nodes} must be >= 1 and slurm.gpus_per_node, tasks_per_node, "
+                             "cpus_per_task, mem_gb, max_jobs >= 0")
+    if cfg.time_minutes < 1 or cfg.poll_seconds <= 0 or cfg.signal_delay_s < 0:
+        raise LearngeneError("slurm.time_minutes must be >= 1, slurm.poll_seconds > 0, slurm.signal_delay_s >= 0")
+    return cfg
+
+
+def tasks_per_node(cfg: SlurmConfig) -> int:
+    return cfg.tasks_per_node or max(cfg.gpus_per_node, 1)
+
+
+def job_name(cfg: SlurmConfig, part: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{cfg.job_name_prefix}-{part}").strip("-")
+
+
+def sbatch_parameters(cfg: SlurmConfig) -> dict:
+    """submitit's SlurmExecutor parameters for ``cfg`` (every job gets them; the name is set per job)."""
+    params = dict(time=cfg.time_minutes, nodes=cfg.nodes, ntasks_per_node=tasks_per_node(cfg),
+                  signal_delay_s=cfg.signal_delay_s,
+                  additional_parameters={"requeue": True, **cfg.sbatch_args})  # requeue: also on preemption
+    optional = dict(partition=cfg.partition, account=cfg.account, qos=cfg.qos, constraint=cfg.constraint,
+                    gpus_per_node=cfg.gpus_per_node, cpus_per_task=cfg.cpus_per_task,
+                    mem=f"{int(cfg.mem_gb * 1024)}MB" if cfg.mem_gb else "")
+    params.update({k: v for k, v in optional.items() if v})
+    return params
+
+
+@dataclass
+class SlurmTask:
+    """What a job runs in each of its tasks: ``work()``, in the tasks' process group, with ``threads`` torch
+    threads (0: torch's default). A SIGTERM stop (``work`` raises KeyboardInterrupt after saving ``last.pt``)
+    requeues the job and ends without a result; the next run of the job resumes the training."""
+
+    work: Callable
+    device: str
+    threads: int = 0  # 0: OMP_NUM_THREADS, else half the node's cores (as the tools run locally)
+
+    def __call__(self):
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        else:
+            default_cpu_threads()
+        env = submitit.JobEnvironment()
+        if env.num_tasks > 1:  # each task picks its GPU by LOCAL_RANK, as under torchrun
+            submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+        # The time limit's warning stops the training like a preemption does (SIGTERM).
+        signal.signal(signal.SIGUSR2, lambda signum, frame: os.kill(os.getpid(), signal.SIGTERM))
+        procs = init_processes(self.device)
+        try:
+            return self.work()
+        except KeyboardInterrupt:
+            if env.global_rank == 0:
+                done = subprocess.run(["scontrol", "requeue", env.job_id], capture_output=True, text=True)
+                print(f"stopped: requeued job {env.job_id}" if done.returncode == 0 else
+                      f"stopped; job {env.job_id} not requeued: {done.stderr.strip()}", file=sys.stderr, flush=True)
+            raise SystemExit(REQUEUED_EXIT_CODE) from None  # no result file: the job is not over
+        finally:
+            procs.close()
+
+
+def job_states() -> dict[str, str] | None:
+    """squeue's state of every job of this user (finished ones while Slurm still lists them); None when squeue
+    does not answer."""
+    try:
+        out = subprocess.run(["squeue", "--noheader", "--states=all", "--format=%i|%T", f"--user={getpass.getuser()}"],
+                             capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if out.returncode != 0:
+        return None
+    return dict(line.split("|", 1) for line in out.stdout.split() if "|" in line)
+
+
+def error_line(text: str) -> str:
+    """The first line of the exception a Python traceback ends with (a chained one's last), else the last
+    line that mentions an error (slurmstepd's CANCELLED, OOM), else the last line."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines:
+        return ""
+    starts = [i for i, line in enumerate(lines) if line.startswith("Traceback (most recent call last)")]
+    if starts:
+        return next((line for line in lines[starts[-1] + 1:] if not line.startswith(" ")), lines[-1])
+    return next((line for line in reversed(lines) if "error" in line.lower()), lines[-1])
+
+
+def stop_on_term(signum, frame):
+    raise KeyboardInterrupt("driver stopped by SIGTERM; run the same command again to continue")
+
+
+class Failed(LearngeneError):
+    """Jobs that failed: their parts, first error lines and logs, and what was not submitted because of them."""
+
+
+class SlurmDriver:
+    """Submits jobs, follows them with squeue, collects their results; keeps ``folder/jobs.json``."""
+
+    def __init__(self, cfg: SlurmConfig, folder: Path):
+        self.cfg = check_slurm_config(cfg)
+        missing = [c for c in ("sbatch", "squeue", "scancel", "srun") if shutil.which(c) is None]
+        if missing:
+            raise LearngeneError(f"executor=slurm needs Slurm's {', '.join(missing)} on PATH: run on a Slurm login "
+                                 "node, or use executor=local")
+        self.folder = folder
+        self.record_path = folder / "jobs.json"
+        try:
+            self.record = json.loads(self.record_path.read_text()) if self.record_path.is_file() else {}
+        except (OSError, ValueError):
+            self.record = {}  # an unreadable record only costs resubmissions
+        self.executor = submitit.SlurmExecutor(folder=folder / "%j")
+        self.executor.update_parameters(**sbatch_parameters(cfg))
+        self.done: set[str] = set()  # names of the finished jobs
+        self.active: set[str] = set()  # ids of the jobs this driver submitted or waits for, not yet ended
+
+    def paths(self, job_id: str):
+        return submitit.SlurmJob(self.folder / "%j", job_id, tasks=[0]).paths
+
+    def run(self, jobs: list, task: Callable, finished: Callable, signature: Callable[[object], str],
+            probe: Callable | None = None, later: str = "") -> None:
+        """Run ``jobs`` (each with ``name`` and ``after``: names of jobs it waits for) as Slurm jobs running
+        ``task(job)``; ``finished(job, result)`` as each one ends. ``probe(job)``: its result when it is already
+        done here (no job needed), else None. ``signature(job)``: what a recorded job must match to be waited
+        for instead of submitted again. ``later``: what is not started when a job fails."""
+        waiting, running, failures, absent = list(jobs), {}, [], set()
+        states = job_states() if self.record else None
+        previous = signal.signal(signal.SIGTERM, stop_on_term)  # a killed driver acts on its jobs as on Ctrl-C
+        try:
+            while waiting or running:
+                blocked = self.blocked(waiting, failures)
+                for job in [j for j in waiting if j.name not in blocked and all(a in self.done for a in j.after)]:
+                    if self.cfg.max_jobs and len(running) >= self.cfg.max_jobs:
+                        break
+                    waiting.remove(job)
+                    result = probe(job) if probe else None
+                    if result is not None:
+                        self.finish(job, result, finished)
+                        continue
+                    job_id = self.recorded(job, signature(job), states) or self.submit(job, task(job), signature(job))
+                    running[job_id] = job
+                if not running:
+                    break  # the rest waits on failed parts
+                time.sleep(self.cfg.poll_seconds)
+                states = job_states()
+                for job_id, job in list(running.items()):
+                    outcome = self.outcome(job_id, states, absent)
+                    if outcome is None:
+                        continue
+                    del running[job_id]
+                    self.active.discard(job_id)
+                    if outcome[0] == "success":
+                        self.finish(job, outcome[1], finished)
+                    else:
+                        failures.append((job, job_id, outcome[1]))
+        except BaseException:
+            self.stop(self.active)
+            raise
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+        if failures:
+            raise Failed(self.report(failures, waiting, later))
+
+    def finish(self, job, result, finished: Callable) -> None:
+        self.done.add(job.name)
+        finished(job, result)
+
+    @staticmethod
+    def blocked(waiting: list, failures: list) -> set[str]:
+        """Names of the waiting jobs that wait, directly or through others, for a failed job."""
+        bad, blocked = {job.name for job, _, _ in failures}, set()
+        changed = True
+        while changed:
+            changed = False
+            for job in waiting:
+                if job.name not in blocked and any(a in bad for a in job.after):
+                    blocked.add(job.name)
+                    bad.add(job.name)
+                    changed = True
+        return blocked
+
+    def recorded(self, job, signature: str, states: dict | None) -> str | None:
+        """The id of this part's recorded job if it is the same work and queued, running or finished well (a
+        failed one is submitted again: the rerun is the fix)."""
+        entry = self.record.get(job.name)
+        if not entry or entry.get("signature") != signature:
+            return None
+        job_id, result = entry["job_id"], self.paths(entry["job_id"]).result_pickle
+        if (states or {}).get(job_id) in ACTIVE_STATES or (
+                result.exists() and submitit.core.utils.pickle_load(result)[0] == "success"):
+            print(f"{job.name}: waiting for Slurm job {job_id}, submitted by an earlier run", flush=True)
+            self.active.add(job_id)
+            return job_id
+        return None
+
+    def submit(self, job, task: Callable, signature: str) -> str:
+        self.executor.update_parameters(job_name=job_name(self.cfg, job.name))
+        created = [p for p in (self.folder, *self.folder.parents) if not p.exists()]  # deepest first
+        before = set(self.folder.iterdir()) if self.folder.is_dir() else set()
+        # Ctrl-C waits until the job is recorded (then cancels it): between sbatch and here it would orphan it.
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            with contextlib.redirect_stderr(io.StringIO()):  # sbatch's refusal is in the error below, on one line
+                submitted = self.executor.submit(task)
+            self.record[job.name] = {"job_id": submitted.job_id, "signature": signature}
+            self.active.add(submitted.job_id)
+            self.folder.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(json.dumps(self.record, indent=2) + "\n", self.record_path)
+        except Exception as e:  # sbatch refused: a wrong partition, account, qos, ...
+            for leftover in set(self.folder.iterdir()) - before:  # submitit's script and pickle: leave nothing
+                if leftover.is_file():
+                    leftover.unlink()
+            for folder in created:
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+            raise LearngeneError(f"sbatch refused the job of {job.name}: {error_line(str(e)) or first_line(e)}; "
+                                 "check the slurm.* settings") from None
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+        print(f"{job.name}: submitted Slurm job {submitted.job_id} (log: {submitted.paths.stderr})", flush=True)
+        return submitted.job_id
+
+    def outcome(self, job_id: str, states: dict | None, absent: set) -> tuple[str, object] | None:
+        """("success", result) or ("error", (first error line, log)) once the job is over; None while it runs.
+
+        A job is over when its result file exists, or when squeue (asked twice, so that a result being written
+        is not missed) no longer lists it as active."""
+        paths = self.paths(job_id)
+        if paths.result_pickle.exists():
+            outcome, value = submitit.core.utils.pickle_load(paths.result_pickle)
+            return ("success", value) if outcome == "success" else ("error", (error_line(value), paths.stderr))
+        if states is None or states.get(job_id) in ACTIVE_STATES:
+            return None
+        if job_id not in absent:
+            absent.add(job_id)
+            return None
+        log = paths.stderr.read_text(errors="replace") if paths.stderr.is_file() else ""
+        state = states.get(job_id, "no longer listed by squeue")
+        return "error", (error_line(log) or f"job {job_id} ended ({state}) without a result", paths.stderr)
+
+    def report(self, failures: list, waiting: list, later: str) -> str:
+        lines = [f"part {job.name!r} (Slurm job {job_id}) failed: {line} (log: {log})"
+                 for job, job_id, (line, log) in failures]
+        left = [job.name for job in waiting]
+        if left:
+            lines.append(f"not submitted: {len(left)} parts that need it ({', '.join(left[:3])}"
+                         f"{', ...' if len(left) > 3 else ''})")
+        if later:
+            lines.append(f"not started: {later}")
+        return "; ".join(lines) + "; fix it and run the same command again: finished parts are kept"
+
+    def stop(self, ids: set[str]) -> None:
+        """Cancel the jobs ``ids`` (each saves its ``last.pt`` on the SIGTERM), or leave them running."""
+        if not ids:
+            return
+        ids = sorted(ids, key=int)
+        if self.cfg.on_interrupt == "leave":
+            print(f"left {len(ids)} Slurm jobs running ({', '.join(ids)}): run the same command again to wait for "
+                  "them, or scancel them", file=sys.stderr, flush=True)
+            return
+        subprocess.run(["scancel", *ids], capture_output=True)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # until none is listed as queued or running
+            states = job_states()
+            if states is not None and not any(states.get(i) in ACTIVE_STATES for i in ids):
+                break
+            time.sleep(1)
+        print(f"cancelled {len(ids)} Slurm jobs ({', '.join(ids)})", file=sys.stderr, flush=True)
+
+
+def signature(*items) -> str:
+    return hashlib.sha256(repr(items).encode()).hexdigest()[:16]
+
+
+# -- tools/train_aux.py and tools/finetune.py: one training, one job ----------------------------------------------
+
+EXECUTORS = ("local", "slurm")
+
+
+@dataclass
+class LaunchConfig:
+    """Where a training tool runs: ``executor=slurm`` and ``slurm.*=...`` on its command line."""
+
+    executor: str = "local"
+    slurm: SlurmConfig = field(default_factory=SlurmConfig)
+
+
+def launch_args(argv) -> tuple[list[str], LaunchConfig]:
+    """Split a training tool's command line into its own arguments and its ``executor=`` / ``slurm.*=`` ones."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    launch = [a for a in argv if a.startswith(("executor=", "slurm."))]
+    cfg = load_config(None, launch, LaunchConfig)
+    if cfg.executor not in EXECUTORS:
+        raise LearngeneError(f"executor={cfg.executor!r}: use one of {', '.join(EXECUTORS)}")
+    check_slurm_config(cfg.slurm)
+    return [a for a in argv if a not in launch], cfg
+
+
+@dataclass
+class Training:
+    """One training as a Slurm job's work: ``train(cfg)``; a SIGTERM stop raises KeyboardInterrupt (requeue)."""
+
+    name: str
+    cfg: TrainConfig
+    after: tuple[str, ...] = ()
+
+    def __call__(self) -> dict:
+        summary = train(self.cfg)
+        if summary.get("interrupted"):
+            raise KeyboardInterrupt("training stopped by SIGTERM; last.pt saved")
+        return summary
+
+
+def run_training(cfg: TrainConfig, launch: LaunchConfig) -> int:
+    """What the training tools run: ``train_tool(cfg)`` here, or the training as one Slurm job (resumed with
+    ``resume=auto`` after a requeue), waited for; its console goes to the job's log."""
+    if launch.executor == "local":
+        return train_tool(cfg)
+    driver = SlurmDriver(launch.slurm, Path(cfg.output) / "slurm")
+    cfg.resume = cfg.resume or "auto"  # a requeued job continues its last.pt
+    job = Training(f"training {cfg.output}", cfg)
+    summaries = []
+    driver.run([job], lambda j: SlurmTask(j, cfg.device, launch.slurm.cpus_per_task),
+               lambda j, summary: summaries.append(summary),
+               lambda j: signature(OmegaConf.to_yaml(OmegaConf.structured(j.cfg))))
+    print(format_summary(summaries[0]), flush=True)
+    return 0

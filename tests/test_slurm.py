@@ -1,0 +1,176 @@
+"""executor=slurm against a real single-node Slurm (the ``slurm`` fixture): same results as the local executor,
+failures reported and resumed, SIGTERM requeues and resumes bitwise, Ctrl-C leaves no job behind."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import timm
+import torch
+from safetensors.torch import load_file, save_file
+
+from test_benchmark import ACCURACY, read_csv, write_configs
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+import benchmark  # noqa: E402
+
+SLURM = ["executor=slurm", "slurm.poll_seconds=0.5", "slurm.time_minutes=10"]
+
+
+def submitted(text: str) -> set[str]:
+    return {line.split(": submitted Slurm job")[0] for line in text.splitlines() if ": submitted Slurm job" in line}
+
+
+def accuracy(path: Path) -> list[tuple]:
+    return sorted(tuple(row[k] for k in ACCURACY) for row in read_csv(path))
+
+
+def test_benchmark_on_slurm_equals_local_and_a_failed_part_stops_its_dependants(slurm, tmp_path, capsys):
+    # The benchmark's structure (ancestry -> learngene -> Des-Nets; Trained references beside) at test size:
+    # two depths, SWS and scratch, one seed; the ancestry starts from a checkpoint file.
+    checkpoint = tmp_path / "start.safetensors"
+    torch.manual_seed(0)
+    save_file(timm.create_model("vit_small_patch16_224", img_size=8, patch_size=2, in_chans=1, num_classes=10,
+                                embed_dim=32, depth=4, num_heads=4, class_token=False, global_pool="avg").state_dict(),
+              checkpoint)
+    good = checkpoint.read_bytes()
+    args = [*write_configs(tmp_path, tmp_path / "local", "[sws, scratch]", seeds="[0]"),
+            f"ancestry.overrides=[model.checkpoint={checkpoint}]"]
+    assert benchmark.main(args) == 0
+    capsys.readouterr()
+
+    checkpoint.write_bytes(good[:100])  # damaged: the ancestry's job fails
+    on_slurm = [*args, f"output={tmp_path / 'slurm'}", *SLURM]
+    assert benchmark.main(on_slurm) == 2
+    out, err = capsys.readouterr()
+    assert submitted(out) == {"ancestry", "trained depth3 seed0", "trained depth2 seed0"}
+    job = next(line for line in out.splitlines() if line.startswith("ancestry: submitted")).split()[4]
+    log = tmp_path / "slurm" / "slurm" / job / f"{job}_0_log.err"
+    assert err.startswith(f"error: part 'ancestry' (Slurm job {job}) failed: learngene.errors.LearngeneError: ")
+    assert str(checkpoint) in err and f"(log: {log});" in err and err.count("\n") == 1
+    assert "not started: the stages after this one (learngenes, Des-Nets)" in err
+    assert not (tmp_path / "slurm" / "learngenes").exists() and not (tmp_path / "slurm" / "results.csv").exists()
+
+    # The fix: the checkpoint restored. Only what is missing is submitted, and the results are the local ones.
+    checkpoint.write_bytes(good)
+    assert benchmark.main(on_slurm) == 0
+    out = capsys.readouterr().out
+    assert submitted(out) == {"ancestry", "learngene sws seed0", "sws depth2 seed0", "sws depth3 seed0",
+                              "scratch depth2 seed0", "scratch depth3 seed0"}
+    assert accuracy(tmp_path / "slurm" / "results.csv") == accuracy(tmp_path / "local" / "results.csv")
+
+
+def wait_until(condition, what: str, timeout: float = 120.0) -> None:
+    end = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < end, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def test_a_two_task_des_net_job_stopped_by_sigterm_is_requeued_and_ends_with_torchruns_uninterrupted_weights(
+        slurm, tmp_path, tiny_aux):
+    """One job, two tasks: the process group torchrun builds; scancel --signal=TERM mid-training: last.pt, requeue,
+    resume=auto, and bitwise the weights of an uninterrupted `torchrun --nproc-per-node 2` run."""
+    import expand
+
+    from learngene.checkpoint import save_learngene
+
+    save_learngene(tiny_aux, tmp_path / "learngene.safetensors")
+    assert expand.main([str(tmp_path / "learngene.safetensors"), "--depth", "4", "--out", str(tmp_path / "des")]) == 0
+    args = [str(ROOT / "tools" / "finetune.py"), f"model.name=local-dir:{tmp_path / 'des'}", "model.pretrained=true",
+            "data.img_size=8", "data.batch_size=16", "data.train_limit=512", "optim.epochs=6",
+            "optim.warmup_epochs=0", "device=cpu", "deterministic=true"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", *args,
+                    f"output={tmp_path / 'torchrun'}"], env=env, check=True, capture_output=True)
+
+    out = tmp_path / "slurm"
+    driver = subprocess.Popen([sys.executable, *args, f"output={out}", *SLURM, "slurm.tasks_per_node=2"], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    wait_until(lambda: (out / "log.csv").is_file(), "the first epoch")  # mid-training: epoch 1 of 6 is done
+    job = next((out / "slurm").glob("*/*.sh")).parent.name  # submitit's folder of the job: its id
+    subprocess.run(["scancel", "--signal=TERM", job], check=True)
+    console = driver.communicate(timeout=300)[0]
+    assert driver.returncode == 0, console
+    log = (out / "slurm" / job / f"{job}_0_log.err").read_text()
+    assert f"stopped: requeued job {job}" in log
+    assert "stopped by SIGTERM at epoch" in (out / "slurm" / job / f"{job}_0_log.out").read_text()
+    reference, requeued = (load_file(p / "model" / "model.safetensors") for p in (tmp_path / "torchrun", out))
+    assert reference.keys() == requeued.keys() and all(torch.equal(reference[k], requeued[k]) for k in reference)
+
+
+def test_a_job_sbatch_refuses_is_one_error_line_and_leaves_nothing(slurm, tmp_path, capsys):
+    import finetune
+
+    out = tmp_path / "new" / "run"
+    assert finetune.main([*SLURM, "slurm.partition=no-such-partition", f"output={out}"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: sbatch refused the job of training {out}: ") and "invalid partition" in err.lower()
+    assert not (tmp_path / "new").exists()
+
+
+def start_and_interrupt(args: list[str], until: str, count: int, before=lambda: None) -> tuple[str, str, int]:
+    """Run the benchmark driver until ``count`` console lines contain ``until``, call ``before``, Ctrl-C it."""
+    driver = subprocess.Popen([sys.executable, str(ROOT / "tools" / "benchmark.py"), *args],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines = []
+    while sum(until in line for line in lines) < count:
+        lines.append(driver.stdout.readline())
+        assert lines[-1] or driver.poll() is None, "".join(lines) + driver.stderr.read()
+    before()
+    driver.send_signal(signal.SIGINT)
+    out, err = driver.communicate(timeout=180)
+    return "".join(lines) + out, err, driver.returncode
+
+
+def states() -> dict[str, str]:
+    out = subprocess.run(["squeue", "--noheader", "--format=%i %T"], capture_output=True, text=True, check=True)
+    return dict(line.split() for line in out.stdout.splitlines())
+
+
+def test_ctrl_c_leaves_jobs_running_on_request_a_rerun_waits_for_them_and_ctrl_c_cancels_them(slurm, tmp_path):
+    args = [*write_configs(tmp_path, tmp_path / "bench", "[sws]", seeds="[0]"), *SLURM]
+    # A job holding both CPUs keeps the benchmark's jobs queued while the driver is stopped and started.
+    blocker = subprocess.run(["sbatch", "--parsable", "--cpus-per-task=2", f"--output={tmp_path / 'blocker.out'}",
+                              "--wrap=sleep 600"], capture_output=True, text=True, check=True).stdout.strip()
+    wait_until(lambda: states().get(blocker) == "RUNNING", "the blocking job")
+    # The ancestry and the two Trained references are submitted; Ctrl-C with on_interrupt=leave keeps them.
+    out, err, code = start_and_interrupt([*args, "slurm.on_interrupt=leave"], ": submitted Slurm job", 3)
+    ids = sorted(line.split("submitted Slurm job ")[1].split()[0] for line in out.splitlines() if "submitted" in line)
+    assert code == 130 and f"left 3 Slurm jobs running ({', '.join(ids)})" in err
+    assert sorted(states()) == sorted([blocker, *ids])
+
+    # Run again: it waits for the recorded jobs instead of submitting them again. Once they run, Ctrl-C (cancel)
+    # ends them all: each saves its last.pt on the SIGTERM and is not requeued.
+    def running():
+        subprocess.run(["scancel", blocker], check=True)
+        wait_until(lambda: any(states().get(i) == "RUNNING" for i in ids), "a benchmark job to run")
+
+    out, err, code = start_and_interrupt(args, "submitted by an earlier run", 3, running)
+    waited = sorted(line.split("Slurm job ")[1].split(",")[0] for line in out.splitlines() if "earlier run" in line)
+    assert code == 130 and waited == ids and submitted(out) == set()
+    assert slurm.jobs() == []  # squeue lists no job, queued or running
+
+
+def test_plan_of_the_imagenet_benchmark_lists_jobs_dependencies_and_gpu_hours_without_submitting(tmp_path, capsys,
+                                                                                              monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")  # no sbatch: the plan needs none, and submits nothing
+    out = tmp_path / "bench"
+    assert benchmark.main(["--config", str(ROOT / "configs/benchmark/imagenet_des_b.yaml"), "--plan",
+                           f"output={out}"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("plan: 167 Slurm jobs in 3 waves, ~") and lines[0].endswith("nothing submitted")
+    # 1 ancestry + 1 IMwLM parent + 4 depths x 3 seeds of Trained; 3 learngenes; 7 methods x 10 depths x their seeds
+    assert [line.split(":")[0:2] for line in lines if line.startswith("wave")] == [
+        ["wave 1", " ancestry and Trained references"], ["wave 2", " learngenes"], ["wave 3", " Des-Nets"]]
+    assert sum(line.startswith("  ") for line in lines) == 167
+    jobs = {line.split(":")[0].strip(): line for line in lines if line.startswith("  ")}
+    assert jobs["learngene tleg seed0"].endswith("after ancestry, learngene sws seed0")
+    assert jobs["vanilla-lg depth9 seed2"].endswith("after trained depth15 seed2")
+    assert jobs["sws-random depth6 seed1"].endswith("after learngene sws seed0")
+    hours = {name: float(line.split("~")[1].split(" ")[0]) for name, line in jobs.items()}
+    assert hours["trained depth12 seed0"] > hours["trained depth6 seed0"] > 0 and hours["ancestry"] == 0.0
+    assert not out.exists()
