@@ -162,15 +162,16 @@ def test_plan_of_the_imagenet_benchmark_lists_jobs_dependencies_and_gpu_hours_wi
     assert benchmark.main(["--config", str(ROOT / "configs/benchmark/imagenet_des_b.yaml"), "--plan",
                            f"output={out}"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("plan: 167 Slurm jobs in 3 waves, ~") and lines[0].endswith("nothing submitted")
-    # 1 ancestry + 1 IMwLM parent + 4 depths x 3 seeds of Trained; 3 learngenes; 7 methods x 10 depths x their seeds
+    assert lines[0].startswith("plan: 197 Slurm jobs in 3 waves, ~") and lines[0].endswith("nothing submitted")
+    # 1 ancestry + 1 IMwLM parent + 4 depths x 3 seeds of Trained; 3 learngenes; 8 methods x 10 depths x their seeds
     assert [line.split(":")[0:2] for line in lines if line.startswith("wave")] == [
         ["wave 1", " ancestry and Trained references"], ["wave 2", " learngenes"], ["wave 3", " Des-Nets"]]
-    assert sum(line.startswith("  ") for line in lines) == 167
+    assert sum(line.startswith("  ") for line in lines) == 197
     jobs = {line.split(":")[0].strip(): line for line in lines if line.startswith("  ")}
     assert jobs["learngene tleg seed0"].endswith("after ancestry, learngene sws seed0")
     assert jobs["vanilla-lg depth9 seed2"].endswith("after trained depth15 seed2")
     assert jobs["sws-random depth6 seed1"].endswith("after learngene sws seed0")
+    assert jobs["front depth6 seed1"].endswith("after sources/weight-selection")  # FRONT reads IMwLM's parent
     hours = {name: float(line.split("~")[1].split(" ")[0]) for name, line in jobs.items()}
     assert hours["trained depth12 seed0"] > hours["trained depth6 seed0"] > 0 and hours["ancestry"] == 0.0
     assert not out.exists()

@@ -16,8 +16,8 @@ import timm
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from learngene.benchmark.config import BenchmarkConfig, check_benchmark_config
-from learngene.benchmark.runner import LEARNED, train_config
+from learngene.benchmark.config import BENCHMARK_METHODS, BenchmarkConfig, check_benchmark_config
+from learngene.benchmark.runner import train_config
 from learngene.config import TrainConfig
 from learngene.data import build_loaders
 from learngene.errors import LearngeneError
@@ -92,9 +92,9 @@ class Planner:
         cfg = self.cfg
         lg_of = {s: cfg.learngene_seeds[r % len(cfg.learngene_seeds)] for r, s in enumerate(cfg.seeds)}
         stage1 = [PlannedJob("ancestry", (), self.part_hours("ancestry"))]
-        sources = {}
+        sources, readers = {}, {BENCHMARK_METHODS[m].source or m for m in cfg.methods}  # as the runner reads them
         for method, part in (("weight-selection", "weight_selection_parent"), ("vanilla-lg", "vanilla_lg_source")):
-            if part in self.parts and method in cfg.methods:
+            if part in self.parts and method in readers:
                 stage1.append(PlannedJob(f"sources/{method}", (), self.part_hours(part)))
                 sources[method] = f"sources/{method}"
         trained_depths = sorted(cfg.trained_depths or cfg.depths, reverse=True)
@@ -115,23 +115,25 @@ class Planner:
         stage3, full = [], self.des_args["embed_dim"]
         tune = self.parts["finetune"]
         for method in cfg.methods:
-            widths = [w for w in (cfg.widths or [full]) if method in ("sws-elastic", "scratch", "weight-selection")
-                      or (method == "sws-select" and w < full) or w == full]
+            info, source = BENCHMARK_METHODS[method], BENCHMARK_METHODS[method].source or method
+            # BenchmarkMethod.widths; a parent's width (IMwLM) is not known before it is trained: all are counted
+            widths = [w for w in (cfg.widths or [full]) if info.widths in ("all", "parent")
+                      or (info.widths == "narrower" and w < full) or w == full]
             for depth in cfg.depths:
                 for width in widths:
                     cell = f"depth{depth}" if width == full else f"depth{depth} width{width}"
                     each = self.hours(cfg.finetune_epochs, *self.des(depth, width), tune)
-                    if method in LEARNED:
+                    if info.learned:
                         for lg in cfg.learngene_seeds:
                             tuned = sum(lg_of[s] == lg for s in cfg.seeds)
                             stage3.append(PlannedJob(f"{method} {cell} seed{lg}",
-                                                     (f"learngene {LEARNED[method]} seed{lg}",), tuned * each))
+                                                     (f"learngene {info.learngene} seed{lg}",), tuned * each))
                         continue
                     for s in cfg.seeds:
-                        after = {"sws-random": (f"learngene sws seed{lg_of[s]}",),
-                                 "weight-selection": (sources.get(method, "ancestry"),),
-                                 "vanilla-lg": (sources.get(method, f"trained depth{trained_depths[0]} seed{s}"),),
-                                 }.get(method, ())
+                        after = ((f"learngene {info.learngene} seed{lg_of[s]}",) if info.learngene
+                                 else (sources.get(source, "ancestry"),) if source == "weight-selection"
+                                 else (sources.get(source, f"trained depth{trained_depths[0]} seed{s}"),)
+                                 if source == "vanilla-lg" else ())
                         stage3.append(PlannedJob(f"{method} {cell} seed{s}", after, each))
         return [("ancestry and Trained references", stage1), ("learngenes", stage2), ("Des-Nets", stage3)]
 
