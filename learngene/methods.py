@@ -28,7 +28,7 @@ from torch import nn
 from learngene.baselines.simple_lg import expand_simple_lg
 from learngene.baselines.tleg import expand_tleg
 from learngene.baselines.vanilla_lg import expand_vanilla_lg
-from learngene.baselines.weight_selection import select_weights
+from learngene.baselines.weight_selection import pooled_layout, select_weights
 from learngene.checkpoint import load_learngene, load_model_folder, recorded_preprocessing
 from learngene.errors import LearngeneError, first_line
 from learngene.expand import ExpansionPlan, expand_sws, layer_counts, load_expanded, make_plan
@@ -197,7 +197,11 @@ def init_weight_selection(source: str, depth: int, num_classes: int | None = Non
     args = target_args(base_args, depth, num_classes, model_args)
     child = fresh_model(architecture, args, seed)
     num_heads = (attention_heads(parent), attention_heads(child)) if head_aware else None
-    state = select_weights(parent.state_dict(), child.state_dict(), layers, elements, seed, head_aware, num_heads)
+    parent_state = parent.state_dict()
+    if getattr(parent, "has_class_token", False) and getattr(child, "has_class_token", True) is False:
+        # a class-token parent for a pooled child (timm's ViT-L for the SWS Des-B): drop the token, norm -> fc_norm
+        parent_state = pooled_layout(parent_state, 0 if parent.no_embed_class else parent.num_prefix_tokens)
+    state = select_weights(parent_state, child.state_dict(), layers, elements, seed, head_aware, num_heads)
     info = dict(method="weight-selection", source=source, layers=layers, elements=elements, head_aware=head_aware,
                 seed=seed, parameters_stored=count_parameters(parent.parameters()))
     return Initialization(state, architecture, args, info, preprocessing=preprocessing)
