@@ -57,7 +57,7 @@ def image():
 
 
 def test_the_configs_ship_the_deit_rand_augment_policy():
-    assert SHIPPED_POLICIES == ["rand-m9-mstd0.5-inc1"]
+    assert "rand-m9-mstd0.5-inc1" in SHIPPED_POLICIES  # the glob finds the ImageNet recipes' policy
 
 
 @pytest.mark.parametrize("policy", SHIPPED_POLICIES)
