@@ -592,7 +592,7 @@ def bench_check(preset: CheckPreset, args, device: torch.device, tmp_dir: Path) 
     """Images/s, peak memory and MFU of the recipes' step loops, and the loader's rate (``--preset``)."""
     workers = min(10, os.cpu_count() or 1) if args.workers is None else args.workers
     start = time.perf_counter()
-    root = write_image_folder(tmp_dir / "images", preset, os.cpu_count() or 1)
+    root = write_image_folder(tmp_dir / "images", preset, min(16, os.cpu_count() or 1))
     print(f"[check] wrote {preset.classes * (preset.images_per_class + 2)} JPEGs in "
           f"{time.perf_counter() - start:.0f} s", flush=True)
     configs = check_configs(preset, args, root, workers, tmp_dir)
