@@ -9,7 +9,8 @@ teacher (timm's pretrained LeViT-384 needs the network). Model sizes (Aux-B, Aux
 224 px and the DeiT augmentation recipe (RandAugment, Mixup/CutMix, repeated augmentation, random erasing), EMA and
 ``amp=bf16`` (CPU autocast) stay as shipped. Every training recipe trains one epoch, then continues to a second
 with ``resume=auto``; the Aux-B run records the teacher cache with ``channels_last=true`` and the other Aux-Nets
-replay it. The benchmark configs run with depths [6], one seed and every method.
+replay it. The benchmark configs run with depths [6], one seed and every method, the grid in the Des-B
+benchmark's folder (the parts they share are made once).
 
 Long (minutes on two CPU cores): marked ``imagenet_tier`` (``pytest -m "not imagenet_tier"`` skips it).
 """
@@ -159,28 +160,37 @@ def test_vit_large_parent_evaluates_and_exports(work):
 
 
 # Every part 1 epoch (the fine-tunes: finetune_epochs=1); the timm-pretrained parents from timm's init.
-BENCHMARK_PARTS = ["finetune_epochs=1", "ancestry.overrides=[model.pretrained=false]",
-                   "weight_selection_parent.overrides=[model.pretrained=false]",
-                   "sws_aux.overrides=[optim.epochs=1]", "tleg_aux.overrides=[optim.epochs=1]",
-                   "elastic_aux.overrides=[optim.epochs=1]", "simple_lg.overrides=[optim.epochs=1]",
-                   'trained.overrides=[teacher.name="",optim.epochs=1]']
+BENCHMARK = [*DATA, "depths=[6]", "seeds=[0]", "trained_depths=[6]", "finetune_epochs=1",
+             "ancestry.overrides=[model.pretrained=false]", "weight_selection_parent.overrides=[model.pretrained=false]",
+             "sws_aux.overrides=[optim.epochs=1]", "tleg_aux.overrides=[optim.epochs=1]",
+             "elastic_aux.overrides=[optim.epochs=1]", "simple_lg.overrides=[optim.epochs=1]",
+             'trained.overrides=[teacher.name="",optim.epochs=1]']
+SHARED_PARTS = ("ancestry", "sources/weight-selection", "trained/depth6/seed0", "learngenes/sws/seed0",
+                "finetune/sws/depth6/seed0", "finetune/scratch/depth6/seed0")
 
 
-@pytest.mark.parametrize("name, methods", [
-    ("imagenet_des_b", ["sws", "sws-random", "tleg", "weight-selection", "simple-lg", "vanilla-lg", "scratch"]),
-    ("imagenet_grid_b", ["sws-elastic", "sws", "sws-select", "weight-selection", "scratch"]),
-])
-def test_imagenet_benchmark_runs_every_method_at_depth_6(work, name, methods):
-    out = f"runs/benchmark/{name}"  # the config's output
-    assert benchmark.main(["--config", f"configs/benchmark/{name}.yaml", *DATA, "depths=[6]", "seeds=[0]",
-                           "trained_depths=[6]", *BENCHMARK_PARTS]) == 0
+def run_benchmark(name: str, out: str, methods: list[str]) -> list[dict]:
+    """``tools/benchmark.py --config configs/benchmark/NAME.yaml`` into ``out``: every method's Des-Net at depth 6,
+    fine-tuned; the SWS learngene recorded the teacher cache and the other learngenes replayed it."""
+    assert benchmark.main(["--config", f"configs/benchmark/{name}.yaml", *BENCHMARK, f"output={out}"]) == 0
     rows = list(csv.DictReader(open(f"{out}/results.csv")))
-    assert {r["method"] for r in rows} == {*methods, "trained"}
-    tuned = {(r["method"], int(r["width"])) for r in rows if r["phase"] == "fine-tuned"}
-    assert {m for m, _ in tuned} == set(methods) and {int(r["depth"]) for r in rows} == {6}
-    if name == "imagenet_grid_b":
-        assert {w for m, w in tuned if m == "sws-elastic"} == {192, 384, 576, 768}
+    assert {r["method"] for r in rows} == {*methods, "trained"} and {int(r["depth"]) for r in rows} == {6}
+    assert {r["method"] for r in rows if r["phase"] == "fine-tuned"} == set(methods)
     teacher = {r["model"]: float(r["teacher_seconds"]) for r in csv.DictReader(open(f"{out}/learngenes.csv"))}
-    assert teacher.pop("ancestry") == 0 and teacher.pop("sws") > 0  # the SWS learngene recorded the teacher cache
-    assert teacher and all(seconds == 0 for seconds in teacher.values())  # and the others replayed it
+    assert teacher.pop("ancestry") == 0 and teacher.pop("sws") > 0
+    assert teacher and all(seconds == 0 for seconds in teacher.values())
     assert Path(f"{out}/results.md").is_file()
+    return rows
+
+
+def test_imagenet_benchmarks_run_every_method_at_depth_6(work):
+    out = "runs/benchmark/imagenet"
+    run_benchmark("imagenet_des_b", out,
+                  ["sws", "sws-random", "tleg", "weight-selection", "simple-lg", "vanilla-lg", "scratch"])
+    finished = {part: (Path(out) / part / "done.json").stat().st_mtime_ns for part in SHARED_PARTS}
+    # The grid in the same folder: the parts both configs make alike come from the part cache, the rest is new.
+    rows = run_benchmark("imagenet_grid_b", out, ["sws-elastic", "sws", "sws-select", "weight-selection", "scratch"])
+    assert {part: (Path(out) / part / "done.json").stat().st_mtime_ns for part in SHARED_PARTS} == finished
+    tuned = {(r["method"], int(r["width"])) for r in rows if r["phase"] == "fine-tuned"}
+    assert {w for m, w in tuned if m == "sws-elastic"} == {192, 384, 576, 768}
+    assert {w for m, w in tuned if m == "weight-selection"} == {192, 384, 576, 768}  # head-aware, from ViT-L

@@ -3,7 +3,7 @@
     python tools/bench_speed.py --quick --csv runs/bench/cpu-quick.csv            # CPU, under a minute
     python tools/bench_speed.py --csv runs/bench/cpu.csv                          # CPU, adds torch.compile
     python tools/bench_speed.py --device cuda --model base --csv runs/bench/gpu.csv   # 224 px, batch 256, bf16
-    python tools/bench_speed.py --device cuda --preset check                    # one GPU's health, ~8 minutes
+    python tools/bench_speed.py --device cuda --preset check                    # one GPU's health (README)
 
 Sections (``--sections``, default all):
 
@@ -16,13 +16,13 @@ Sections (``--sections``, default all):
 * ``expand``: SWS expansion of an Aux-B learngene to a 12-layer Des-B and weight selection ViT-B -> ViT-S,
   time vs ``torch.save`` of the result (target <= 3x) and peak extra memory vs the result's size (target <= 2).
 
-``--preset check`` (``--device cuda``) replaces the sections with one check of a GPU, in about 8 minutes: the
-shipped ImageNet recipes' training steps (``Run.train_step`` of the training engine, bf16, the DeiT augmentation)
-on synthetic 224 px JPEGs through the project's data loader: the loader alone (images/s per worker), an Aux-B step
-loop with online and with cached teacher logits, a Des-B fine-tune and plain timm ViT-B with 16 layers (the
-reference), each eager and compiled: images/s, peak memory, MFU from FlopCounterMode's count. ``--preset
-check-tiny`` runs the same code at CPU scale (tiny width, 64 px, eager) for the tests. README: what a healthy GPU
-shows.
+``--preset check`` (``--device cuda``) replaces the sections with one check of a GPU, sized for 8 minutes (not
+yet run on a GPU): the shipped ImageNet recipes' training steps (``Run.train_step`` of the training engine, bf16,
+the DeiT augmentation) on synthetic 224 px JPEGs through the project's data loader: the loader alone (images/s
+per worker), an Aux-B step loop with online and with cached teacher logits, a Des-B fine-tune and plain timm
+ViT-B with 16 layers (the reference), each eager and compiled: images/s, peak memory, MFU from FlopCounterMode's
+count. ``--preset check-tiny`` runs the same code at CPU scale (tiny width, 64 px, eager) for the tests. README:
+what a healthy GPU shows.
 
 Timing rounds of the compared steps are interleaved (in alternating order) after a warm-up, so load from other
 processes slows all of them alike; times are medians over rounds, ratios the median of the per-round ratios (with
@@ -95,7 +95,7 @@ class CheckPreset:
 
 PRESETS = {
     # One GPU with the recipes' settings at batch 256 (the reference's), 2,048 training images (8 batches), the
-    # configs' 10 loader workers; about 8 minutes, most of it compiling.
+    # configs' 10 loader workers; sized for 8 minutes, most of them compiling (an estimate: not yet run on a GPU).
     "check": CheckPreset("base", 224, 256, "levit_384", 256, 8, 4, 4, 12, ("eager", "compiled")),
     # The same code path at CPU scale for the tests (no torch.compile: minutes of inductor on a small CPU).
     "check-tiny": CheckPreset("tiny", 64, 4, "levit_128s", 4, 4, 2, 1, 1, ("eager",)),
