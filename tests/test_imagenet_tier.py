@@ -12,7 +12,8 @@ with ``resume=auto``; the Aux-B run records the teacher cache with ``channels_la
 replay it. The benchmark configs run with depths [6], one seed and every method, the grid in the Des-B
 benchmark's folder (the parts they share are made once).
 
-Long (minutes on two CPU cores): marked ``imagenet_tier`` (``pytest -m "not imagenet_tier"`` skips it).
+Long (about 7 minutes on this project's 2-core machine at load average 5): marked ``imagenet_tier``
+(``pytest -m "not imagenet_tier"`` skips it).
 """
 import csv
 import json
