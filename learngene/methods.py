@@ -32,7 +32,7 @@ from learngene.baselines.front import front_transfer
 from learngene.baselines.simple_lg import expand_simple_lg
 from learngene.baselines.tleg import expand_tleg
 from learngene.baselines.vanilla_lg import expand_vanilla_lg
-from learngene.baselines.weight_selection import select_weights
+from learngene.baselines.weight_selection import pooled_layout, select_weights
 from learngene.checkpoint import load_learngene, load_model_folder, recorded_preprocessing
 from learngene.errors import LearngeneError, first_line
 from learngene.expand import ExpansionPlan, expand_sws, layer_counts, load_expanded, make_plan
@@ -194,6 +194,15 @@ def init_vanilla_lg(source: str, depth: int, num_classes: int | None = None, num
     return Initialization(state, architecture, args, info, preprocessing=preprocessing)
 
 
+def parent_state_for(parent: nn.Module, child: nn.Module) -> dict[str, torch.Tensor]:
+    """The parent's state dict in the child's layout where the two differ in pooling: a class-token parent (timm's
+    ViT-L for the SWS Des-B) loses its token, and its final norm becomes ``fc_norm``."""
+    state = parent.state_dict()
+    if getattr(parent, "has_class_token", False) and getattr(child, "has_class_token", True) is False:
+        state = pooled_layout(state, 0 if parent.no_embed_class else parent.num_prefix_tokens)
+    return state
+
+
 def init_weight_selection(source: str, depth: int, num_classes: int | None = None, model: str | None = None,
                           model_args: dict | None = None, layers: str = "first", elements: str = "uniform",
                           head_aware: bool = False, select_head: bool = False, seed: int = 0) -> Initialization:
@@ -202,8 +211,8 @@ def init_weight_selection(source: str, depth: int, num_classes: int | None = Non
     args = target_args(base_args, depth, num_classes, model_args)
     child = fresh_model(architecture, args, seed)
     num_heads = (attention_heads(parent), attention_heads(child)) if head_aware else None
-    state = select_weights(parent.state_dict(), child.state_dict(), layers, elements, seed, head_aware, num_heads,
-                           select_head)
+    state = select_weights(parent_state_for(parent, child), child.state_dict(), layers, elements, seed, head_aware,
+                           num_heads, select_head)
     info = dict(method="weight-selection", source=source, layers=layers, elements=elements, head_aware=head_aware,
                 select_head=select_head, seed=seed, parameters_stored=count_parameters(parent.parameters()))
     return Initialization(state, architecture, args, info, preprocessing=preprocessing)
@@ -219,8 +228,8 @@ def init_front(source: str, depth: int | None = None, num_classes: int | None = 
     architecture = model or parent_architecture
     args = target_args(base_args, depth, num_classes, model_args)
     des = fresh_model(architecture, args, seed)
-    state = front_transfer(parent.state_dict(), des.state_dict(), keep_ratio, depth_mode, select_n, mlp_dct_dim,
-                           use_ratio, tuple(skip), seed)
+    state = front_transfer(parent_state_for(parent, des), des.state_dict(), keep_ratio, depth_mode, select_n,
+                           mlp_dct_dim, use_ratio, tuple(skip), seed)
     info = dict(method="front", source=source, keep_ratio=keep_ratio, depth_mode=depth_mode, select_n=select_n,
                 mlp_dct_dim=mlp_dct_dim, use_ratio=use_ratio, skip=list(skip), seed=seed,
                 parameters_stored=count_parameters(parent.parameters()))

@@ -410,3 +410,21 @@ def test_front_options_do_not_apply_to_other_methods(tmp_path, capsys):
     assert expand.main([str(tmp_path), "--method", "weight-selection", "--use-ratio", "--out",
                         str(tmp_path / "o")]) == 2
     assert capsys.readouterr().err == "error: --use-ratio does not apply to --method weight-selection\n"
+
+
+def test_class_token_parent_gives_a_pooled_des_net_its_patch_positions_and_final_norm(tmp_path):
+    """ImageNet's ViT-L (class token, final norm) for the pooled SWS Des-B, as weight selection reads it: the class
+    token's position is dropped before the DCT, and the final norm lands in fc_norm. At the parent's own depth and
+    width FRONT gives tensors back unchanged, so each is compared with its source."""
+    from learngene.methods import init_front
+
+    parent = perturbed_parent(depth=3)  # class token, token pooling: norm before the head, no fc_norm
+    save_model_folder(parent, tmp_path / "parent", preprocessing=None,
+                      model_args={**TINY, "depth": 3, "embed_dim": 64, "num_heads": 4})
+    pooled = {**TINY, "embed_dim": 64, "num_heads": 4, "class_token": False, "global_pool": "avg"}
+    state = init_front(str(tmp_path / "parent"), depth=3, model_args=pooled).state_dict
+    p = parent.state_dict()
+    torch.testing.assert_close(state["pos_embed"], p["pos_embed"][:, 1:], rtol=0, atol=1e-6)
+    torch.testing.assert_close(state["fc_norm.weight"], p["norm.weight"], rtol=0, atol=1e-6)
+    torch.testing.assert_close(state["fc_norm.bias"], p["norm.bias"], rtol=0, atol=1e-6)
+    assert "cls_token" not in state and "norm.weight" not in state

@@ -272,3 +272,22 @@ def test_select_head_selects_the_classifier_like_every_layer():
     other = vit("vit_tiny_patch16_224", num_classes=100).state_dict()
     with pytest.raises(LearngeneError, match="select_head needs a parent with the child's classes: head.weight has 10"):
         select_weights(parent, other, select_head=True)
+
+
+@pytest.mark.parametrize("head_aware", [False, True])
+def test_class_token_parent_selects_a_pooled_child(tmp_path, head_aware):
+    """timm's ViT-L (class token, final norm) is the ImageNet benchmark's parent of the pooled SWS Des-B."""
+    from learngene.checkpoint import save_model_folder
+    from learngene.methods import init_weight_selection
+
+    parent = vit(depth=3)  # class token, token pooling: norm before the head, no fc_norm
+    save_model_folder(parent, tmp_path / "parent", preprocessing=None, model_args=dict(VIT, depth=3))
+    pooled = dict(VIT, embed_dim=192, num_heads=3, class_token=False, global_pool="avg")  # fc_norm, no norm
+    init = init_weight_selection(str(tmp_path / "parent"), depth=2, model="vit_tiny_patch16_224", model_args=pooled,
+                                 head_aware=head_aware)
+    p, state, embed = parent.state_dict(), init.state_dict, uniform_indices(384, 192)
+    assert torch.equal(state["pos_embed"], p["pos_embed"][:, 1:, embed])  # the patch positions, not the token's
+    assert torch.equal(state["fc_norm.weight"], p["norm.weight"][embed])
+    assert torch.equal(state["fc_norm.bias"], p["norm.bias"][embed])
+    assert torch.equal(state["blocks.1.mlp.fc2.bias"], p["blocks.1.mlp.fc2.bias"][embed])
+    timm.create_model("vit_tiny_patch16_224", **pooled, depth=2).load_state_dict(state)  # strict: every key, no extra

@@ -170,6 +170,21 @@ def select_weights(parent_state: dict[str, torch.Tensor], child_state: dict[str,
     return selected
 
 
+def pooled_layout(parent_state: dict[str, torch.Tensor], prefix_positions: int) -> dict[str, torch.Tensor]:
+    """A class-token ViT's state dict in the layout of a pooled timm ViT (no class token, the mean of the patch
+    tokens, then ``fc_norm``), to select a pooled child from, e.g. an SWS Des-B from timm's ViT-L.
+
+    The class and register tokens go, and so do the ``prefix_positions`` leading rows of ``pos_embed`` (the class
+    token's position; 0 for a ViT whose prefix tokens get none); the final ``norm``, the last LayerNorm before the
+    head, becomes ``fc_norm``, which holds that place in a pooled ViT.
+    """
+    state = {k: v for k, v in parent_state.items() if k not in ("cls_token", "reg_token") and not k.startswith("norm.")}
+    if "pos_embed" in state:
+        state["pos_embed"] = parent_state["pos_embed"][:, prefix_positions:]
+    state.update({f"fc_norm.{k[len('norm.'):]}": v for k, v in parent_state.items() if k.startswith("norm.")})
+    return state
+
+
 def attention_axes(key: str, parent_shape, child_shape, indices: ElementIndices,
                    num_heads: tuple[int, int] | None) -> list[torch.Tensor]:
     """Per-axis indices for fused ``attn.qkv`` (weight, bias) and ``attn.proj.weight``: one set of rows per

@@ -44,6 +44,7 @@ from torchvision.datasets import CIFAR10, CIFAR100, MNIST, FashionMNIST, ImageFo
 from torchvision.datasets.folder import pil_loader
 
 from learngene.data import digits
+from learngene.data.augment import posterize_zero_bits_black
 from learngene.data.seeded import SeededItems, SeededItemSampler
 from learngene.errors import LearngeneError
 
@@ -287,7 +288,7 @@ def _timm_transforms(cfg: DataConfig, mean: tuple, std: tuple):
                               mean=mean, std=std)
     if not cfg.augment:
         return val_tf, val_tf
-    train_tf = create_transform(
+    train_tf = posterize_zero_bits_black(create_transform(
         cfg.img_size,
         is_training=True,
         scale=tuple(cfg.scale),
@@ -299,7 +300,7 @@ def _timm_transforms(cfg: DataConfig, mean: tuple, std: tuple):
         interpolation=cfg.interpolation,
         mean=mean,
         std=std,
-    )
+    ))  # Pillow 13 refuses posterize to 0 bits, which the DeiT/SWS RandAugment draws
     return train_tf, val_tf
 
 
