@@ -8,10 +8,10 @@ import timm
 import torch
 from PIL import Image
 
-import learngene.engine.trainer as engine_train
 from learngene.config import ModelConfig, OptimConfig, TeacherConfig, TrainConfig
 from learngene.data import DataConfig, build_loaders
 from learngene.engine import train
+from spies import teacher_batches
 
 
 def student_epoch(cfg: DataConfig, student_seed: int, depth: int, epoch: int = 1) -> list[torch.Tensor]:
@@ -74,14 +74,6 @@ def test_teacher_cache_replays_shifted_digits_for_another_student(tmp_path, monk
     distill = dataclasses.replace(TrainConfig().distill, teacher_cache=str(tmp_path / "cache"), teacher_cache_topk=10)
     train(config("first", "vit_small_patch16_224", 1, 0.1, teacher=teacher, distill=distill))
 
-    calls = []
-    real_build = engine_train.build_teacher
-
-    def counting_teacher(cfg, info):
-        model = real_build(cfg, info)
-        model.register_forward_hook(lambda module, args, out: calls.append(args[0].shape[0]))
-        return model
-
-    monkeypatch.setattr(engine_train, "build_teacher", counting_teacher)
+    calls = teacher_batches(monkeypatch)
     train(config("second", "vit_small_patch16_224", 3, 0.5, teacher=teacher, distill=distill, seed=0))
     assert len(calls) == math.ceil(360 / 16)  # validation only: every training batch was replayed

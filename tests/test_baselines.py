@@ -17,6 +17,7 @@ from learngene.models import des_architecture
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 import expand  # noqa: E402
+from train_mode import assert_same_train_mode_function  # noqa: E402
 
 TINY = dict(img_size=8, patch_size=2, in_chans=1, num_classes=10, embed_dim=32, num_heads=4)
 TINY_DES = dict(TINY, class_token=False, global_pool="avg")
@@ -87,17 +88,7 @@ def test_tleg_aux_in_train_mode_with_drop_path_equals_its_own_depth_des_net():
     des = timm.create_model(des_architecture("tleg_aux_vit_tiny_patch16_224"), **aux.des_model_args(5),
                             drop_path_rate=0.5).train()
     load_expanded(des, expand_tleg(aux.state_dict(), 5))
-    x = torch.randn(8, 1, 8, 8)
-    outputs = []
-    for model in (aux, des, aux):
-        torch.manual_seed(1)
-        with torch.no_grad():
-            outputs.append(model(x))
-    torch.testing.assert_close(outputs[1], outputs[0], atol=1e-5, rtol=0)
-    assert torch.equal(outputs[2], outputs[0])
-    torch.manual_seed(2)
-    with torch.no_grad():
-        assert not torch.allclose(aux(x), outputs[0], atol=1e-3)  # drop path does draw: another seed, other logits
+    assert_same_train_mode_function(aux, des, torch.randn(8, 1, 8, 8))
     assert not any(name.startswith("layers.") for name in aux.state_dict())  # the layers hold no state
 
 

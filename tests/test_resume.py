@@ -12,6 +12,7 @@ from learngene.config import OptimConfig, TeacherConfig, TrainConfig, resume_con
 from learngene.data import DataConfig
 from learngene.engine import train
 from learngene.errors import LearngeneError
+from spies import ctrl_c_after_update, teacher_batches
 from test_engine import read_log, tiny_config
 from test_run_folder import VIT, snapshot
 from test_train_tools import finetune, one_line_error
@@ -73,20 +74,13 @@ def test_growing_epochs_continues_on_the_re_planned_schedule(tmp_path, finished)
 def test_ctrl_c_prints_how_to_continue_and_resume_finishes_the_run(capsys, tmp_path, monkeypatch, finished):
     out = tmp_path / "run"
     argv = ["--config", str(finished / "config.yaml"), f"output={out}"]
-    optimizer_step = engine_train.Run.optimizer_step
-
-    def step_then_ctrl_c(self):
-        optimizer_step(self)
-        if self.num_updates == 11:  # batch 3 of epoch 2
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(engine_train.Run, "optimizer_step", step_then_ctrl_c)
+    ctrl_c_after_update(monkeypatch, 11)  # batch 3 of epoch 2
     assert finetune.main(argv) == 130
     err = capsys.readouterr().err
     assert err == f"stopped by Ctrl-C: continue with the same command plus resume=auto (from {out / 'last.pt'})\n"
     assert not (out / ".lock").exists() and not (out / "model").exists()
 
-    monkeypatch.setattr(engine_train.Run, "optimizer_step", optimizer_step)
+    monkeypatch.undo()
     assert finetune.main([*argv, "resume=auto"]) == 0
     resumed, uninterrupted = load_file(out / "model" / "model.safetensors"), load_file(finished / "model" /
                                                                                        "model.safetensors")
@@ -118,27 +112,12 @@ def test_a_run_resumed_with_other_loader_workers_replays_the_teacher_cache(tmp_p
                            distill=dataclasses.replace(TrainConfig().distill, teacher_cache=str(cache)), **changes)
 
     train(distill(tmp_path / "recorder"))  # runs the teacher on both epochs and records them
-    optimizer_step = engine_train.Run.optimizer_step
-
-    def step_then_ctrl_c(self):
-        optimizer_step(self)
-        if self.num_updates == 11:  # batch 3 of epoch 2
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(engine_train.Run, "optimizer_step", step_then_ctrl_c)
+    ctrl_c_after_update(monkeypatch, 11)  # batch 3 of epoch 2
     with pytest.raises(KeyboardInterrupt):
         train(distill(tmp_path / "run"))
-    monkeypatch.setattr(engine_train.Run, "optimizer_step", optimizer_step)
+    monkeypatch.undo()
 
-    calls = []
-    real_build_teacher = engine_train.build_teacher
-
-    def counting_teacher(cfg, info):
-        model = real_build_teacher(cfg, info)
-        model.register_forward_hook(lambda module, args, out: calls.append(args[0].shape[0]))
-        return model
-
-    monkeypatch.setattr(engine_train, "build_teacher", counting_teacher)
+    calls = teacher_batches(monkeypatch)
     summary = train(distill(tmp_path / "run", num_workers=1, resume="auto"))
     assert len(read_log(tmp_path / "run" / "log.csv")) == 2 and summary["val_top1"] > 0
     assert calls == []  # its val accuracy is in last.pt, and every training batch left was replayed
