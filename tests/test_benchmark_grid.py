@@ -13,7 +13,7 @@ sys.path.insert(0, str(ROOT / "tools"))
 import benchmark  # noqa: E402
 
 DATA = "data: {name: digits, img_size: 8, batch_size: 32, train_limit: 64}\n"
-RECIPE = "optim: {lr: 1.0e-3, epochs: 1, warmup_epochs: 0, min_lr: 1.0e-5}\ndevice: cpu\n"
+RECIPE = "optim: {lr: 1.0e-3, epochs: 1, warmup_epochs: 0, min_lr: 1.0e-5}\n"  # device auto, as shipped
 AUX = ("model: {name: sws_aux_vit_tiny_patch16_224, kwargs: {img_size: 8, patch_size: 2, in_chans: 1, "
        "num_classes: 10, embed_dim: 16, num_heads: 4, stage_sizes: [1, 2, 1]}}\n")
 CONFIGS = {  # 4-dim heads: widths 8 (1/2), 12 (3/4), 16 (the learngene's), 32 (2x); a 24-wide IMwLM parent

@@ -52,7 +52,7 @@ from learngene.cli import SIGTERM_EXIT_CODE, Terminated, sigterm_raises
 from learngene.config import TrainConfig, load_config
 from learngene.data import build_eval_loader, build_loaders
 from learngene.engine import build_student, evaluate, train
-from learngene.engine.distributed import init_processes, shard_loader
+from learngene.engine.distributed import init_processes, resolve_device, shard_loader
 from learngene.errors import LearngeneError
 from learngene.methods import count_parameters
 from learngene.models import des_architecture
@@ -740,7 +740,7 @@ class Benchmark:
         """For every elastic Des-Net at an integer multiple of the learngene's width: the largest difference of its
         test logits from those of the full-width Des-Net of its depth and learngene seed, over the largest logit."""
         cfg, loader = self.cfg, build_eval_loader(self.finetune_cfg.data, "test")
-        device = torch.device(self.finetune_cfg.device)
+        device = resolve_device(self.finetune_cfg.device)
         grown = [w for w in cfg.widths if w > self.full_width and w % self.full_width == 0]
         gaps = {}
         for (depth, width, lg), init in des_nets.items():
