@@ -67,7 +67,9 @@ class LocalSlurm:
             "AccountingStorageType=accounting_storage/none",
             "JobCompType=jobcomp/none",
             "SlurmdParameters=config_overrides",
-            "KillWait=5",
+            # Slurm's default: a signalled job saves last.pt and requeues itself within it (5 s was too short for
+            # that on a loaded 2-core machine: the step was killed before scontrol requeue returned)
+            "KillWait=30",
             "MinJobAge=300",
             f"NodeName={host} NodeAddr=127.0.0.1 CPUs={self.cpus} State=UNKNOWN",
             f"PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP",

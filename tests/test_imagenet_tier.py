@@ -187,11 +187,13 @@ def run_benchmark(name: str, out: str, methods: list[str]) -> list[dict]:
 def test_imagenet_benchmarks_run_every_method_at_depth_6(work):
     out = "runs/benchmark/imagenet"
     run_benchmark("imagenet_des_b", out,
-                  ["sws", "sws-random", "tleg", "weight-selection", "simple-lg", "vanilla-lg", "scratch"])
+                  ["sws", "sws-random", "tleg", "weight-selection", "front", "simple-lg", "vanilla-lg", "scratch"])
     finished = {part: (Path(out) / part / "done.json").stat().st_mtime_ns for part in SHARED_PARTS}
     # The grid in the same folder: the parts both configs make alike come from the part cache, the rest is new.
-    rows = run_benchmark("imagenet_grid_b", out, ["sws-elastic", "sws", "sws-select", "weight-selection", "scratch"])
+    rows = run_benchmark("imagenet_grid_b", out,
+                         ["sws-elastic", "sws", "sws-select", "weight-selection", "front", "scratch"])
     assert {part: (Path(out) / part / "done.json").stat().st_mtime_ns for part in SHARED_PARTS} == finished
     tuned = {(r["method"], int(r["width"])) for r in rows if r["phase"] == "fine-tuned"}
     assert {w for m, w in tuned if m == "sws-elastic"} == {192, 384, 576, 768}
+    assert {w for m, w in tuned if m == "front"} == {192, 384, 576, 768}  # FRONT from ViT-L at every width
     assert {w for m, w in tuned if m == "weight-selection"} == {192, 384, 576, 768}  # head-aware, from ViT-L
