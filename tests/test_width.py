@@ -103,7 +103,9 @@ def learngene_of(aux, extra=None):
 
 
 @pytest.mark.parametrize("width, num_heads, mlp_ratio, message", [
-    (20, None, None, "width 20 is not a positive multiple of the head dim 8"),
+    # the nearest widths it can make: its trained width 32 or growth beyond it, not an untrained prefix
+    (20, None, None, r"^width 20 is not a positive multiple of the head dim 8: use 32$"),
+    (45, None, None, r"^width 45 is not a positive multiple of the head dim 8: use 40 or 48$"),
     (48, 5, None, "--num-heads 5 does not divide the width 48"),
     (48, 3, None, "--num-heads 3 gives 16-dim heads but the learngene's are 8-dim"),
     (40, None, 1.33, "is not a whole number of MLP units"),
@@ -121,6 +123,14 @@ def test_plan_refusals_are_one_line_errors(tiny_aux, width, num_heads, mlp_ratio
     with pytest.raises(LearngeneError, match=message) as error:
         plan_width(learngene_of(tiny_aux), width, num_heads, mlp_ratio)
     assert "\n" not in str(error.value)
+
+
+def test_width_refusals_suggest_the_nearest_usable_widths(tiny_aux, des_state):
+    # a state dict: any multiple of the head dim; an elastic learngene: its trained widths or wider than its own
+    with pytest.raises(LearngeneError, match=r"head dim 8: use 16 or 24$"):
+        narrow_width(des_state, HEADS, 20)
+    with pytest.raises(LearngeneError, match=r"head dim 8: use 16 or 32$"):
+        plan_width(learngene_of(tiny_aux, {"elastic": {"widths": [16, 32]}}), 20)
 
 
 def test_plan_decides_and_is_json(tiny_aux):

@@ -45,6 +45,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+from typing import Callable
 
 import torch
 
@@ -195,13 +196,26 @@ def mlp_units(width: int, mlp_ratio: float) -> int | None:
     return units
 
 
-def check_target(source: ViTWidth, width: int, mlp_hidden: int | None) -> tuple[int, int]:
-    """The target's number of heads (head dim kept) and MLP hidden units (default: the source's MLP ratio)."""
+def nearest_widths(width, head_dim: int, usable: Callable[[int], bool]) -> str:
+    """The usable multiples of ``head_dim`` nearest below and above ``width``, for an error message ("16 or 24")."""
+    if not isinstance(width, (int, float)) or isinstance(width, bool):
+        return f"a multiple of {head_dim}"
+    start = max(int(width) // head_dim, 0) * head_dim
+    below = next((w for w in range(start, 0, -head_dim) if usable(w)), None)
+    above = next((w for w in range(start + head_dim, start + 64 * head_dim, head_dim) if usable(w)), None)
+    return " or ".join(str(w) for w in (below, above) if w) or f"a multiple of {head_dim}"
+
+
+def check_target(source: ViTWidth, width: int, mlp_hidden: int | None,
+                 usable: Callable[[int], bool] = lambda width: True) -> tuple[int, int]:
+    """The target's number of heads (head dim kept) and MLP hidden units (default: the source's MLP ratio).
+
+    ``usable``: which multiples of the head dim a refusal suggests (a learngene: trained or wider widths).
+    """
     head_dim = source.head_dim
     if not isinstance(width, int) or isinstance(width, bool) or width < 1 or width % head_dim:
         raise LearngeneError(f"width {width!r} is not a positive multiple of the head dim {head_dim}: "
-                             f"use e.g. {source.embed_dim // 2 // head_dim * head_dim or head_dim} or "
-                             f"{2 * source.embed_dim}")
+                             f"use {nearest_widths(width, head_dim, usable)}")
     if mlp_hidden is None:
         mlp_hidden = mlp_units(width, source.mlp_hidden / source.embed_dim)
         if mlp_hidden is None:
@@ -412,7 +426,9 @@ def plan_width(learngene, width: int | None = None, num_heads: int | None = None
     source_hidden = int(source_width * args.get("mlp_ratio", 4.0))
     source = ViTWidth(source_width, source_heads, source_hidden)
     width = source_width if width is None else width
-    check_target(source, width, source_hidden)
+    trained = sorted((learngene.extra.get("elastic") or {}).get("widths") or [source_width])
+    check_target(source, width, source_hidden,
+                 usable=lambda w: w in trained or (w > source_width and source_width in trained))
     head_dim = source.head_dim
     if num_heads is not None and (num_heads < 1 or width % num_heads):
         raise LearngeneError(f"--num-heads {num_heads} does not divide the width {width}: use {width // head_dim}")
@@ -425,7 +441,6 @@ def plan_width(learngene, width: int | None = None, num_heads: int | None = None
         raise LearngeneError(f"--mlp-ratio {ratio} times width {width} is not a whole number of MLP units: "
                              f"pick a ratio R with {width} * R a positive integer")
     elastic = "elastic" in learngene.extra
-    trained = sorted((learngene.extra.get("elastic") or {}).get("widths") or [source_width])
     kind = "elastic learngene" if elastic else "learngene (not elastic)"
     start_width = min(width, source_width)
     if start_width not in trained:
