@@ -175,3 +175,8 @@ def test_plan_of_the_imagenet_benchmark_lists_jobs_dependencies_and_gpu_hours_wi
     hours = {name: float(line.split("~")[1].split(" ")[0]) for name, line in jobs.items()}
     assert hours["trained depth12 seed0"] > hours["trained depth6 seed0"] > 0 and hours["ancestry"] == 0.0
     assert not out.exists()
+    # docs/cluster.md's table row says what the plan says
+    waves = " / ".join(line.split(": ")[2].split(" jobs")[0] for line in lines if line.startswith("wave"))
+    total_hours = lines[0].split("~")[1].split(" GPU-hours")[0]
+    row = f"| `imagenet_des_b.yaml` | 197 ({waves}) | ~{total_hours} ("
+    assert row in (ROOT / "docs/cluster.md").read_text()
