@@ -241,7 +241,7 @@ def assert_matches_reference(state, expected, atol=1e-6):
 
 # ---- tests ----
 
-@pytest.mark.parametrize("n", [1, 2, 3, 8, 17, 64])
+@pytest.mark.parametrize("n", [1, 2, 3, 8, 17, 64, 65, 300])  # both sides of DIRECT_MAX
 def test_dct_pair_has_the_released_scaling(n):
     generator = torch.Generator().manual_seed(n)
     x = torch.randn(3, 4, n, dtype=torch.float64, generator=generator)
@@ -251,6 +251,8 @@ def test_dct_pair_has_the_released_scaling(n):
     np.testing.assert_allclose(idct(x, 0).numpy(), scipy.fft.idct(x.numpy(), type=2, axis=0) * 2, atol=1e-12)
     torch.testing.assert_close(idct(dct(x)), x, rtol=0, atol=1e-12)
     assert dct(x.float()).dtype == torch.float32
+    keep = (n + 1) // 2
+    torch.testing.assert_close(dct(x, keep=keep), dct(x)[..., :keep], rtol=0, atol=1e-12)
 
 
 def test_dct_size_change_scales_by_the_size_ratio():
