@@ -12,8 +12,8 @@ with ``resume=auto``; the Aux-B run records the teacher cache with ``channels_la
 replay it. The benchmark configs run with depths [6], one seed and every method, the grid in the Des-B
 benchmark's folder (the parts they share are made once).
 
-Long (6 min 23 s alone on this project's quiet 2-core machine, 5 minutes of it the two benchmark configs): marked ``imagenet_tier``
-(``pytest -m "not imagenet_tier"`` skips it).
+Long (6 min 23 s alone on this project's quiet 2-core machine, 5 minutes of it the two benchmark configs): marked
+``imagenet_tier`` (``pytest -m "not imagenet_tier"`` skips it).
 """
 import csv
 import json
