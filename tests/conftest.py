@@ -1,4 +1,5 @@
 import os
+import signal
 
 # Never wait on the Hugging Face hub: set before anything imports huggingface_hub.
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -7,6 +8,12 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 torch.set_num_threads(1)
+
+# A shell without job control starts background commands (`.ci/run &`) with SIGINT ignored, and children inherit
+# that: the tests that press Ctrl-C on a tool would then test nothing a terminal user sees. Restore Python's
+# handler, which exec resets to the default in every child.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 TINY_AUX = dict(img_size=8, patch_size=2, in_chans=1, num_classes=10, embed_dim=32, num_heads=4)
