@@ -27,6 +27,8 @@ from pathlib import Path
 import timm
 import torch
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
 
 from learngene.baselines.front import front_transfer
 from learngene.baselines.simple_lg import expand_simple_lg
@@ -79,6 +81,31 @@ def fresh_model(architecture: str, model_args: dict, seed: int) -> nn.Module:
 def count_parameters(tensors) -> int:
     """Number of values in ``tensors`` (e.g. ``model.parameters()`` or a state dict's values)."""
     return sum(t.numel() for t in tensors)
+
+
+def forward_flops(architecture: str, model_args: dict) -> int:
+    """FLOPs of one forward pass of one image through the model, counted by torch's ``FlopCounterMode`` on meta
+    tensors (a multiply-add counts 2; the papers' FLOPs(G), fvcore's count, are half of it). Attention runs
+    through the math kernel: the counter does not see inside the fused CPU kernel."""
+    with torch.device("meta"):
+        model = timm.create_model(architecture, **model_args).eval()
+        images = torch.zeros(1, model.patch_embed.proj.in_channels, *model.patch_embed.img_size)
+    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+        model(images)
+    return counter.get_total_flops()
+
+
+def with_new_classifier(init: Initialization, num_classes: int, seed: int) -> Initialization:
+    """``init`` with timm's new classifier for ``num_classes`` classes (its init under ``seed``) in place of its own:
+    what both papers give a Des-Net for a new label set."""
+    args = {**init.model_args, "num_classes": num_classes}
+    fresh = fresh_model(init.architecture, args, seed)
+    head = {f"{name}.{key}" for name, module in fresh.named_modules() if module is fresh.get_classifier()
+            for key in module.state_dict()}
+    state = {k: v for k, v in init.state_dict.items() if k not in head}
+    state.update({k: v for k, v in fresh.state_dict().items() if k in head})
+    info = dict(init.info, classifier=f"new, {num_classes} classes (timm's init, seed {seed})")
+    return dataclasses.replace(init, state_dict=state, model_args=args, info=info)
 
 
 def target_args(base_args: dict, depth: int | None, num_classes: int | None, model_args: dict | None = None) -> dict:

@@ -3,6 +3,7 @@
     python tools/benchmark.py                                   # embedded digits benchmark, CPU
     python tools/benchmark.py --preset quick                    # depths 6 and 12, fewer epochs
     python tools/benchmark.py --preset grid                     # depth x width grid, elastic learngene
+    python tools/benchmark.py --preset transfer                 # new downstream task, curves over epochs
     python tools/benchmark.py --depths 6,9,12 --methods sws,tleg,weight-selection --finetune-epochs 2
     torchrun --nproc-per-node 8 tools/benchmark.py --config configs/benchmark/imagenet_des_b.yaml data.root=...
     python tools/benchmark.py --config configs/benchmark/imagenet_des_b.yaml executor=slurm slurm.partition=gpu
@@ -18,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from learngene.benchmark import Benchmark, BenchmarkConfig
+from learngene.benchmark import Benchmark, BenchmarkConfig, TransferBenchmark
 from learngene.benchmark.plan import plan
 from learngene.cli import entry_point, tool_parser
 from learngene.config import load_config
@@ -26,7 +27,7 @@ from learngene.errors import LearngeneError
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "benchmark"
 PRESETS = {"default": CONFIGS / "digits.yaml", "quick": CONFIGS / "digits_quick.yaml",
-           "grid": CONFIGS / "digits_grid.yaml",
+           "grid": CONFIGS / "digits_grid.yaml", "transfer": CONFIGS / "digits_transfer.yaml",
            **{name: CONFIGS / f"{name}.yaml" for name in ("mnist", "fashion_mnist", "cifar10", "cifar100")}}
 
 
@@ -42,7 +43,8 @@ def parse_args(argv):
     parser.add_argument("--config", default=None, help="benchmark YAML (default: the preset's)")
     parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
                         help="default: digits, depths 6-15; quick: digits, depths 6 and 12, fewer epochs; grid: "
-                             "digits, depths x widths with the elastic learngene (docs/width.md); mnist, "
+                             "digits, depths x widths with the elastic learngene (docs/width.md); transfer: upstream digits 0-4, "
+                             "downstream 5-9, curves over epochs (docs/transfer.md); mnist, "
                              "fashion_mnist, cifar10, cifar100: torchvision data under ./data (docs/datasets.md)")
     parser.add_argument("--depths", default=None, help="comma-separated Des-Net depths, e.g. 6,9,12")
     parser.add_argument("--methods", default=None, help="comma-separated methods, e.g. sws,tleg,weight-selection")
@@ -79,7 +81,7 @@ def main(argv=None) -> int:
     if args.plan:
         print(plan(cfg))
         return 0
-    result = Benchmark(cfg).run()
+    result = (TransferBenchmark if cfg.downstream else Benchmark)(cfg).run()
     if "console" in result:  # rank 0
         stages = ", ".join(f"{k} {v:.0f}s" for k, v in result["wall_seconds"].items())
         print(f"\n{result['console']}\n\nbenchmark done: {result['results_md']} ({stages})")

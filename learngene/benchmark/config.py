@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from learngene.errors import LearngeneError
-from learngene.methods import init_front, init_scratch, init_simple_lg, init_sws, init_sws_select, init_tleg, \
-    init_vanilla_lg, init_weight_selection
+from learngene.methods import init_front, init_pf, init_scratch, init_simple_lg, init_sws, init_sws_select, \
+    init_tleg, init_vanilla_lg, init_weight_selection
 from learngene.slurm import EXECUTORS, SlurmConfig, check_slurm_config
 
 
@@ -27,7 +27,9 @@ class BenchmarkMethod:
     part: str = ""  # the BenchmarkConfig part that trains its own learngene
     learngene_label: str = ""  # that learngene's name in the tables
     widths: str = "own"  # which of the run's widths it makes: own (the learngene's), all, narrower, parent (IMwLM's)
-    source: str | None = None  # the method whose configured source it reads (FRONT: IMwLM's parent); None: its own
+    # the method whose configured source it reads (FRONT: IMwLM's parent), "trained" for the Trained reference of
+    # its depth and seed (PF); None: its own
+    source: str | None = None
     at_chance: str = ""  # why its Des-Nets are at chance before any tuning, by construction (no no-tune verdict)
 
     @property
@@ -55,6 +57,9 @@ BENCHMARK_METHODS = {
     "vanilla-lg": BenchmarkMethod("Vanilla-LG", init_vanilla_lg, "Trained source seed x Des-Net seed (new weights)",
                                   seeded=True, at_chance="keeps fresh embeddings and lower blocks"),
     "scratch": BenchmarkMethod("Scratch init", init_scratch, "Des-Net init seed", seeded=True, widths="all"),
+    # Pre-train then fine-tune: the Trained reference of each depth, i.e. one model pre-trained per Des-Net size
+    # (stored whole, per size); a method of transfer runs, where it is fine-tuned on the downstream data.
+    "pf": BenchmarkMethod("PF", init_pf, "pre-training seed", seeded=True, source="trained"),
     # The elastic learngene narrows to its trained widths and grows above its own.
     "sws-elastic": BenchmarkMethod("SWS elastic", init_sws, "learngene seed", learngene="sws-elastic",
                                    part="elastic_aux", learngene_label="SWS elastic Aux-Net (learngene)", widths="all"),
@@ -74,6 +79,26 @@ WIDTH_ELEMENTS = ("uniform", "consecutive")  # element rules that pick the same 
 class PartConfig:
     config: str = ""  # a training YAML file (configs/...)
     overrides: list[str] = field(default_factory=list)  # key=value applied on top of it
+
+
+HEADS = ("fresh", "keep")
+
+
+@dataclass
+class DownstreamConfig:
+    """A downstream task of the transfer benchmark (docs/transfer.md): every Des-Net is fine-tuned on it."""
+
+    name: str = ""  # its name in folders, tables and plots, e.g. digits_5-9 or cifar100
+    # The fine-tune recipe: a training YAML and overrides whose data node is the downstream dataset (train split for
+    # training, val for choices, test for the curves); its optim.epochs is replaced by `epochs`.
+    finetune: PartConfig = field(default_factory=PartConfig)
+    epochs: int = 0  # the budget: test accuracy after every epoch up to it
+    num_classes: int = 0  # the classes the dataset has, checked before anything is trained
+    # fresh: every Des-Net gets timm's new classifier for the downstream classes (both papers' rule for a new label
+    # set); keep: the method's own head (the downstream task is the upstream one: SWS Fig. 4)
+    head: str = "fresh"
+    disjoint: bool = False  # refuse a downstream that shares a class with the upstream data
+    probe_epochs: int = 0  # >0: also a linear probe of each initialized Des-Net, that many epochs (WS Table 9)
 
 
 @dataclass
@@ -122,6 +147,11 @@ class BenchmarkConfig:
     # key=value applied to every training part after its own overrides, e.g. [data.root=/my/imagenet];
     # tools/benchmark.py puts its data.* arguments here (data.download=true, data.root=...).
     part_overrides: list[str] = field(default_factory=list)
+    # The transfer benchmark (docs/transfer.md): with downstream tasks, every Des-Net is fine-tuned on each of them
+    # (curves over epochs) instead of the upstream fine-tune; part_overrides then go to the upstream parts only.
+    downstream: list[DownstreamConfig] = field(default_factory=list)
+    # SWS learngenes also saved after these Aux-Net epochs and expanded downstream (SWS Table 6); transfer runs only.
+    learngene_epochs: list[int] = field(default_factory=list)
 
 
 def check_benchmark_config(cfg: BenchmarkConfig) -> BenchmarkConfig:
@@ -150,8 +180,43 @@ def check_benchmark_config(cfg: BenchmarkConfig) -> BenchmarkConfig:
     if cfg.width_selection_elements not in WIDTH_ELEMENTS:
         raise LearngeneError(f"width_selection_elements={cfg.width_selection_elements!r}: use one of "
                              f"{', '.join(WIDTH_ELEMENTS)} (a rule that keeps the same channels on every axis)")
+    if not cfg.downstream:
+        transfer_only = [m for m in cfg.methods if BENCHMARK_METHODS[m].source == "trained"]
+        if transfer_only or cfg.learngene_epochs:
+            what = f"methods {transfer_only}" if transfer_only else f"learngene_epochs={cfg.learngene_epochs}"
+            raise LearngeneError(f"{what} belong to the transfer benchmark: add downstream tasks (e.g. --preset "
+                                 "transfer, docs/transfer.md) or drop them")
+    check_downstream(cfg)
     outside = [d for d in cfg.trained_depths if d not in cfg.depths]
     if outside:
         raise LearngeneError(f"trained_depths {outside} are not among depths {cfg.depths}: set trained_depths to "
                              "some of the depths (e.g. trained_depths=[] for all of them)")
     return cfg
+
+
+def check_downstream(cfg: BenchmarkConfig) -> None:
+    """The transfer settings that need no data or model to check (the rest: ``transfer.TransferBenchmark``)."""
+    names = [task.name for task in cfg.downstream]
+    for task in cfg.downstream:
+        where = f"downstream task {task.name!r}"
+        if not task.name or "/" in task.name or names.count(task.name) > 1:
+            raise LearngeneError(f"downstream names {names} must be distinct, non-empty and without '/': name each "
+                                 "task once, e.g. name: cifar100")
+        if not task.finetune.config:
+            raise LearngeneError(f"{where} has no finetune.config: give its recipe, e.g. "
+                                 "finetune: {config: configs/digits/des_finetune.yaml}")
+        if task.epochs < 1:
+            raise LearngeneError(f"{where}: epochs={task.epochs} gives no curve: set a budget of at least 1 epoch")
+        if task.probe_epochs < 0 or task.num_classes < 1:
+            raise LearngeneError(f"{where}: probe_epochs={task.probe_epochs} must be >= 0 and num_classes="
+                                 f"{task.num_classes} the dataset's class count (>= 1)")
+        if task.head not in HEADS:
+            raise LearngeneError(f"{where}: head={task.head!r}: use fresh (a new classifier) or keep (the method's)")
+    epochs = cfg.learngene_epochs
+    if len(set(epochs)) != len(epochs) or any(e < 1 for e in epochs):
+        raise LearngeneError(f"learngene_epochs={epochs} must be distinct positive Aux-Net epochs")
+    if "pf" in cfg.methods:
+        missing = [d for d in cfg.depths if cfg.trained_depths and d not in cfg.trained_depths]
+        if missing:
+            raise LearngeneError(f"pf fine-tunes the Trained reference of each depth, and depths {missing} have "
+                                 "none: set trained_depths=[] (every depth) or drop pf")

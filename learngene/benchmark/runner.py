@@ -51,10 +51,11 @@ from learngene.checkpoint import atomic_write_text, file_on_path, file_sha256, j
 from learngene.cli import SIGTERM_EXIT_CODE, Terminated, sigterm_raises
 from learngene.config import TrainConfig, load_config
 from learngene.data import build_eval_loader, build_loaders
-from learngene.engine import build_student, evaluate, train
+from learngene.engine import build_student, train
+from learngene.engine.evaluate import test_split_metrics
 from learngene.engine.distributed import init_processes, resolve_device, shard_loader
 from learngene.errors import LearngeneError
-from learngene.methods import count_parameters
+from learngene.methods import count_parameters, forward_flops, with_new_classifier
 from learngene.models import des_architecture
 from learngene.slurm import SlurmDriver, SlurmTask, signature, tasks_per_node
 
@@ -177,12 +178,7 @@ def test_metrics(model: torch.nn.Module, cfg: TrainConfig) -> dict:
     """Top-1/top-5/loss of ``model`` on the test split of ``cfg.data``, and ``correct``: its top-1 hit on each
     test image as a string of 0/1 in the split's order."""
     loader, procs = test_loader(OmegaConf.to_yaml(OmegaConf.structured({"data": cfg.data})), cfg.device)
-    metrics = evaluate(model.to(procs.device), loader, procs.device, cfg.amp, per_image=True)
-    shares = procs.all_gather(metrics.pop("correct").tolist())  # rank r holds images r, r + W, r + 2W, ...
-    correct = [None] * sum(len(s) for s in shares)
-    for r, share in enumerate(shares):
-        correct[r::len(shares)] = share
-    return dict(metrics, correct="".join("1" if hit else "0" for hit in correct))
+    return test_split_metrics(model, loader, procs, cfg.amp)
 
 
 def load_artifact(artifact: Path) -> torch.nn.Module:
@@ -231,7 +227,10 @@ class TrainJob:
             artifact = run_dir / "learngene.safetensors"
             artifact = artifact if artifact.is_file() else run_dir / "model"
             test = test_metrics(load_artifact(artifact), cfg)
-            return dict(summary, artifact=str(artifact), params=stored_parameter_count(artifact), test=test)
+            result = dict(summary, artifact=str(artifact), params=stored_parameter_count(artifact), test=test)
+            if cfg.test_curve:
+                result["test_curve"] = json.loads((run_dir / "test_curve.json").read_text())
+            return result
 
         part = cached(self.path, key, compute)
         if not self.keep_training_state and rank() == 0:
@@ -240,18 +239,21 @@ class TrainJob:
 
 
 def initialize(path: Path, method: str, depth: int, seed: int, source: Part | None, options: dict,
-               finetune: TrainConfig) -> Part:
-    """A Des-Net initialized by benchmark ``method``, saved as a timm model folder and evaluated on test with no
-    tuning.
+               finetune: TrainConfig, fresh_classes: int | None = None) -> Part:
+    """A Des-Net initialized by benchmark ``method``, saved as a timm model folder and evaluated on the test split
+    of ``finetune``'s data with no tuning. ``fresh_classes``: its classifier is replaced by timm's new one for that
+    many classes (a downstream task's), drawn with ``seed``.
 
     Under torchrun every rank builds the same Des-Net and evaluates its share; rank 0 saves it.
     """
     data = OmegaConf.to_yaml(OmegaConf.structured({"data": finetune.data}))
-    key = digest(method, depth, seed, options, source.key if source else None, data, finetune.amp)
+    key = digest(method, depth, seed, options, source.key if source else None, data, finetune.amp, fresh_classes)
 
     def compute(folder: Path) -> dict:
         source_artifact = source.result["artifact"] if source else None
         init = BENCHMARK_METHODS[method].initializer(source_artifact, depth, seed=seed, **options)
+        if fresh_classes is not None:
+            init = with_new_classifier(init, fresh_classes, seed)
         model = init.build()
         model_dir = folder / "model"
         if rank() == 0:
@@ -260,7 +262,9 @@ def initialize(path: Path, method: str, depth: int, seed: int, source: Part | No
             save_model_folder(model, model_dir, preprocessing=init.preprocessing,
                               model_args=init.model_args, extra_files={"init.json": init.info})
         return dict(artifact=str(model_dir), params=count_parameters(model.parameters()),
-                    params_stored=init.info["parameters_stored"], test=test_metrics(model, finetune))
+                    params_stored=init.info["parameters_stored"], flops=forward_flops(init.architecture,
+                                                                                       init.model_args),
+                    test=test_metrics(model, finetune))
 
     return cached(path, key, compute)
 
@@ -268,8 +272,9 @@ def initialize(path: Path, method: str, depth: int, seed: int, source: Part | No
 @dataclass
 class DesNetJob:
     """Initialize the Des-Net of benchmark ``method`` (its initializer with ``init_seed``), evaluate it, then
-    fine-tune a copy with each of ``finetune_seeds`` and evaluate those. ``where``: its folder below ``init/`` and
-    ``finetune/``."""
+    fine-tune a copy with each of ``finetune_seeds`` and evaluate those, and as much with ``probe`` (a linear probe's
+    recipe) where given. ``where``: its folder below ``out``'s ``init/``, ``finetune/`` and ``probe/``;
+    ``fresh_classes``: a new classifier for that many classes (a downstream task's)."""
 
     name: str
     out: Path
@@ -284,19 +289,23 @@ class DesNetJob:
     finetune: TrainConfig
     keep_training_state: bool = False
     after: tuple[str, ...] = ()
+    fresh_classes: int | None = None
+    probe: TrainConfig | None = None
 
-    def __call__(self) -> tuple[Part, list[Part]]:
+    def __call__(self) -> tuple[Part, list[Part], list[Part]]:
         where = self.where
         init = initialize(self.out / "init" / where / f"seed{self.init_seed}", self.method, self.depth,
-                          self.init_seed, self.source, self.options, self.finetune)
-        tuned = []
-        for seed in self.finetune_seeds:
-            path = self.out / "finetune" / where / f"seed{seed}"
-            cfg = copy.deepcopy(self.finetune)
-            cfg.model.name, cfg.model.pretrained = f"local-dir:{init.result['artifact']}", True
-            cfg.seed, cfg.output = seed, str(path / "run")
-            tuned.append(TrainJob(self.name, path, cfg, (init.key,), keep_training_state=self.keep_training_state)())
-        return init, tuned
+                          self.init_seed, self.source, self.options, self.finetune, self.fresh_classes)
+        trainings = {"finetune": [], "probe": []}
+        for folder, recipe in (("finetune", self.finetune), ("probe", self.probe)):
+            for seed in self.finetune_seeds if recipe is not None else ():
+                path = self.out / folder / where / f"seed{seed}"
+                cfg = copy.deepcopy(recipe)
+                cfg.model.name, cfg.model.pretrained = f"local-dir:{init.result['artifact']}", True
+                cfg.seed, cfg.output = seed, str(path / "run")
+                trainings[folder].append(TrainJob(self.name, path, cfg, (init.key,),
+                                                  keep_training_state=self.keep_training_state)())
+        return init, trainings["finetune"], trainings["probe"]
 
 
 @torch.no_grad()
@@ -358,7 +367,7 @@ def duration(seconds: float) -> str:
 
 def describe(name: str, result) -> str:
     """One console line for a finished part: its test top-1 and training seconds."""
-    init, tuned = result if isinstance(result, tuple) else (None, [result])
+    init, tuned = result[:2] if isinstance(result, tuple) else (None, [result])
     texts = [f"no-tune {init.result['test']['top1']:.1f}"] if init is not None else []
     for part in tuned:
         r = part.result
@@ -380,6 +389,18 @@ class StageClock:
             yield
         finally:
             self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
+
+
+@dataclass
+class Upstream:
+    """What the first two stages made, which every Des-Net is made from: the ancestry, the configured sources (by
+    the method that reads them), the Trained references (by depth and seed) and the learngenes (by method and
+    learngene seed)."""
+
+    ancestry: Part
+    sources: dict[str, Part]
+    trained: dict[tuple[int, int], Part]
+    learngenes: dict[str, dict[int, Part]]
 
 
 class Benchmark:
@@ -545,10 +566,15 @@ class Benchmark:
         for process in multiprocessing.active_children():  # with a pool, the driver has no other children
             process.terminate()
 
-    def run_parts(self) -> dict:
+    @property
+    def learngene_seed_of(self) -> dict[int, int]:
+        """Replicate seed -> its learngene seed: ``seeds[r]`` uses ``learngene_seeds[r % n]``."""
         cfg = self.cfg
-        n = len(cfg.learngene_seeds)
-        lg_of = {s: cfg.learngene_seeds[r % n] for r, s in enumerate(cfg.seeds)}  # replicate seed -> learngene seed
+        return {s: cfg.learngene_seeds[r % len(cfg.learngene_seeds)] for r, s in enumerate(cfg.seeds)}
+
+    def run_upstream(self) -> Upstream:
+        """Stages 1 and 2: everything the Des-Nets are made from."""
+        cfg = self.cfg
         architecture, des_args = self.architecture, self.des_args
 
         # Stage 1: everything that needs no learngene: the ancestry, optional sources, the Trained references.
@@ -575,35 +601,42 @@ class Benchmark:
                 jobs.append(self.learngene_job(m, getattr(cfg, BENCHMARK_METHODS[m].part), s, ancestry, model))
         done = self.run_stage(2, "learngenes", jobs)
         learngenes = {m: {s: done[f"learngene {m} seed{s}"] for s in cfg.learngene_seeds} for m in trains}
+        return Upstream(ancestry, sources, trained, learngenes)
 
-        # Stage 3: the Des-Nets, at every (depth, width) cell each method can make. A learned method's Des-Net is
-        # initialized once per learngene seed and fine-tuned with that seed's replicate seeds; other methods draw
-        # their own seed per replicate.
-        source_part = {m: sources.get(BENCHMARK_METHODS[m].source or m, ancestry) for m in cfg.methods}
-        jobs, widths = [], {m: self.method_widths(m, source_part[m], des_args) for m in cfg.methods}
+    def des_net_cells(self, up: Upstream):
+        """``(method, depth, width, init seed, fine-tune seeds, source part, initializer options)`` of every Des-Net,
+        at every (depth, width) cell each method can make. A learned method's Des-Net is initialized once per
+        learngene seed and fine-tuned with that seed's replicate seeds; other methods draw their own seed per
+        replicate."""
+        cfg, des_args, lg_of = self.cfg, self.des_args, self.learngene_seed_of
+        source_part = {m: up.sources.get(BENCHMARK_METHODS[m].source or m, up.ancestry) for m in cfg.methods}
+        widths = {m: self.method_widths(m, source_part[m], des_args) for m in cfg.methods}
         for method in cfg.methods:
             for depth in cfg.depths:
                 for width in widths[method]:
                     options = self.width_options(method, width, des_args)
                     if BENCHMARK_METHODS[method].learned:
                         for lg in cfg.learngene_seeds:
-                            jobs.append(self.des_net_job(method, depth, width, lg,
-                                                         [s for s in cfg.seeds if lg_of[s] == lg],
-                                                         learngenes[BENCHMARK_METHODS[method].learngene][lg],
-                                                         options))
+                            yield (method, depth, width, lg, [s for s in cfg.seeds if lg_of[s] == lg],
+                                   up.learngenes[BENCHMARK_METHODS[method].learngene][lg], options)
                     else:
                         for s in cfg.seeds:
-                            source, options = self.source_of(method, s, lg_of[s], learngenes, source_part[method],
-                                                             trained, architecture, options.get("model_args", des_args))
-                            jobs.append(self.des_net_job(method, depth, width, s, [s], source, options))
+                            yield (method, depth, width, s, [s],
+                                   *self.source_of(method, depth, s, lg_of[s], up, source_part[method],
+                                                   options.get("model_args", des_args)))
+
+    def run_parts(self) -> dict:
+        up = self.run_upstream()
+        # Stage 3: the Des-Nets
+        jobs = [self.des_net_job(*cell) for cell in self.des_net_cells(up)]
         done = self.run_stage(3, "Des-Nets", jobs)
 
         des_nets = [(job, done[job.name]) for job in jobs]
-        rows = self.result_rows(des_nets, trained, lg_of)
+        rows = self.result_rows(des_nets, up.trained, self.learngene_seed_of)
         result = dict(wall_seconds=self.clock.seconds, results_md=str(self.out / "results.md"),
                       results_csv=str(self.out / "results.csv"))
         if rank() == 0:
-            result["console"] = self.write_reports(ancestry, learngenes, trained, rows, des_nets)
+            result["console"] = self.write_reports(up.ancestry, up.learngenes, up.trained, rows, des_nets)
             atomic_write_text(json.dumps(result, indent=2) + "\n", self.out / "benchmark.json")
         return result
 
@@ -641,13 +674,15 @@ class Benchmark:
         """The Des-Net arguments ``des_args`` at ``width``, with the learngene's head dim."""
         return {**des_args, "embed_dim": width, "num_heads": width // self.head_dim}
 
-    def source_of(self, method: str, seed: int, lg: int, learngenes: dict, source: Part, trained: dict,
-                  architecture: str, des_args: dict) -> tuple[Part | None, dict]:
+    def source_of(self, method: str, depth: int, seed: int, lg: int, up: Upstream, source: Part,
+                  des_args: dict) -> tuple[Part | None, dict]:
         """The source part and options of benchmark ``method`` (not a learned one) for the replicate of ``seed``,
         whose learngene seed is ``lg``; ``source`` is the method's configured source (the ancestry when none)."""
-        cfg = self.cfg
+        cfg, architecture, trained = self.cfg, self.architecture, up.trained
         if method == "sws-random":  # the learngene of its replicate, a random plan drawn with the replicate's seed
-            return learngenes["sws"][lg], {"strategy": "random"}
+            return up.learngenes["sws"][lg], {"strategy": "random"}
+        if method == "pf":  # the model pre-trained at this depth with this seed, as it is
+            return trained[depth, seed], {}
         if method == "weight-selection":
             return source, {"model": architecture, "model_args": des_args, "layers": cfg.weight_selection_layers,
                             "elements": cfg.weight_selection_elements, "head_aware": cfg.weight_selection_head_aware,
@@ -682,7 +717,7 @@ class Benchmark:
         for (depth, seed), part in trained.items():
             row("trained", depth, self.full_width, "trained", None, seed, part, part.result["params"],
                 part.result["params"], replicate[seed])
-        for job, (init, tuned) in des_nets:
+        for job, (init, tuned, _) in des_nets:
             method, depth, width, init_seed = job.method, job.depth, job.width, job.init_seed
             learned = BENCHMARK_METHODS[method].learned
             lg = init_seed if learned else (lg_of[init_seed] if BENCHMARK_METHODS[method].learngene else None)
@@ -693,19 +728,24 @@ class Benchmark:
                 row(method, depth, width, "fine-tuned", lg, seed, part, params, stored, group)
         return rows
 
-    def write_reports(self, ancestry: Part, learngenes: dict, trained: dict, rows: list[dict], des_nets: list) -> str:
-        cfg = self.cfg
+    def source_rows(self, ancestry: Part, learngenes: dict) -> list[dict]:
+        """learngenes.csv: the ancestry and every learngene, measured on test, with charged training seconds."""
         # Teacher seconds per epoch of the learngene of each seed that ran the teacher (the others replayed it).
         teacher_rate = {s: max(parts[s].result.get("teacher_seconds", 0.0) / max(parts[s].result["epochs"], 1)
-                               for parts in learngenes.values()) for s in cfg.learngene_seeds}
+                               for parts in learngenes.values()) for s in self.cfg.learngene_seeds}
         sources = [report.source_row("ancestry", "", ancestry.result, 0.0)]
         for method, parts in learngenes.items():
             for s, part in parts.items():
                 r = part.result
                 # A learngene that replayed the teacher cache is charged the recording's teacher time per epoch.
                 charged = r["seconds"] - r.get("teacher_seconds", 0.0) + teacher_rate[s] * r["epochs"] \
-                    if cfg.teacher_cache else r["seconds"]
+                    if self.cfg.teacher_cache else r["seconds"]
                 sources.append(report.source_row(method, s, r, charged))
+        return sources
+
+    def write_reports(self, ancestry: Part, learngenes: dict, trained: dict, rows: list[dict], des_nets: list) -> str:
+        cfg = self.cfg
+        sources = self.source_rows(ancestry, learngenes)
         deepest = max(d for d, _ in trained)
         summary = report.summarize(rows)
         report.write_csv(rows, report.RESULT_FIELDS, self.out / "results.csv")
@@ -766,7 +806,7 @@ class Benchmark:
             analysis, summary, sources, heatmaps, learngene_params=reference[cfg.learngene_seeds[0]].result["params"],
             plain_params=learngenes["sws"][cfg.learngene_seeds[0]].result["params"], des_params=self.cell_params(),
             finetune_epochs=cfg.finetune_epochs, context=self.context, at_chance=self.at_chance(),
-            growth_gaps=self.growth_gaps({(job.depth, job.width, job.init_seed): init for job, (init, _) in des_nets
+            growth_gaps=self.growth_gaps({(job.depth, job.width, job.init_seed): init for job, (init, *_) in des_nets
                                           if job.method == grid.REFERENCE}),
             title=f"SWS depth x width grid on {self.finetune_cfg.data.name} ({self.info.num_classes} classes, "
                   f"{self.info.num_test} test images)")

@@ -25,6 +25,9 @@ class ModelConfig:
     # >0: a model trained from scratch gets pos_embed ~ trunc_normal(std) instead of timm's std 0.02. With
     # tiny inputs (digits: 2x2 patches, token std ~0.6) a 0.02 position signal takes hundreds of updates to grow.
     pos_embed_std: float = 0.0
+    # Train only the classifier (timm's get_classifier()), every other weight frozen: a linear probe of the
+    # initialized features (weight selection's Table 9).
+    linear_probe: bool = False
 
 
 @dataclass
@@ -89,6 +92,11 @@ class TrainConfig:
     ema_decay: float = 0.9998
     deterministic: bool = False  # deterministic algorithms, no cudnn autotuning (bitwise reproducible on CPU)
     elastic: ElasticConfig = field(default_factory=ElasticConfig)  # width-nested Aux-Net training (docs/width.md)
+    # Also evaluate the test split after every epoch, each image's top-1 hit kept in test_curve.json: the curves of
+    # the transfer benchmark. Nothing in the training reads it, and it draws no random number (same weights).
+    test_curve: bool = False
+    # Also save the artifact after these epochs, in OUTPUT/epoch<N>/ (a learngene at chosen epochs, SWS Table 6).
+    snapshot_epochs: list[int] = field(default_factory=list)
 
 
 AMP_MODES = ("none", "bf16", "fp16")
@@ -123,6 +131,10 @@ def check_train_config(cfg: TrainConfig) -> TrainConfig:
         problems.append(f"ema_decay={cfg.ema_decay} must be in (0, 1)")
     if not 0 <= cfg.seed <= MAX_SEED:  # numpy seeds are 32-bit, and each process adds its rank
         problems.append(f"seed={cfg.seed} must be between 0 and {MAX_SEED}")
+    snapshots = list(cfg.snapshot_epochs)
+    if len(set(snapshots)) != len(snapshots) or any(not 1 <= e <= cfg.optim.epochs for e in snapshots):
+        problems.append(f"snapshot_epochs={snapshots} must be distinct epochs between 1 and "
+                        f"optim.epochs={cfg.optim.epochs}")
     if cfg.elastic.random_widths < 0:
         problems.append(f"elastic.random_widths={cfg.elastic.random_widths} must be >= 0")
     depths = cfg.elastic.sample_depths

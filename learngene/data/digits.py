@@ -38,6 +38,7 @@ class DigitsDataset(Dataset):
     labels: torch.Tensor
     background: float
     shift: int = 0
+    classes = tuple(str(digit) for digit in range(NUM_CLASSES))  # each label's name: the digit itself
 
     def __len__(self) -> int:
         return len(self.labels)

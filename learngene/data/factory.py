@@ -32,7 +32,7 @@ import random
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 import torch.distributed as dist
@@ -82,6 +82,9 @@ class DataConfig:
     smoothing: float = 0.0  # label smoothing (applied by Mixup / the loss)
     digits_shift: int = 0  # digits only: random translation in pixels for training (0 = none)
     train_limit: int | None = None  # N: use only the first N training images (quick runs / tests); null: all
+    # A class subset, by index or class name, e.g. [0,1,2,3,4] or [cat,dog]: every split keeps those classes'
+    # images, relabelled 0..k-1 in this order (one dataset split into an upstream and a downstream task); []: all.
+    classes: list[Any] = field(default_factory=list)
     # Datasets with two splits only (cifar, imagefolder without test/): the fraction of each training class held
     # out as the val split; the dataset's own second split is then the test split.
     val_holdout: float = 0.1
@@ -103,6 +106,7 @@ class DatasetInfo:
     num_train: int
     num_val: int
     num_test: int
+    class_names: tuple[str, ...] = ()  # the dataset's name of each label 0..num_classes-1
 
 
 def build_datasets(cfg: DataConfig) -> tuple[Dataset, Dataset, DatasetInfo]:
@@ -143,6 +147,11 @@ def build_splits(cfg: DataConfig) -> tuple[dict[str, Dataset], DatasetInfo]:
                                      "two images): add training images or give the dataset its own val split")
             splits["train"], splits["val"] = Subset(splits["train"], train_idx), Subset(splits.pop("train_eval"), val_idx)
 
+    names = class_names(splits["test"])
+    if cfg.classes:
+        keep = class_indices(cfg.classes, names, cfg.name)
+        splits = {split: ClassSubset(dataset, keep) for split, dataset in splits.items()}
+        num_classes, names = len(keep), tuple(names[c] for c in keep)
     if cfg.train_limit is not None:
         splits["train"] = Subset(splits["train"], range(min(cfg.train_limit, len(splits["train"]))))
     info = DatasetInfo(
@@ -154,8 +163,70 @@ def build_splits(cfg: DataConfig) -> tuple[dict[str, Dataset], DatasetInfo]:
         num_train=len(splits["train"]),
         num_val=len(splits["val"]),
         num_test=len(splits["test"]),
+        class_names=names,
     )
     return splits, info
+
+
+def class_names(dataset: Dataset) -> tuple[str, ...]:
+    """The class names of a split (torchvision's ``classes``), looked up through subsets."""
+    while isinstance(dataset, Subset):
+        dataset = dataset.dataset
+    return tuple(str(name) for name in dataset.classes)
+
+
+def dataset_targets(dataset: Dataset) -> list[int]:
+    """The label of every item of a split, in order, read without loading any image."""
+    if isinstance(dataset, Subset):
+        targets = dataset_targets(dataset.dataset)
+        return [targets[i] for i in dataset.indices]
+    for attribute in ("targets", "labels"):  # torchvision's names (CIFAR, MNIST, ImageFolder: targets; SVHN: labels)
+        values = getattr(dataset, attribute, None)
+        if values is not None:
+            return [int(t) for t in values]
+    raise TypeError(f"{type(dataset).__name__} exposes no targets or labels")
+
+
+def class_indices(classes: list, names: tuple[str, ...], dataset: str) -> list[int]:
+    """The label of each entry of ``data.classes`` (an index, or a class name), checked: known and distinct."""
+    keep, unknown = [], []
+    for entry in classes:
+        if isinstance(entry, int) and not isinstance(entry, bool):
+            index = entry if 0 <= entry < len(names) else None
+        else:
+            index = names.index(str(entry)) if str(entry) in names else None
+        if index is None:
+            unknown.append(entry)
+        else:
+            keep.append(index)
+    shown = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
+    if unknown:
+        raise LearngeneError(f"data.classes={list(classes)} names {unknown}, which {dataset} does not have: give "
+                             f"class indices 0..{len(names) - 1} or class names ({shown})")
+    repeated = sorted({names[c] for c in keep if keep.count(c) > 1})
+    if repeated:
+        raise LearngeneError(f"data.classes={list(classes)} names the classes {repeated} more than once: list each "
+                             "class once")
+    return keep
+
+
+class ClassSubset(Dataset):
+    """The items of ``dataset`` whose label is one of ``keep``, relabelled to its position in ``keep``."""
+
+    def __init__(self, dataset: Dataset, keep: list[int]):
+        self.dataset, self.relabel = dataset, {label: i for i, label in enumerate(keep)}
+        targets = dataset_targets(dataset)
+        self.indices = [i for i, label in enumerate(targets) if label in self.relabel]
+        self.targets = [self.relabel[targets[i]] for i in self.indices]
+        names = class_names(dataset)
+        self.classes = [names[label] for label in keep]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int):
+        image, label = self.dataset[self.indices[index]]
+        return image, self.relabel[label]
 
 
 def check_train_transform(cfg: DataConfig) -> None:

@@ -47,3 +47,15 @@ def evaluate(model: nn.Module, loader: DataLoader, device: torch.device | str, a
     if per_image:
         metrics["correct"] = torch.cat(correct) if correct else torch.zeros(0, dtype=torch.bool)
     return metrics
+
+
+def test_split_metrics(model: nn.Module, loader: DataLoader, procs, amp: str = "none") -> dict:
+    """``evaluate`` on an evaluation split whose strided shares ``loader`` holds on each rank
+    (``distributed.shard_loader``), with ``correct``: the top-1 hit of every image of the whole split, as a string
+    of 0/1 in the split's order (what the benchmark's paired statistics read)."""
+    metrics = evaluate(model.to(procs.device), loader, procs.device, amp, per_image=True)
+    shares = procs.all_gather(metrics.pop("correct").tolist())  # rank r holds images r, r + W, r + 2W, ...
+    correct = [None] * sum(len(s) for s in shares)
+    for r, share in enumerate(shares):
+        correct[r::len(shares)] = share
+    return dict(metrics, correct="".join("1" if hit else "0" for hit in correct))

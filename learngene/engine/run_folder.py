@@ -21,7 +21,8 @@ from learngene.errors import LearngeneError
 
 LOCK_NAME = ".lock"
 # What a run writes; a folder holding any of them belongs to a run.
-RUN_FILES = ("config.yaml", "last.pt", "log.csv", "summary.json", "model", "learngene.safetensors", "tensorboard")
+RUN_FILES = ("config.yaml", "last.pt", "log.csv", "summary.json", "model", "learngene.safetensors", "tensorboard",
+             "test_curve.json")
 
 
 def check_output_path(out: Path) -> None:

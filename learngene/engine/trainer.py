@@ -6,6 +6,8 @@
 * ``config.yaml``  the resolved config, written once the run is accepted (validated, resumable, locked);
 * ``last.pt``      the training state, rewritten (atomically) after every epoch and on SIGTERM;
 * ``log.csv``      one row per finished epoch;
+* ``test_curve.json`` with ``test_curve=true``: the test split's metrics after every epoch, each image's hit kept;
+* ``epoch<N>/``    with ``snapshot_epochs``: the artifact as it was after epoch N;
 * ``summary.json`` final metrics and paths;
 * the artifact: ``learngene.safetensors`` for an Aux-Net, else ``model/`` (a timm local-dir folder).
 
@@ -20,6 +22,7 @@ sampler order, same worker seeds) before continuing. One process at a time may u
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import math
 import os
@@ -44,13 +47,13 @@ from learngene.checkpoint import atomic_torch_save, atomic_write_csv, atomic_wri
     preprocessing_of, save_learngene, save_model_folder
 from learngene.cli import INTERRUPTED_EXIT_CODE, SIGTERM_EXIT_CODE, Terminated
 from learngene.config import TrainConfig, check_train_config, resume_conflicts, save_config
-from learngene.data import build_loaders, build_mixup
+from learngene.data import build_eval_loader, build_loaders, build_mixup
 from learngene.data.seeded import seeded_rng
 from learngene.distill import classification_loss, distillation_loss
 from learngene.distill.teacher_cache import TeacherLogitCache
 from learngene.engine.distributed import Processes, default_cpu_threads, init_processes, resolve_device, shard_loader
 from learngene.engine.elastic import ElasticSandwich, mean_over_passes
-from learngene.engine.evaluate import autocast, evaluate
+from learngene.engine.evaluate import autocast, evaluate, test_split_metrics
 from learngene.engine.models import build_student, build_teacher, load_fitting_state_dict, teacher_fingerprint
 from learngene.engine.run_folder import existing_run_files, locked_run_folder, remove_orphans
 from learngene.engine.state import capture_rng, restore_rng
@@ -132,6 +135,10 @@ class Run:
         self.val_loader = shard_loader(val_loader, procs)
         self.mixup = build_mixup(cfg.data, self.info.num_classes)
         self.model = build_student(cfg.model, self.info).to(self.device)
+        if cfg.model.linear_probe:  # only the classifier learns
+            self.model.requires_grad_(False)
+            self.model.get_classifier().requires_grad_(True)
+        self.test_loader = shard_loader(build_eval_loader(cfg.data, "test"), procs) if cfg.test_curve else None
         self.teacher = build_teacher(cfg.teacher, self.info).to(self.device) if cfg.teacher.name else None
         self.elastic = (ElasticSandwich(cfg.elastic, self.model, cfg.model.drop_path_rate, cfg.seed)
                         if cfg.elastic.widths else None)
@@ -146,6 +153,7 @@ class Run:
         self.step = 0  # batches done in epoch `self.epoch` (non-zero only in a SIGTERM checkpoint)
         self.num_updates = 0
         self.history: list[dict] = []  # the log.csv rows
+        self.test_curve: list[dict] = []  # the test_curve.json rows
         self.teacher_top1: float | None = None
         self.start_top1: float | None = None  # val top-1 of pretrained starting weights (a fine-tune's "before")
         self.teacher_clock = ForwardClock()  # the teacher's forward, this process (replayed batches cost none)
@@ -350,7 +358,15 @@ class Run:
                 row[f"val_top1_w{width}"] = evaluate(self.elastic.at_width(width), self.val_loader, self.device,
                                                      cfg.amp)["top1"]
         self.history.append(row)
+        if self.test_loader is not None:
+            with torch.random.fork_rng(devices=[]):  # a loader draws its base seed: keep training's draws as they are
+                test = test_split_metrics(self.model, self.test_loader, self.procs, cfg.amp)
+            trained = sum(r["seconds"] for r in self.history)
+            self.test_curve.append(dict(epoch=self.epoch + 1, seconds=trained, **test))
         self.epoch, self.step = self.epoch + 1, 0
+        if self.epoch in cfg.snapshot_epochs and self.procs.is_main:  # before last.pt: a resume redoes a lost one
+            self.save_artifact(dict(teacher=cfg.teacher.name, epochs=self.epoch, val_top1=row["val_top1"],
+                                    teacher_top1=self.teacher_top1), self.out / f"epoch{self.epoch}")
         self.save_state()
         if self.procs.is_main:
             print(format_row(row, cfg.optim.epochs), flush=True)
@@ -446,12 +462,15 @@ class Run:
             "rng": rng,
             "rng_epoch_start": rng_epoch_start,
             "history": self.history,
+            "test_curve": self.test_curve,
             "teacher_top1": self.teacher_top1,
             "start_top1": self.start_top1,
             "config": OmegaConf.to_container(OmegaConf.structured(self.cfg)),
         }
         atomic_torch_save(state, self.last_path)
         write_log_csv(self.history, self.out / "log.csv")
+        if self.test_loader is not None:
+            atomic_write_text(json.dumps(self.test_curve) + "\n", self.out / "test_curve.json")
 
     def load_state(self, state: dict) -> None:
         """Continue from ``state``. The schedule is not restored but rebuilt from the config: timm's
@@ -470,6 +489,7 @@ class Run:
                 self.ema.set(self.model)
         self.epoch, self.step, self.num_updates = state["epoch"], state["step"], state["num_updates"]
         self.history = list(state["history"])
+        self.test_curve = list(state["test_curve"])
         self.teacher_top1 = state["teacher_top1"]
         self.start_top1 = state["start_top1"]
 
@@ -530,18 +550,21 @@ class Run:
                   "continue with resume=auto", flush=True)
         return {"interrupted": True, "epoch": self.epoch, "step": self.step, "last": str(self.last_path)}
 
-    def save_artifact(self, summary: dict) -> Path:
-        """The Aux-Net's learngene file, or a timm model folder for any other model."""
-        model = self.model.cpu()
+    def save_artifact(self, summary: dict, folder: Path | None = None) -> Path:
+        """The Aux-Net's learngene file, or a timm model folder for any other model, in ``folder`` (a snapshot's,
+        which leaves the model training where it is) or the run folder (the end: the model moves to the CPU)."""
+        model = self.model.cpu() if folder is None else copy.deepcopy(self.model).cpu()
+        folder = self.out if folder is None else folder
+        folder.mkdir(parents=True, exist_ok=True)
         preprocessing = preprocessing_of(self.cfg.data, self.info)
         if isinstance(model, PooledViT):
-            path = self.out / "learngene.safetensors"
+            path = folder / "learngene.safetensors"
             extra = {k: summary[k] for k in ("teacher", "epochs", "val_top1", "teacher_top1") if k in summary}
             if self.elastic is not None:  # which widths the expander may narrow to
                 extra["elastic"] = self.elastic.metadata()
             save_learngene(model, path, kind=learngene_kind(model), extra=extra, preprocessing=preprocessing)
         else:
-            path = self.out / "model"
+            path = folder / "model"
             if path.exists():  # written by an earlier finish of this run (resumed after it ended)
                 shutil.rmtree(path)
             save_model_folder(model, path, preprocessing=preprocessing, model_args=get_model_args(model))
