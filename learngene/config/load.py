@@ -48,7 +48,11 @@ def load_config(path: str | os.PathLike | None, overrides: Sequence[str], schema
     if bad:
         raise LearngeneError(f"override {bad[0]!r} is not key=value: write e.g. optim.lr=1e-3")
     if overrides:
-        layers.append(("the command line", OmegaConf.from_dotlist(list(overrides))))
+        try:
+            layers.append(("the command line", OmegaConf.from_dotlist(list(overrides))))
+        except yaml.YAMLError as e:  # e.g. a list of key=value overrides holding unquoted brackets
+            raise LearngeneError(f"an override's value is not valid YAML ({first_line(e)}): quote list items that "
+                                 "hold brackets, e.g. part_overrides=['data.classes=[0,1]']") from None
     for source, layer in layers:
         try:
             merged = OmegaConf.merge(merged, layer)
