@@ -84,12 +84,16 @@ def count_parameters(tensors) -> int:
 
 
 def forward_flops(architecture: str, model_args: dict) -> int:
-    """FLOPs of one forward pass of one image through the model, counted by torch's ``FlopCounterMode`` on meta
-    tensors (a multiply-add counts 2; the papers' FLOPs(G), fvcore's count, are half of it). Attention runs
-    through the math kernel: the counter does not see inside the fused CPU kernel."""
+    """FLOPs of one forward pass of one image through timm model ``architecture(**model_args)``, counted by torch's
+    ``FlopCounterMode`` on meta tensors (nothing is computed or downloaded). A multiply-add counts 2: the papers'
+    FLOPs(G), fvcore's count, are half of it. Attention runs through the math kernel, whose matmuls the counter
+    sees (it does not see inside the fused CPU kernel)."""
     with torch.device("meta"):
         model = timm.create_model(architecture, **model_args).eval()
-        images = torch.zeros(1, model.patch_embed.proj.in_channels, *model.patch_embed.img_size)
+        default = model.pretrained_cfg.get("input_size", (3, 224, 224))
+        size = model_args.get("img_size", default[-1])
+        height, width = (size, size) if isinstance(size, int) else size
+        images = torch.empty(1, model_args.get("in_chans", default[0]), height, width)
     with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
         model(images)
     return counter.get_total_flops()

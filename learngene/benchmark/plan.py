@@ -14,13 +14,13 @@ from pathlib import Path
 
 import timm
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from learngene.benchmark.config import BENCHMARK_METHODS, BenchmarkConfig, check_benchmark_config
 from learngene.benchmark.runner import train_config
 from learngene.config import TrainConfig
 from learngene.data import build_loaders
 from learngene.errors import LearngeneError
+from learngene.methods import forward_flops
 from learngene.models import des_architecture
 from learngene.slurm import tasks_per_node
 
@@ -33,17 +33,9 @@ class PlannedJob:
 
 
 @functools.lru_cache(maxsize=None)
-def forward_flops(name: str, kwargs: tuple) -> int:
-    """Forward FLOPs of one image through timm model ``name(**kwargs)`` (built on the meta device)."""
-    with torch.device("meta"):
-        model = timm.create_model(name, **dict(kwargs)).eval()
-        cfg = model.pretrained_cfg.get("input_size", (3, 224, 224))
-        size = dict(kwargs).get("img_size", cfg[-1])
-        height, width = (size, size) if isinstance(size, int) else size
-        image = torch.empty(1, dict(kwargs).get("in_chans", cfg[0]), height, width)
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        model(image)
-    return counter.get_total_flops()
+def cached_flops(name: str, kwargs: tuple) -> int:
+    """``methods.forward_flops`` of timm model ``name`` with ``frozen`` kwargs, counted once."""
+    return forward_flops(name, dict(kwargs))
 
 
 def frozen(kwargs: dict) -> tuple:
@@ -71,16 +63,23 @@ class Planner:
             raise LearngeneError(f"--plan cannot count the training images ({e}): set slurm.plan_train_images, "
                                  "e.g. slurm.plan_train_images=1268355 for ImageNet-1K with val_holdout=0.01") from None
 
-    def hours(self, epochs: int, name: str, kwargs: dict, teacher: TrainConfig | None = None) -> float:
-        flops = 3 * forward_flops(name, frozen(kwargs))
-        if teacher is not None and teacher.teacher.name:
-            flops += forward_flops(teacher.teacher.name, frozen(teacher.teacher.kwargs))
-        return epochs * self.images * flops / (self.cfg.slurm.plan_tflops * 1e12) / 3600
+    def hours(self, epochs: int, name: str, kwargs: dict, teacher: tuple[str, dict] | None = None,
+              images: int | None = None, passes: int = 3) -> float:
+        """GPU-hours of ``epochs`` over ``images`` (default the run's) at ``passes`` forward FLOPs per image (3: forward
+        and backward; 1: a linear probe, whose frozen trunk needs no backward), plus the forward of a ``teacher``
+        (timm name, kwargs)."""
+        flops = passes * cached_flops(name, frozen(kwargs))
+        if teacher is not None:
+            flops += cached_flops(teacher[0], frozen(teacher[1]))
+        return epochs * (images or self.images) * flops / (self.cfg.slurm.plan_tflops * 1e12) / 3600
 
     def part_hours(self, part: str, model: tuple[str, dict] | None = None, teacher: bool = True) -> float:
         cfg = self.parts[part]
         name, kwargs = model or (cfg.model.name, cfg.model.kwargs)
-        return self.hours(cfg.optim.epochs, name, kwargs, cfg if teacher else None)
+        # a distilling part's teacher is the ancestry (the benchmark points teacher.name at its model folder)
+        ancestry = self.parts["ancestry"].model
+        return self.hours(cfg.optim.epochs, name, kwargs,
+                          (ancestry.name, ancestry.kwargs) if teacher and cfg.teacher.name else None)
 
     def des(self, depth: int, width: int | None = None) -> tuple[str, dict]:
         args = {**self.des_args, "depth": depth}
@@ -114,6 +113,23 @@ class Planner:
 
         stage3, full = [], self.des_args["embed_dim"]
         tune = self.parts["finetune"]
+        for prefix, epochs, probe_epochs, images in self.targets():
+            stage3 += self.des_nets(prefix, epochs, probe_epochs, images, tune, lg_of, sources, trained_depths, full)
+        return [("ancestry and Trained references", stage1), ("learngenes", stage2),
+                ("downstream" if cfg.downstream else "Des-Nets", stage3)]
+
+    def targets(self) -> list[tuple[str, int, int, int]]:
+        """``(job name prefix, fine-tune epochs, probe epochs, training images)``: the upstream fine-tune, or each
+        downstream task's (the transfer benchmark)."""
+        if not self.cfg.downstream:
+            return [("", self.cfg.finetune_epochs, 0, self.images)]
+        return [(f"{task.name} ", task.epochs, task.probe_epochs,
+                 self.train_images(train_config(task.finetune, Path(self.cfg.output), [], False)))
+                for task in self.cfg.downstream]
+
+    def des_nets(self, prefix: str, epochs: int, probe_epochs: int, images: int, tune: TrainConfig, lg_of: dict,
+                 sources: dict, trained_depths: list[int], full: int) -> list[PlannedJob]:
+        cfg, stage3 = self.cfg, []
         for method in cfg.methods:
             info, source = BENCHMARK_METHODS[method], BENCHMARK_METHODS[method].source or method
             # BenchmarkMethod.widths; a parent's width (IMwLM) is not known before it is trained: all are counted
@@ -122,20 +138,25 @@ class Planner:
             for depth in cfg.depths:
                 for width in widths:
                     cell = f"depth{depth}" if width == full else f"depth{depth} width{width}"
-                    each = self.hours(cfg.finetune_epochs, *self.des(depth, width), tune)
+                    distilled = (tune.teacher.name, tune.teacher.kwargs) if tune.teacher.name else None
+                    each = self.hours(epochs, *self.des(depth, width), distilled, images) + \
+                        self.hours(probe_epochs, *self.des(depth, width), None, images, passes=1)
                     if info.learned:
+                        snapshots = [""] + [f"-learngene-epoch{e}" for e in cfg.learngene_epochs if method == "sws"]
                         for lg in cfg.learngene_seeds:
                             tuned = sum(lg_of[s] == lg for s in cfg.seeds)
-                            stage3.append(PlannedJob(f"{method} {cell} seed{lg}",
-                                                     (f"learngene {info.learngene} seed{lg}",), tuned * each))
+                            stage3 += [PlannedJob(f"{prefix}{method}{snapshot} {cell} seed{lg}",
+                                                  (f"learngene {info.learngene} seed{lg}",), tuned * each)
+                                       for snapshot in snapshots]
                         continue
                     for s in cfg.seeds:
                         after = ((f"learngene {info.learngene} seed{lg_of[s]}",) if info.learngene
                                  else (sources.get(source, "ancestry"),) if source == "weight-selection"
                                  else (sources.get(source, f"trained depth{trained_depths[0]} seed{s}"),)
-                                 if source == "vanilla-lg" else ())
-                        stage3.append(PlannedJob(f"{method} {cell} seed{s}", after, each))
-        return [("ancestry and Trained references", stage1), ("learngenes", stage2), ("Des-Nets", stage3)]
+                                 if source == "vanilla-lg" else (f"trained depth{depth} seed{s}",)
+                                 if source == "trained" else ())
+                        stage3.append(PlannedJob(f"{prefix}{method} {cell} seed{s}", after, each))
+        return stage3
 
 
 def plan(cfg: BenchmarkConfig) -> str:
