@@ -143,6 +143,7 @@ class Run:
         self.elastic = (ElasticSandwich(cfg.elastic, self.model, cfg.model.drop_path_rate, cfg.seed)
                         if cfg.elastic.widths else None)
         self.teacher_cache = None  # opened once the run is accepted: opening writes the cache's manifest
+        self.saved_config = OmegaConf.to_container(OmegaConf.structured(cfg))  # in every last.pt (0.1 s to build)
         if cfg.channels_last:
             self.model.to(memory_format=torch.channels_last)
             if self.teacher is not None:
@@ -465,7 +466,7 @@ class Run:
             "test_curve": self.test_curve,
             "teacher_top1": self.teacher_top1,
             "start_top1": self.start_top1,
-            "config": OmegaConf.to_container(OmegaConf.structured(self.cfg)),
+            "config": self.saved_config,
         }
         atomic_torch_save(state, self.last_path)
         write_log_csv(self.history, self.out / "log.csv")
