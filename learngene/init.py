@@ -114,13 +114,13 @@ def patch_grid(model: VisionTransformer, what: str) -> tuple[int, int]:
 
 def match_grid(model: VisionTransformer, grid: tuple[int, int]) -> dict | None:
     """Resample ``model``'s pos_embed to ``grid`` the timm way; what changed (None if nothing did)."""
-    old_grid, old_shape = tuple(model.patch_embed.grid_size), list(model.pos_embed.shape)
+    old_grid = tuple(model.patch_embed.grid_size)
     if old_grid == tuple(grid):
         return None
     patch = model.patch_embed.patch_size
     model.set_input_size(img_size=(grid[0] * patch[0], grid[1] * patch[1]))
-    return dict(source_shape=old_shape, from_grid=list(old_grid), to_grid=list(grid),
-                resampled_shape=list(model.pos_embed.shape), how="timm.layers.resample_abs_pos_embed, bicubic")
+    return dict(from_grid=list(old_grid), to_grid=list(grid), resampled_shape=list(model.pos_embed.shape),
+                how="timm.layers.resample_abs_pos_embed, bicubic")
 
 
 def entry(kind: str, shape, **details) -> dict:
@@ -154,9 +154,15 @@ def from_vit(source: str, method: str, target: str, target_args: dict, allow_fre
     if not isinstance(child, VisionTransformer):
         raise LearngeneError(f"target {target} is a {type(child).__name__}, not a timm VisionTransformer")
     grid = patch_grid(child, f"target {target}")
+    source_shapes = {key: list(value.shape) for key, value in parent.state_dict().items()}
     interpolated = match_grid(parent, grid)
     parent_state, child_state = parent_state_for(parent, child), child.state_dict()
     classes = (parent.num_classes, child.num_classes)
+    # parent_state_for gives a class-token source a pooled target's layout: its final norm is the target's fc_norm
+    pooled = parent_state.keys() != parent.state_dict().keys()
+
+    def source_name(name: str) -> str:
+        return f"norm.{name[len('fc_norm.'):]}" if pooled and name.startswith("fc_norm.") else name
 
     if method == "weight-selection":
         parent_layers = layer_counts(parent_state)
@@ -186,7 +192,7 @@ def from_vit(source: str, method: str, target: str, target_args: dict, allow_fre
             reason = "a FRONT skip group (--skip): the target's init, as asked"
         if reason:
             by_design[key] = entry("fresh", value.shape, reason=reason)
-        elif not all(name in parent_state for name in sources_of(key)) or not sources_of(key):
+        elif not sources_of(key) or any(name not in parent_state for name in sources_of(key)):
             missing.append(key)
     check_fresh(missing, allow_fresh)
     fillable = {k: v for k, v in child_state.items() if k not in missing}
@@ -203,11 +209,12 @@ def from_vit(source: str, method: str, target: str, target_args: dict, allow_fre
         elif key in missing:
             tensors[key] = entry("fresh", value.shape, reason="the source has no such tensor (allowed by --allow-fresh)")
         else:
-            names = sources_of(key)
             kind = "transformed" if method == "front" else (
-                "copied" if parent_state[names[0]].shape == value.shape else "selected")
-            details = dict(source=names if method == "front" else names[0],
-                           source_shape=list(parent_state[names[0]].shape))
+                "copied" if parent_state[sources_of(key)[0]].shape == value.shape else "selected")
+            names = [source_name(name) for name in sources_of(key)]
+            details = dict(source=names if method == "front" else names[0], source_shape=source_shapes[names[0]])
+            if key == "pos_embed" and pooled:
+                details["note"] = "the class token's position dropped (the target has no class token)"
             if key == "pos_embed" and interpolated:
                 details.update(interpolated, then=kind)
                 kind = "interpolated"

@@ -87,10 +87,22 @@ def test_other_img_size_resamples_pos_embed_the_timm_way(vit_small, tmp_path, ca
     resampled = resample_abs_pos_embed(source["pos_embed"], new_size=(10, 10), old_size=(14, 14), num_prefix_tokens=1)
     assert torch.allclose(tiny.pos_embed.detach(), released_selection(resampled, (1, 101, 192)))
     entry = record["tensors"]["pos_embed"]
-    assert (entry["kind"], entry["then"], entry["source_shape"], entry["from_grid"], entry["to_grid"]) == (
-        "interpolated", "selected", [1, 197, 384], [14, 14], [10, 10])
+    assert (entry["kind"], entry["then"], entry["source_shape"], entry["from_grid"], entry["to_grid"],
+            entry["resampled_shape"]) == ("interpolated", "selected", [1, 197, 384], [14, 14], [10, 10], [1, 101, 384])
     assert record["tensors"]["head.weight"]["reason"] == "new classifier: num_classes 10 differs from the source's 1000"
     assert tiny.patch_embed.img_size == (160, 160) and tiny.num_classes == 10
+
+
+def test_pooled_target_from_a_class_token_source(vit_small, tmp_path, capsys):
+    folder, source = vit_small
+    rc, _, _ = run_tool([folder, "vit_tiny_patch16_224", "class_token=false", "global_pool=avg", "--out",
+                         tmp_path / "pooled"], capsys)
+    assert rc == 0
+    des, record = load(tmp_path / "pooled")
+    assert record["tensors"]["fc_norm.weight"]["source"] == "norm.weight"
+    assert torch.equal(des.fc_norm.weight, released_selection(source["norm.weight"], (192,)))
+    assert record["tensors"]["pos_embed"]["note"].startswith("the class token's position dropped")
+    assert torch.equal(des.pos_embed, released_selection(source["pos_embed"][:, 1:], (1, 196, 192)))
 
 
 def test_a_tensor_the_source_lacks_is_an_error_unless_allowed(vit_small, tmp_path, capsys):

@@ -4,7 +4,8 @@
     python tools/init.py hf-hub:timm/vit_small_patch16_224.augreg_in21k vit_tiny_patch16_224 img_size=160 \\
         --out runs/vit_t160   # pos_embed resampled to the 10x10 grid, then selected
     python tools/init.py runs/digits/ancestry/model vit_tiny_patch16_224 img_size=8 patch_size=2 in_chans=1 \\
-        embed_dim=64 num_heads=4 depth=6 num_classes=10 --method front --out runs/front6
+        embed_dim=64 num_heads=4 depth=6 num_classes=10 class_token=false global_pool=avg --method front \\
+        --out runs/front6
     python tools/init.py runs/digits/aux/learngene.safetensors depth=12 --method sws --out runs/sws12
 
 SOURCE: a timm model name (pretrained=True), an hf-hub: id, a local model folder, or a learngene file (sws,
