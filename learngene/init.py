@@ -39,7 +39,7 @@ from learngene.baselines.front import SKIP_GROUPS, front_transfer, tensor_groups
 from learngene.baselines.weight_selection import layer_indices, select_weights
 from learngene.checkpoint import PREPROCESSING_KEYS, load_learngene
 from learngene.errors import LearngeneError, first_line
-from learngene.expand.state_dict import LAYER_KEY, STAGE_KEY, layer_counts
+from learngene.expand.state_dict import LAYER_KEY, layer_counts
 from learngene.hub import HUB_PREFIX, resolve_source
 from learngene.methods import METHODS, attention_heads, count_parameters, fresh_model, parent_state_for, \
     read_model_folder
@@ -198,8 +198,8 @@ def from_vit(source: str, method: str, target: str, target_args: dict, allow_fre
     fillable = {k: v for k, v in child_state.items() if k not in missing}
     if method == "weight-selection":
         heads = (attention_heads(parent), attention_heads(child)) if options.get("head_aware") else None
-        state = select_weights(parent_state, fillable, options.get("layers", "first"), options.get("elements", "uniform"),
-                               seed, bool(heads), heads)
+        state = select_weights(parent_state, fillable, options.get("layers", "first"),
+                               options.get("elements", "uniform"), seed, bool(heads), heads)
         state.update({k: child_state[k] for k in missing})
     else:
         state = front_transfer(parent_state, child_state, seed=seed, **options)
@@ -207,7 +207,8 @@ def from_vit(source: str, method: str, target: str, target_args: dict, allow_fre
         if key in by_design:
             tensors[key] = by_design[key]
         elif key in missing:
-            tensors[key] = entry("fresh", value.shape, reason="the source has no such tensor (allowed by --allow-fresh)")
+            tensors[key] = entry("fresh", value.shape,
+                                 reason="the source has no such tensor (allowed by --allow-fresh)")
         else:
             kind = "transformed" if method == "front" else (
                 "copied" if parent_state[sources_of(key)[0]].shape == value.shape else "selected")

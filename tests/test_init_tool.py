@@ -154,10 +154,12 @@ def test_sws_and_tleg_from_a_learngene_record_their_layers(tmp_path, learngenes,
         assert (entry["kind"], entry["source"]) == ("copied", f"stages.{stage}.attn.qkv.weight")
         assert torch.equal(des.blocks[i].attn.qkv.weight, sws_state[f"stages.{stage}.attn.qkv.weight"])
     resampled = resample_abs_pos_embed(sws_state["pos_embed"], new_size=(6, 6), old_size=(4, 4), num_prefix_tokens=0)
-    assert torch.allclose(des.pos_embed.detach(), resampled) and record["tensors"]["pos_embed"]["kind"] == "interpolated"
+    assert torch.allclose(des.pos_embed.detach(), resampled)
+    assert record["tensors"]["pos_embed"]["kind"] == "interpolated"
     assert record["tensors"]["head.bias"]["kind"] == "fresh"
 
-    rc, _, _ = run_tool([tmp_path / "tleg.safetensors", "depth=4", "--method", "tleg", "--out", tmp_path / "tleg"], capsys)
+    rc, _, _ = run_tool([tmp_path / "tleg.safetensors", "depth=4", "--method", "tleg", "--out", tmp_path / "tleg"],
+                        capsys)
     assert rc == 0
     des, record = load(tmp_path / "tleg")
     entry = record["tensors"]["blocks.3.mlp.fc2.weight"]
@@ -199,7 +201,8 @@ def test_bad_input_is_one_line_and_writes_nothing(case, expected, vit_small, vit
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("source", ["vit_tiny_patch16_224.augreg_in21k", "hf-hub:timm/vit_tiny_patch16_224.augreg_in21k"])
+@pytest.mark.parametrize("source", ["vit_tiny_patch16_224.augreg_in21k",
+                                    "hf-hub:timm/vit_tiny_patch16_224.augreg_in21k"])
 def test_pretrained_source_offline_and_not_cached_is_one_line(source, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty_cache"))
     rc, _, err = run_tool([source, "vit_tiny_patch16_224", "--out", tmp_path / "out"], capsys)

@@ -29,8 +29,8 @@ from learngene.expand.plan import check_positive_int
 from learngene.init import INIT_METHODS, initialize
 
 # Which options each method takes (the rest must keep their defaults).
-METHOD_OPTIONS = {"weight-selection": ("layers", "elements", "head_aware"), "front": ("keep_ratio", "depth_mode", "skip"),
-                  "sws": ("strategy",), "tleg": ()}
+METHOD_OPTIONS = {"weight-selection": ("layers", "elements", "head_aware"),
+                  "front": ("keep_ratio", "depth_mode", "skip"), "sws": ("strategy",), "tleg": ()}
 
 
 def make_parser():

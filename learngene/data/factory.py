@@ -6,7 +6,8 @@ and ``root/val/<class>/*``, optionally ``root/test/<class>/*``), and through tor
 downstream datasets (``DOWNSTREAM``: ``food101``, ``stanford_cars``, ``flowers102``, ``oxford_iiit_pet``,
 ``stl10``, ``dtd``, ``svhn``, ``eurosat``): torchvision's files under ``data.root``, downloaded there only with
 ``data.download=true`` (Stanford Cars cannot be: torchvision's URL is gone). Every split dataset returned
-exposes ``classes`` (names) and per-item ``targets`` (:func:`targets_of` reads them through Subsets too). Image datasets use timm's
+exposes ``classes`` (names) and per-item ``targets`` (:func:`targets_of` reads them through Subsets
+too). Image datasets use timm's
 transforms: for training timm's RandomResizedCrop (``data.scale``, ``data.ratio``) and flip
 (``data.hflip``) plus the optional augmentations, or with ``data.augment=false`` the evaluation transform.
 Colour datasets are normalized with ImageNet's mean/std, so ImageNet-pretrained models see the inputs they
@@ -87,14 +88,16 @@ DOWNSTREAM = {
     "stanford_cars": Downstream(
         StanfordCars, {"train": dict(split="train"), "test": dict(split="test")}, "stanford_cars",
         ("devkit/cars_meta.mat", "devkit/cars_train_annos.mat", "cars_train/", "cars_test/",
-         "cars_test_annos_withlabels.mat"), "the Stanford Cars images and devkit, e.g. a Kaggle copy", downloadable=False),
+         "cars_test_annos_withlabels.mat"), "the Stanford Cars images and devkit, e.g. a Kaggle copy",
+        downloadable=False),
     "flowers102": Downstream(Flowers102, {split: dict(split=split) for split in SPLITS}, "flowers-102",
                              ("jpg/", "imagelabels.mat", "setid.mat"), "102flowers.tgz, imagelabels.mat, setid.mat"),
     "oxford_iiit_pet": Downstream(OxfordIIITPet, {"train": dict(split="trainval"), "test": dict(split="test")},
                                   "oxford-iiit-pet", ("images/", "annotations/trainval.txt", "annotations/test.txt"),
                                   "images.tar.gz and annotations.tar.gz"),
     "stl10": Downstream(STL10, {"train": dict(split="train"), "test": dict(split="test")}, "stl10_binary",
-                        ("train_X.bin", "train_y.bin", "unlabeled_X.bin", "test_X.bin", "test_y.bin", "class_names.txt"),
+                        ("train_X.bin", "train_y.bin", "unlabeled_X.bin", "test_X.bin", "test_y.bin",
+                         "class_names.txt"),
                         "stl10_binary.tar.gz"),
     "dtd": Downstream(DTD, {split: dict(split=split, partition=1) for split in SPLITS}, "dtd/dtd",
                       ("images/", "labels/train1.txt", "labels/val1.txt", "labels/test1.txt"), "dtd-r1.0.1.tar.gz"),
@@ -465,7 +468,8 @@ def _downstream(spec: Downstream, cfg: DataConfig, train_tf, val_tf) -> dict[str
         return dataset
 
     try:
-        splits = {split: read(kwargs, train_tf if split == "train" else val_tf) for split, kwargs in spec.splits.items()}
+        splits = {split: read(kwargs, train_tf if split == "train" else val_tf)
+                  for split, kwargs in spec.splits.items()}
         if "val" not in splits:
             splits["train_eval"] = read(spec.splits["train"], val_tf)
     except RuntimeError:  # torchvision's "not found or corrupted": a file fails its md5 check
