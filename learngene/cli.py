@@ -96,7 +96,7 @@ def int_at_least(minimum: int) -> Callable[[str], int]:
 
 
 # `learngene COMMAND`: the module of learngene.tools (the repository's tools/ folder) that runs it.
-COMMANDS = {"expand": "expand", "share": "share", "convert": "convert", "train-aux": "train_aux",
+COMMANDS = {"expand": "expand", "init": "init", "share": "share", "convert": "convert", "train-aux": "train_aux",
             "finetune": "finetune", "benchmark": "benchmark", "bench-speed": "bench_speed"}
 USAGE = f"""usage: learngene COMMAND [ARGS...]
 
@@ -104,6 +104,7 @@ The learngene tools as one command (the same scripts as tools/*.py in the reposi
 
 commands:
   expand       initialize a Des-Net of any depth from a learngene, or with a baseline (tools/expand.py)
+  init         initialize a timm ViT from any larger ViT or a learngene, recording every tensor (tools/init.py)
   share        write a learngene or a model folder as a hub folder with a model card; --push it (tools/share.py)
   convert      convert an official SWS or TLEG checkpoint into a learngene file (tools/convert.py)
   train-aux    distill an Aux-Net from its ancestry and write its learngene (tools/train_aux.py)

@@ -229,7 +229,7 @@ def test_repeated_copies_of_an_image_get_their_own_draws():
 
 
 def test_bad_digits_configs():
-    assert "fashion_mnist" in _raise_message(DataConfig(name="svhn"))
+    assert "fashion_mnist" in _raise_message(DataConfig(name="caltech256"))
     assert "digits_shift" in _raise_message(DataConfig(digits_shift=-1))
     assert "set data.digits_shift=0" in _raise_message(DataConfig(digits_shift=1, augment=False))
     assert "data.scale=[0.5]" in _raise_message(DataConfig(scale=[0.5]))

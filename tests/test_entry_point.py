@@ -28,7 +28,7 @@ def test_help_and_unknown_command(capsys):
     out = capsys.readouterr().out
     assert out.startswith("usage: learngene COMMAND [ARGS...]") and all(f"\n  {c} " in out for c in cli.COMMANDS)
     assert cli.main(["expnad", "x"]) == 2
-    assert capsys.readouterr().err == ("error: unknown command 'expnad': choose one of expand, share, convert, "
+    assert capsys.readouterr().err == ("error: unknown command 'expnad': choose one of expand, init, share, convert, "
                                        "train-aux, finetune, benchmark, bench-speed (see learngene --help)\n")
     assert cli.main([]) == 2
     assert capsys.readouterr().err.startswith("error: no command given: choose one of expand")

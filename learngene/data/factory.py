@@ -2,8 +2,12 @@
 
 Datasets: ``digits`` (scikit-learn's 8x8 digits, in memory), ``imagefolder`` (``root/train/<class>/*``
 and ``root/val/<class>/*``, optionally ``root/test/<class>/*``), and through torchvision ``mnist``,
-``fashion_mnist`` (1-channel 28x28), ``cifar10`` and ``cifar100`` (3-channel 32x32): torchvision's files
-under ``data.root``, downloaded there only with ``data.download=true``. Image datasets use timm's
+``fashion_mnist`` (1-channel 28x28), ``cifar10`` and ``cifar100`` (3-channel 32x32) and the papers' other
+downstream datasets (``DOWNSTREAM``: ``food101``, ``stanford_cars``, ``flowers102``, ``oxford_iiit_pet``,
+``stl10``, ``dtd``, ``svhn``, ``eurosat``): torchvision's files under ``data.root``, downloaded there only with
+``data.download=true`` (Stanford Cars cannot be: torchvision's URL is gone). Every split dataset returned
+exposes ``classes`` (names) and per-item ``targets`` (:func:`targets_of` reads them through Subsets
+too). Image datasets use timm's
 transforms: for training timm's RandomResizedCrop (``data.scale``, ``data.ratio``) and flip
 (``data.hflip``) plus the optional augmentations, or with ``data.augment=false`` the evaluation transform.
 Colour datasets are normalized with ImageNet's mean/std, so ImageNet-pretrained models see the inputs they
@@ -13,7 +17,8 @@ Every dataset has three splits. ``train`` is trained on, ``val`` is what trainin
 recipes are chosen on, and ``test`` is read only by the benchmark's reported results. Where a dataset
 ships only two splits (CIFAR's train/test, an image folder with train/ and val/ only), its second split
 becomes ``test`` and ``val`` is a stratified ``data.val_holdout`` fraction of the training images, the
-same images on every run (``HOLDOUT_SEED``).
+same images on every run (``HOLDOUT_SEED``). Flowers-102 and DTD ship all three and keep them; EuroSAT ships
+one set of images, of which a stratified ``EUROSAT_TEST_FRACTION`` is the test split (then val as above).
 
 What a training run sees depends on ``(seed, epoch)`` alone, never on the model being trained: the
 sampler order is a function of them, and every random augmentation of a training image (timm's
@@ -26,13 +31,14 @@ resumed run re-draws the same ones. Mixup/CutMix act on whole batches in the tra
 from __future__ import annotations
 
 import contextlib
+import inspect
 import io
 import os
 import random
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import torch
 import torch.distributed as dist
@@ -40,26 +46,72 @@ from PIL import Image
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, Mixup, create_transform
 from timm.data.distributed_sampler import RepeatAugSampler
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
-from torchvision.datasets import CIFAR10, CIFAR100, MNIST, FashionMNIST, ImageFolder
+from torchvision.datasets import (CIFAR10, CIFAR100, DTD, MNIST, STL10, SVHN, EuroSAT, FashionMNIST, Flowers102,
+                                  Food101, ImageFolder, OxfordIIITPet, StanfordCars)
 from torchvision.datasets.folder import pil_loader
 
 from learngene.data import digits
 from learngene.data.augment import posterize_zero_bits_black
 from learngene.data.seeded import SeededItems, SeededItemSampler
-from learngene.errors import LearngeneError
+from learngene.errors import LearngeneError, first_line
 
-DATASET_NAMES = ("digits", "imagefolder", "mnist", "fashion_mnist", "cifar10", "cifar100")
+DATASET_NAMES = ("digits", "imagefolder", "mnist", "fashion_mnist", "cifar10", "cifar100", "food101", "stanford_cars",
+                 "flowers102", "oxford_iiit_pet", "stl10", "dtd", "svhn", "eurosat")
 TORCHVISION = {"mnist": MNIST, "fashion_mnist": FashionMNIST, "cifar10": CIFAR10, "cifar100": CIFAR100}
 # Pixel mean and std (values in [0, 1]) over all 60,000 images of each training file: MNIST's are the values
 # torchvision's own MNIST example uses, Fashion-MNIST's the equally common ones for its training file.
 GRAY_STATS = {"mnist": ((0.1307,), (0.3081,)), "fashion_mnist": ((0.2860,), (0.3530,))}
 SPLITS = ("train", "val", "test")
 HOLDOUT_SEED = 0
+# EuroSAT ships no split: this stratified fraction of its images is the test split (its authors' 80/20 ratio).
+EUROSAT_TEST_FRACTION = 0.2
+
+
+@dataclass(frozen=True)
+class Downstream:
+    """A torchvision dataset of the papers' transfer experiments: which of its splits the project reads and the
+    files torchvision needs under ``data.root/folder``."""
+
+    dataset: type
+    splits: dict  # project split -> torchvision's constructor arguments; without "val" it is held out of "train"
+    folder: str  # where torchvision reads the files, under data.root ("" for the root itself)
+    files: tuple  # what must be there ("name/" for a folder), checked before torchvision reads them
+    source: str  # where the files come from, for a user who puts them there by hand
+    downloadable: bool = True
+    class_names: tuple = ()  # for a torchvision class that keeps no names (SVHN)
+    test_holdout: float | None = None  # one set of images only: this stratified fraction of it is the test split
+
+
+DOWNSTREAM = {
+    "food101": Downstream(Food101, {"train": dict(split="train"), "test": dict(split="test")}, "food-101",
+                          ("images/", "meta/train.json", "meta/test.json"), "food-101.tar.gz"),
+    "stanford_cars": Downstream(
+        StanfordCars, {"train": dict(split="train"), "test": dict(split="test")}, "stanford_cars",
+        ("devkit/cars_meta.mat", "devkit/cars_train_annos.mat", "cars_train/", "cars_test/",
+         "cars_test_annos_withlabels.mat"), "the Stanford Cars images and devkit, e.g. a Kaggle copy",
+        downloadable=False),
+    "flowers102": Downstream(Flowers102, {split: dict(split=split) for split in SPLITS}, "flowers-102",
+                             ("jpg/", "imagelabels.mat", "setid.mat"), "102flowers.tgz, imagelabels.mat, setid.mat"),
+    "oxford_iiit_pet": Downstream(OxfordIIITPet, {"train": dict(split="trainval"), "test": dict(split="test")},
+                                  "oxford-iiit-pet", ("images/", "annotations/trainval.txt", "annotations/test.txt"),
+                                  "images.tar.gz and annotations.tar.gz"),
+    "stl10": Downstream(STL10, {"train": dict(split="train"), "test": dict(split="test")}, "stl10_binary",
+                        ("train_X.bin", "train_y.bin", "unlabeled_X.bin", "test_X.bin", "test_y.bin",
+                         "class_names.txt"),
+                        "stl10_binary.tar.gz"),
+    "dtd": Downstream(DTD, {split: dict(split=split, partition=1) for split in SPLITS}, "dtd/dtd",
+                      ("images/", "labels/train1.txt", "labels/val1.txt", "labels/test1.txt"), "dtd-r1.0.1.tar.gz"),
+    "svhn": Downstream(SVHN, {"train": dict(split="train"), "test": dict(split="test")}, "",
+                       ("train_32x32.mat", "test_32x32.mat"), "the cropped-digits files of the SVHN site",
+                       class_names=tuple(str(digit) for digit in range(10))),
+    "eurosat": Downstream(EuroSAT, {"train": {}}, "eurosat/2750", (), "EuroSAT.zip, the RGB version",
+                          test_holdout=EUROSAT_TEST_FRACTION),
+}
 
 
 @dataclass
 class DataConfig:
-    name: str = "digits"  # digits | imagefolder | mnist | fashion_mnist | cifar10 | cifar100
+    name: str = "digits"  # one of DATASET_NAMES: digits | imagefolder | mnist | fashion_mnist | cifar10 | ... | eurosat
     root: str = ""  # imagefolder: folder holding train/ and val/ class subfolders; else torchvision's root
     download: bool = False  # mnist, fashion_mnist, cifar10/100: download torchvision's files into root if missing
     img_size: int = 8  # resolution fed to the model (digits native 8x8, 1 channel)
@@ -137,6 +189,8 @@ def build_splits(cfg: DataConfig) -> tuple[dict[str, Dataset], DatasetInfo]:
         train_tf, val_tf = _timm_transforms(cfg, mean, std)
         if cfg.name == "imagefolder":
             splits = _image_folders(cfg.root, train_tf, val_tf)
+        elif cfg.name in DOWNSTREAM:
+            splits = _downstream(DOWNSTREAM[cfg.name], cfg, train_tf, val_tf)
         else:
             splits = _torchvision(TORCHVISION[cfg.name], cfg, train_tf, val_tf)
         num_classes, in_chans = len(splits["train"].classes), len(mean)
@@ -175,18 +229,6 @@ def class_names(dataset: Dataset) -> tuple[str, ...]:
     return tuple(str(name) for name in dataset.classes)
 
 
-def dataset_targets(dataset: Dataset) -> list[int]:
-    """The label of every item of a split, in order, read without loading any image."""
-    if isinstance(dataset, Subset):
-        targets = dataset_targets(dataset.dataset)
-        return [targets[i] for i in dataset.indices]
-    for attribute in ("targets", "labels"):  # torchvision's names (CIFAR, MNIST, ImageFolder: targets; SVHN: labels)
-        values = getattr(dataset, attribute, None)
-        if values is not None:
-            return [int(t) for t in values]
-    raise TypeError(f"{type(dataset).__name__} exposes no targets or labels")
-
-
 def class_indices(classes: list, names: tuple[str, ...], dataset: str) -> list[int]:
     """The label of each entry of ``data.classes`` (an index, or a class name), checked: known and distinct."""
     keep, unknown = [], []
@@ -215,7 +257,7 @@ class ClassSubset(Dataset):
 
     def __init__(self, dataset: Dataset, keep: list[int]):
         self.dataset, self.relabel = dataset, {label: i for i, label in enumerate(keep)}
-        targets = dataset_targets(dataset)
+        targets = targets_of(dataset)
         self.indices = [i for i, label in enumerate(targets) if label in self.relabel]
         self.targets = [self.relabel[targets[i]] for i in self.indices]
         names = class_names(dataset)
@@ -423,7 +465,8 @@ def _torchvision(dataset: type, cfg: DataConfig, train_tf, val_tf) -> dict[str, 
     archives = dataset.filename if is_cifar else ", ".join(name for name, _ in dataset.resources)
     layout = f"the folder that holds {folder}/ (from {archives})"
     if cfg.download and cfg.root:
-        _download(dataset, Path(os.path.expanduser(cfg.root)), folder, cfg.name)
+        root = Path(os.path.expanduser(cfg.root))
+        _download(lambda: dataset(str(root), train=True, download=True), root, folder, cfg.name)
     root = _require_root(cfg.root, f"{layout}, or with data.download=true the folder to download {cfg.name} into")
     if not (root / folder).is_dir():
         raise LearngeneError(f"missing folder {root / folder}: pass data.download=true to download {cfg.name} into "
@@ -440,19 +483,86 @@ def _torchvision(dataset: type, cfg: DataConfig, train_tf, val_tf) -> dict[str, 
                              f"pass data.download=true, or unpack fresh {archives} into it") from None
 
 
-def _download(dataset: type, root: Path, folder: str, name: str) -> None:
-    """torchvision's download into ``root`` (a no-op when the files are there); a failure is one line, and the
-    folders this attempt created are removed again."""
+def _download(fetch: Callable[[], object], root: Path, folder: str, name: str) -> None:
+    """torchvision's download into ``root`` by ``fetch`` (a no-op when the files are there); a failure is one line,
+    and the folders this attempt created are removed again."""
     created = next((p for p in (root, root / folder.split("/")[0]) if not p.exists()), None)
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # torchvision prints a line per file and mirror tried
-            dataset(str(root), train=True, download=True)
+            fetch()
     except (OSError, RuntimeError) as e:  # URLError is an OSError; torchvision's MNIST wraps its in a RuntimeError
         if created is not None:
             shutil.rmtree(created, ignore_errors=True)
         reason = [line for line in str(e).splitlines() if line.strip()][-1:] or [type(e).__name__]
         raise LearngeneError(f"could not download {name} into {root} ({reason[0].strip()}): check the network "
                              f"connection, or put torchvision's files under data.root and drop data.download") from None
+
+
+def _downstream(spec: Downstream, cfg: DataConfig, train_tf, val_tf) -> dict[str, Dataset]:
+    """A :data:`DOWNSTREAM` dataset's splits from torchvision's files under ``data.root`` (downloaded there with
+    ``data.download``); with no val split of its own also the training images with the evaluation transform
+    (``train_eval``, to hold val out of). Every split has ``classes`` and ``targets``."""
+    where = f"{spec.folder}/ under data.root" if spec.folder else "data.root"
+    put = f"put {', '.join(spec.files) or 'one folder of .jpg images per class'} in {where} (from {spec.source})"
+    if cfg.download and cfg.root:
+        if not spec.downloadable:
+            raise LearngeneError(f"torchvision cannot download {cfg.name} (its URL is gone): drop data.download and "
+                                 f"{put}")
+        root = Path(os.path.expanduser(cfg.root))
+        _download(lambda: [spec.dataset(str(root), download=True, **kwargs) for kwargs in spec.splits.values()],
+                  root, spec.folder, cfg.name)
+    root = _require_root(cfg.root, f"the folder that holds {spec.folder or 'the files'} ({put})")
+    folder = root / spec.folder
+    missing = [name for name in spec.files if not (folder / name).exists()]
+    if not folder.is_dir() or missing:
+        problem = f"missing {', '.join(missing)} in {folder}" if folder.is_dir() else f"missing folder {folder}"
+        how = f"pass data.download=true to download {cfg.name} into {root}, or " if spec.downloadable else ""
+        raise LearngeneError(f"{cfg.name}: {problem}: {how}{put}")
+    reads_with = {"loader": read_image} if "loader" in inspect.signature(spec.dataset).parameters else {}
+
+    def read(kwargs: dict, transform) -> Dataset:
+        dataset = spec.dataset(str(root), transform=transform, **reads_with, **kwargs)
+        dataset.targets = targets_of(dataset)
+        dataset.classes = list(spec.class_names or dataset.classes)
+        return dataset
+
+    try:
+        splits = {split: read(kwargs, train_tf if split == "train" else val_tf)
+                  for split, kwargs in spec.splits.items()}
+        if "val" not in splits:
+            splits["train_eval"] = read(spec.splits["train"], val_tf)
+    except RuntimeError:  # torchvision's "not found or corrupted": a file fails its md5 check
+        raise LearngeneError(f"{folder} has corrupted files (torchvision checks the md5 of its .mat/.bin files): "
+                             f"delete them and pass data.download=true, or {put} afresh") from None
+    except (FileNotFoundError, ValueError, KeyError) as e:  # no class folders, a label file of another format
+        raise LearngeneError(f"{folder} is not {cfg.name}'s layout ({first_line(e)}): {put}") from None
+    if spec.test_holdout is not None:
+        train_idx, test_idx = holdout_indices(splits["train"].targets, spec.test_holdout)
+        splits = {"train": LabelledSubset(splits["train"], train_idx),
+                  "train_eval": LabelledSubset(splits["train_eval"], train_idx),
+                  "test": LabelledSubset(splits["train_eval"], test_idx)}
+    return splits
+
+
+def targets_of(dataset: Dataset) -> list[int]:
+    """The label of every item of a dataset this module builds (a Subset's: its dataset's at its indices) or of a
+    torchvision dataset, which keep them under different names."""
+    if isinstance(dataset, Subset):
+        targets = targets_of(dataset.dataset)
+        return [targets[i] for i in dataset.indices]
+    for name in ("targets", "_labels", "labels"):  # ImageFolder/CIFAR/MNIST; Food101, Flowers102, Pets, DTD; STL, SVHN
+        if hasattr(dataset, name):
+            return [int(label) for label in getattr(dataset, name)]
+    return [label for _, label in dataset._samples]  # StanfordCars: (path, label) pairs
+
+
+class LabelledSubset(Subset):
+    """A Subset with its dataset's ``classes`` and its own items' ``targets``, as the whole datasets have."""
+
+    def __init__(self, dataset: Dataset, indices: list[int]):
+        super().__init__(dataset, indices)
+        self.classes = dataset.classes
+        self.targets = [dataset.targets[i] for i in indices]
 
 
 class UnreadableImageError(LearngeneError):
