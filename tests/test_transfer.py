@@ -241,12 +241,18 @@ def transfer_args(tmp_path, methods="[sws, weight-selection, scratch, pf]", *ext
 
 
 def test_reduced_transfer_run(tmp_path, capsys):
-    assert benchmark.main(transfer_args(tmp_path, "[sws, weight-selection, scratch, pf]", "learngene_epochs=[]")) == 0
+    args = transfer_args(tmp_path, "[sws, weight-selection, scratch, pf]", "learngene_epochs=[1]",
+                         "sws_aux.overrides=[optim.epochs=2]")
+    assert benchmark.main(args) == 0
     out = tmp_path / "bench"
     rows = read_csv(out / "transfer.csv")
     assert list(rows[0]) == TRANSFER_FIELDS
-    # 4 methods x 3 seeds, fine-tune epochs 0-2 and probe epochs 0-1
-    assert len(rows) == 4 * 3 * (3 + 2)
+    # 4 methods x 3 seeds, and SWS from the learngene saved after epoch 1 (3 seeds): fine-tune epochs 0-2, probe 0-1
+    assert len(rows) == (4 + 1) * 3 * (3 + 2)
+    assert len([r for r in rows if r["learngene_epoch"] == "1"]) == 3 * (3 + 2)
+    snapshot = out / "learngenes" / "sws" / "seed2" / "run" / "epoch1" / "learngene.safetensors"
+    assert json.loads((out / "transfer" / "digits_5-9" / "init" / "sws-learngene-epoch1" / "depth2" / "seed2" /
+                       "model" / "init.json").read_text())["source"] == str(snapshot)
     assert {r["split"] for r in rows} == {"test"} and {r["dataset"] for r in rows} == {"digits_5-9"}
     init = json.loads((out / "transfer" / "digits_5-9" / "init" / "sws" / "depth2" / "seed1" / "done.json")
                       .read_text())["result"]
@@ -266,12 +272,17 @@ def test_reduced_transfer_run(tmp_path, capsys):
     learngene = load_learngene(out / "learngenes" / "sws" / "seed0" / "run" / "learngene.safetensors")
     assert int(next(r for r in rows if r["method"] == "sws")["params_stored"]) == \
         count_parameters(learngene.state_dict.values())
+    stored = (out / "results.md").read_text().split("## Parameters stored")[1]
+    assert f"| SWS | {count_parameters(learngene.state_dict.values()) / 1e6:.3f} |" in stored  # saved ones not counted
+    assert f"| PF | {count_parameters(des.parameters()) / 1e6:.3f} |" in stored  # one model, the run's one depth
     for name in ("results.md", "transfer_verdicts.csv", "time_to_accuracy.csv", "curve_digits_5-9_depth2.png",
                  "curve_digits_5-9_depth2_probe.png"):
         assert (out / name).is_file()
-    assert "Transfer claims" in capsys.readouterr().out
+    console = capsys.readouterr().out
+    assert "Transfer claims" in console and "| SWS from a longer-trained learngene" in console
+    assert "(SWS Table 6) | digits_5-9 depth 2, learngene epoch 1:" in console
     # Run again: every part is cached, the same numbers come back
-    assert benchmark.main(transfer_args(tmp_path, "[sws, weight-selection, scratch, pf]", "learngene_epochs=[]")) == 0
+    assert benchmark.main(args) == 0
     assert read_csv(out / "transfer.csv") == rows
 
 
