@@ -531,10 +531,17 @@ def plot_accuracy(summary, depths, methods, phase: str, path: Path, title: str) 
         xs, ys, errs = zip(*points)
         style = dict(linestyle="--", color="black") if method == "trained" else dict(marker="o", markersize=3)
         ax.errorbar(xs, ys, yerr=errs, label=method_info(method).label, capsize=2, **style)
-    ax.set_xlabel("Des-Net depth (layers)")
+    ax.set_xticks(list(depths))
+    save_plot(fig, ax, path, "Des-Net depth (layers)", title)
+
+
+def save_plot(fig, ax, path: Path, xlabel: str, title: str) -> None:
+    """Label a test top-1 plot, write it as a PNG (atomically) and close it."""
+    import matplotlib.pyplot as plt
+
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("test top-1 (%)")
     ax.set_title(title)
-    ax.set_xticks(list(depths))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()

@@ -19,7 +19,7 @@ from learngene.benchmark import report
 from learngene.benchmark.report import ARITHMETIC, COST_MARGIN, Analysis, Claim, family_rule, family_verdict, \
     interval_evidence, label
 from learngene.benchmark.stats import Interval, cell_matrix, difference
-from learngene.checkpoint import atomic_path, atomic_write_text
+from learngene.checkpoint import atomic_write_text
 
 TRANSFER_FIELDS = ["dataset", "method", "depth", "width", "phase", "learngene_epoch", "learngene_seed", "seed", "epoch",
                    "split", "top1", "top5", "loss", "params", "params_stored", "flops", "seconds"]
@@ -287,15 +287,7 @@ def plot_curves(t: TaskAnalysis, depth: int, phase: str, budget: int, path: Path
             xs, ys, errs = zip(*points)
             ax.plot(xs, ys, label=label(method), linewidth=1.2)
             ax.fill_between(xs, [y - s for y, s in zip(ys, errs)], [y + s for y, s in zip(ys, errs)], alpha=0.15)
-    ax.set_xlabel("downstream epoch")
-    ax.set_ylabel("test top-1 (%)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
+    report.save_plot(fig, ax, path, "downstream epoch", title)
 
 
 def write(bench, up, rows: list[dict], des_nets) -> str:
