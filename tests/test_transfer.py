@@ -240,6 +240,7 @@ def transfer_args(tmp_path, methods="[sws, weight-selection, scratch, pf]", *ext
             "trained_depths=[]", *extra]
 
 
+@pytest.mark.slow
 def test_reduced_transfer_run(tmp_path, capsys):
     args = transfer_args(tmp_path, "[sws, weight-selection, scratch, pf]", "learngene_epochs=[1]",
                          "sws_aux.overrides=[optim.epochs=2]")
