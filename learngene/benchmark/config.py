@@ -94,6 +94,11 @@ class BenchmarkConfig:
     threads: int = 1  # torch threads of every part: results are bitwise repeatable for a fixed count
     deterministic: bool = True  # every training part runs with deterministic=true
     keep_training_states: bool = False  # keep each finished part's last.pt (only needed to extend a training)
+    # What to do with parts made with another key (other code, config, libraries or thread count), which the run
+    # lists and never deletes: "stale" = compute them again, keeping each old folder beside as <part>.stale-<key8>
+    # (recompute), or accept their results where only code, libraries or thread counts changed (reuse).
+    recompute: str = ""
+    reuse: str = ""
     teacher_cache: bool = True  # the learngenes after the first replay the ancestry's outputs (same data, seed)
     trained_depths: list[int] = field(default_factory=list)  # Trained references; empty = all depths
     vanilla_lg_layers: int = 3
@@ -141,6 +146,9 @@ def check_benchmark_config(cfg: BenchmarkConfig) -> BenchmarkConfig:
     if len(cfg.seeds) % len(cfg.learngene_seeds):
         raise LearngeneError(f"seeds={cfg.seeds} must hold a multiple of the {len(cfg.learngene_seeds)} "
                              "learngene_seeds (the same number of fine-tune seeds under each learngene seed)")
+    for name in ("recompute", "reuse"):
+        if getattr(cfg, name) not in ("", "stale"):
+            raise LearngeneError(f"{name}={getattr(cfg, name)!r}: use {name}=stale (or leave it empty)")
     if cfg.workers < 1 or cfg.threads < 1:
         raise LearngeneError(f"workers={cfg.workers} and threads={cfg.threads} must be >= 1")
     if cfg.finetune_epochs < 0:
