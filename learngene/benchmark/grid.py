@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from learngene.benchmark.report import BY_CONSTRUCTION, FAMILY, INTERVAL, Analysis, Claim, claims_table, family_rule, \
-    family_verdict, interval_evidence, label, learngene_seconds, learngene_table, mean_std, spread_table
+from learngene.benchmark.report import BY_CONSTRUCTION, FAMILY, INTERVAL, PER_CELL, Analysis, Claim, claims_table, \
+    family_rule, family_verdict, interval_evidence, label, learngene_seconds, learngene_table, mean_std, spread_table
 from learngene.benchmark.stats import Interval
 from learngene.checkpoint import atomic_path
 
@@ -162,7 +162,7 @@ def grid_verdict_table(analysis: Analysis, phase: str) -> list[str]:
     rows = [r for r in analysis.verdict_rows() if r["phase"] == phase]
     lines = ["| depth | width | baseline | elastic minus baseline [95% interval] | verdict |", "|---|---|---|---|---|"]
     for r in rows:
-        iv = Interval(r["diff"], r["low"], r["high"])
+        iv = Interval(r["diff"], r["low"], r["high"], why=r["verdict"])
         lines.append(f"| {r['depth']} | {r['width']} | {label(r['baseline'])} | {iv.text()} | {r['verdict']} |")
     return lines
 
@@ -246,8 +246,7 @@ def grid_markdown(analysis: Analysis, summary: Sequence[dict], sources: Sequence
                 table = grid_table(summary, method, phase, depths, widths)
                 tables += [f"**{label(method)}**", "", *table, ""]
                 console += [f"{label(method)}, {phase}:", *table, ""]
-        tables += [f"{label(analysis.reference)} minus each baseline in every cell, {phase} (better / tie / "
-                   "worse: the 95% interval above 0 / containing 0 / below 0):", "",
+        tables += [f"{label(analysis.reference)} minus each baseline in every cell, {phase} ({PER_CELL}):", "",
                    *grid_verdict_table(analysis, phase), ""]
     parts = [
         f"# {title}", "",
