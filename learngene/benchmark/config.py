@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
+from learngene.baselines.front import CLASS_TOKEN_LAYOUTS
 from learngene.errors import LearngeneError
 from learngene.methods import init_front, init_scratch, init_simple_lg, init_sws, init_sws_select, init_tleg, \
     init_vanilla_lg, init_weight_selection
@@ -109,6 +110,9 @@ class BenchmarkConfig:
     # rule keeps the child's fresh head, at chance before tuning, and the no-tune claims against IMwLM give no verdict.
     weight_selection_select_head: bool = False
     width_selection_elements: str = "uniform"  # sws-select: post-hoc selection of the SWS Des-Net's channels
+    # FRONT from a class-token parent (ImageNet's ViT-L) to the pooled Des-Nets: "released" (the released code) or
+    # "pooled" (the class token's position dropped, the final norm as fc_norm; docs/baselines.md)
+    front_class_token: str = "released"
     ancestry: PartConfig = field(default_factory=lambda: PartConfig("configs/digits/ancestry.yaml"))
     sws_aux: PartConfig = field(default_factory=lambda: PartConfig("configs/digits/aux.yaml"))
     tleg_aux: PartConfig = field(default_factory=lambda: PartConfig("configs/digits/tleg_aux.yaml"))
@@ -155,6 +159,8 @@ def check_benchmark_config(cfg: BenchmarkConfig) -> BenchmarkConfig:
         raise LearngeneError(f"finetune_epochs={cfg.finetune_epochs} must be >= 0")
     if len(set(cfg.widths)) != len(cfg.widths) or any(w < 1 for w in cfg.widths):
         raise LearngeneError(f"widths={cfg.widths} must be distinct positive integers (or [] for the learngene's)")
+    if cfg.front_class_token not in CLASS_TOKEN_LAYOUTS:
+        raise LearngeneError(f"front_class_token={cfg.front_class_token!r}: use one of {', '.join(CLASS_TOKEN_LAYOUTS)}")
     if cfg.width_selection_elements not in WIDTH_ELEMENTS:
         raise LearngeneError(f"width_selection_elements={cfg.width_selection_elements!r}: use one of "
                              f"{', '.join(WIDTH_ELEMENTS)} (a rule that keeps the same channels on every axis)")

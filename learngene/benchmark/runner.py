@@ -896,7 +896,7 @@ class Benchmark:
                             "elements": cfg.weight_selection_elements, "head_aware": cfg.weight_selection_head_aware,
                             "select_head": cfg.weight_selection_select_head}
         if method == "front":  # the released defaults
-            return source, {"model": architecture, "model_args": des_args}
+            return source, {"model": architecture, "model_args": des_args, "class_token": cfg.front_class_token}
         if method == "vanilla-lg":  # a configured source, or the deepest same-width model trained with this seed
             if cfg.vanilla_lg_source.config:
                 return source, {"num_layers": cfg.vanilla_lg_layers}
