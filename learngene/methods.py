@@ -30,7 +30,7 @@ from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from learngene.baselines.front import front_transfer
+from learngene.baselines.front import CLASS_TOKEN_LAYOUTS, front_transfer
 from learngene.baselines.simple_lg import expand_simple_lg
 from learngene.baselines.tleg import expand_tleg
 from learngene.baselines.vanilla_lg import expand_vanilla_lg
@@ -225,11 +225,13 @@ def init_vanilla_lg(source: str, depth: int, num_classes: int | None = None, num
     return Initialization(state, architecture, args, info, preprocessing=preprocessing)
 
 
-def parent_state_for(parent: nn.Module, child: nn.Module) -> dict[str, torch.Tensor]:
-    """The parent's state dict in the child's layout where the two differ in pooling: a class-token parent (timm's
-    ViT-L for the SWS Des-B) loses its token, and its final norm becomes ``fc_norm``."""
+def parent_state_for(parent: nn.Module, child: nn.Module, layout: str = "pooled") -> dict[str, torch.Tensor]:
+    """The parent's state dict in the child's layout where the two differ in pooling (``layout="pooled"``): a
+    class-token parent (timm's ViT-L for the SWS Des-B) loses its token, and its final norm becomes ``fc_norm``;
+    ``"released"``: as it is."""
     state = parent.state_dict()
-    if getattr(parent, "has_class_token", False) and getattr(child, "has_class_token", True) is False:
+    if layout == "pooled" and getattr(parent, "has_class_token", False) \
+            and getattr(child, "has_class_token", True) is False:
         state = pooled_layout(state, 0 if parent.no_embed_class else parent.num_prefix_tokens)
     return state
 
@@ -252,17 +254,20 @@ def init_weight_selection(source: str, depth: int, num_classes: int | None = Non
 def init_front(source: str, depth: int | None = None, num_classes: int | None = None, model: str | None = None,
                model_args: dict | None = None, keep_ratio: float = 1.0, depth_mode: str = "zero",
                select_n: int | None = None, mlp_dct_dim: str = "2d", use_ratio: bool = False, skip=(),
-               seed: int = 0) -> Initialization:
+               class_token: str = "released", seed: int = 0) -> Initialization:
     """FRONT from a trained ViT folder to a Des-Net of the folder's architecture changed by ``model_args`` and
-    ``depth``; the options and their defaults are the released script's (docs/baselines.md)."""
+    ``depth``; the options and their defaults are the released script's (docs/baselines.md). ``class_token``: how
+    a class-token parent meets a pooled Des-Net (``front.CLASS_TOKEN_LAYOUTS``)."""
+    if class_token not in CLASS_TOKEN_LAYOUTS:
+        raise LearngeneError(f"class_token={class_token!r}: use one of {', '.join(CLASS_TOKEN_LAYOUTS)}")
     parent, parent_architecture, base_args, preprocessing = load_source_folder(source, "front")
     architecture = model or parent_architecture
     args = target_args(base_args, depth, num_classes, model_args)
     des = fresh_model(architecture, args, seed)
-    state = front_transfer(parent_state_for(parent, des), des.state_dict(), keep_ratio, depth_mode, select_n,
-                           mlp_dct_dim, use_ratio, tuple(skip), seed)
+    state = front_transfer(parent_state_for(parent, des, class_token), des.state_dict(), keep_ratio, depth_mode,
+                           select_n, mlp_dct_dim, use_ratio, tuple(skip), seed)
     info = dict(method="front", source=source, keep_ratio=keep_ratio, depth_mode=depth_mode, select_n=select_n,
-                mlp_dct_dim=mlp_dct_dim, use_ratio=use_ratio, skip=list(skip), seed=seed,
+                mlp_dct_dim=mlp_dct_dim, use_ratio=use_ratio, skip=list(skip), class_token=class_token, seed=seed,
                 parameters_stored=count_parameters(parent.parameters()))
     return Initialization(state, architecture, args, info, preprocessing=preprocessing)
 

@@ -2,12 +2,16 @@
 import csv
 import hashlib
 import json
+import shutil
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
+import learngene
 from learngene.benchmark import runner
+from learngene.errors import LearngeneError
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
@@ -25,6 +29,7 @@ CONFIGS = {
                      "in_chans: 1, num_classes: 10, embed_dim: 16, num_heads: 2, num_layers: 3}}\n" + DATA + RECIPE,
     "plain.yaml": DATA + RECIPE,
 }
+real_fingerprint = runner.code_fingerprint  # before a test replaces it
 ACCURACY = ("method", "depth", "phase", "learngene_seed", "seed", "split", "top1", "top5", "loss")
 
 
@@ -119,16 +124,28 @@ def test_reduced_benchmark_outputs_and_cache(bench_args, tmp_path, capsys):
     damaged.write_text(damaged.read_text()[:40])
     capsys.readouterr()
     assert benchmark.main(bench_args) == 0
-    assert f"{damaged} is unreadable (truncated?): computing" in capsys.readouterr().out
+    assert f"{damaged} is unreadable or missing (damaged): cleaning {damaged.parent} and computing it again" \
+        in capsys.readouterr().out
     assert json.loads(damaged.read_text())["result"]["test"] == original["test"]
     assert read_csv(out / "results.csv") == runs
 
-    # Changing the fine-tune budget recomputes the fine-tunes only.
-    ancestry_done = (out / "ancestry" / "done.json").stat().st_mtime_ns
-    assert benchmark.main([*bench_args, "--finetune-epochs", "2"]) == 0
-    assert (out / "ancestry" / "done.json").stat().st_mtime_ns == ancestry_done
+    # Changing the fine-tune budget lists the fine-tunes it would replace and stops; recompute=stale computes the
+    # fine-tunes only, keeping each old one beside the new.
+    before = snapshot(out)
+    assert benchmark.main([*bench_args, "--finetune-epochs", "2"]) == 2
+    captured = capsys.readouterr()
+    stale = [line for line in captured.out.splitlines() if line.startswith("stale part ")]
+    assert len(stale) == 12 and all("/finetune/" in line and line.endswith("(finished): config changed; kept, not used")
+                                    for line in stale)
+    assert captured.err.startswith("error: 12 stale parts listed above were made with another key")
+    assert snapshot(out) == before
+    assert benchmark.main([*bench_args, "--finetune-epochs", "2", "recompute=stale"]) == 0
+    assert {p: v for p, v in snapshot(out).items() if "/finetune/" not in str(p)} == \
+        {p: v for p, v in before.items() if "/finetune/" not in str(p)}
     tuned = [r for r in read_csv(out / "results.csv") if r["phase"] == "fine-tuned"]
     assert {r["epochs"] for r in tuned} == {"2"}
+    old = next((out / "finetune" / "sws" / "depth2").glob("seed0.stale-*"))
+    assert json.loads((old / "done.json").read_text())["result"]["epochs"] == 1
 
 
 def test_two_runs_give_identical_results_and_charge_the_teacher(tmp_path):
@@ -159,30 +176,185 @@ def test_two_runs_give_identical_results_and_charge_the_teacher(tmp_path):
             assert float(row["charged_seconds"]) == pytest.approx(float(row["seconds"]) + recorded, abs=2e-4)
 
 
-def test_cached_parts_follow_code_and_thread_count(tmp_path, monkeypatch):
-    computed = []
+def snapshot(folder: Path) -> dict:
+    """Every file in the subfolders of ``folder`` (the parts, not the reports) with its modification time and hash."""
+    return {p: (p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest()) for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.parent != folder}
 
+
+def surveyed(part: Path, key: str, **choices):
+    """``cached(part, key)`` during the check before a run: the stand-in it returns and the check."""
+    survey = runner.Survey(recompute=choices.get("recompute", False), reuse=choices.get("reuse", False))
+    token = runner.SURVEY.set(survey)
+    try:
+        return runner.cached(part, key, lambda folder: pytest.fail("the check computed a part")), survey
+    finally:
+        runner.SURVEY.reset(token)
+
+
+def count_and_write(computed: list):
     def compute(folder):
         computed.append(folder)
+        (folder / "artifact").write_text(str(len(computed)))
         return {"value": len(computed)}
+    return compute
+
+
+def test_a_part_made_with_other_code_is_kept_then_reused_or_recomputed_on_request(tmp_path, monkeypatch):
+    computed = []
+    compute = count_and_write(computed)
+    part = tmp_path / "part"
+    first = runner.cached(part, "k", compute)
+    assert first.result == {"value": 1} and runner.cached(part, "k", compute).key == first.key and len(computed) == 1
+    assert json.loads((part / "done.json").read_text())["components"] == {
+        "config": "k", "upstream": [], "code": runner.code_fingerprint(), "libraries": runner.libraries(),
+        "threads": torch.get_num_threads()}
+
+    monkeypatch.setattr(runner, "code_fingerprint", lambda: "other code")
+    before = snapshot(tmp_path)
+    with pytest.raises(LearngeneError, match=r"part was made with another key \(learngene code changed\)"):
+        runner.cached(part, "k", compute)  # a run meets a stale part the check did not list: it stops
+    stand_in, survey = surveyed(part, "k")
+    assert stand_in.key == first.key and stand_in.result == first.result
+    assert [s.line() for s in survey.stale] == [f"stale part {part} (finished): learngene code changed; kept, not used"]
+    assert survey.refusal().startswith("1 stale part listed above was made with another key")
+    assert snapshot(tmp_path) == before and len(computed) == 1
+
+    # reuse=stale accepts it under the new key and records that it did; the part keeps its old key.
+    stand_in, survey = surveyed(part, "k", reuse=True)
+    assert survey.refusal() is None and stand_in.key == first.key
+    survey.stale[0].apply()
+    record = json.loads((part / "done.json").read_text())
+    new_key = record["accepted"][0]["key"]
+    assert record["key"] == first.key != new_key and record["accepted"][0]["changes"] == ["learngene code changed"]
+    assert record["accepted"][0]["components"]["code"] == "other code"
+    assert runner.cached(part, "k", compute).key == first.key and len(computed) == 1
+
+    # Another config: reuse=stale cannot accept it; recompute=stale keeps the old folder beside the new one.
+    stand_in, survey = surveyed(part, "k2", reuse=True)
+    assert stand_in.key == runner.STALE + first.key  # the parts made from it are to be computed again too
+    assert survey.stale[0].changes == ["config changed"] and "reuse=stale accepts only" in survey.refusal()
+    stand_in, survey = surveyed(part, "k2", recompute=True)
+    assert survey.refusal() is None
+    survey.stale[0].apply()
+    aside = tmp_path / f"part.stale-{first.key[:8]}"
+    assert not part.exists() and (aside / "artifact").read_text() == "1"
+    assert runner.cached(part, "k2", compute).result == {"value": 2} and (part / "artifact").read_text() == "2"
+    assert json.loads((aside / "done.json").read_text())["result"] == {"value": 1}
+
+
+def test_the_thread_count_is_part_of_the_key_on_cpu_only(tmp_path, monkeypatch):
+    computed, threads = [], torch.get_num_threads()
+    compute = count_and_write(computed)
+    runner.cached(tmp_path / "cpu", "k", compute)
+    gpu = runner.cached(tmp_path / "gpu", "k", compute, device="cuda")
+    monkeypatch.setattr(runner.torch, "get_num_threads", lambda: threads + 1)
+    assert runner.cached(tmp_path / "gpu", "k", compute, device="cuda") == gpu and len(computed) == 2
+    _, survey = surveyed(tmp_path / "cpu", "k")
+    assert survey.stale[0].changes == [f"thread count changed ({threads} -> {threads + 1})"]
+
+
+def test_an_interrupted_part_resumes_and_one_started_with_other_code_is_kept(tmp_path, monkeypatch):
+    def interrupted(folder):
+        (folder / "last.pt").write_text("state")
+        raise KeyboardInterrupt
+
+    def resume(folder):
+        return {"resumed": (folder / "last.pt").read_text()}
 
     part = tmp_path / "part"
-    assert runner.cached(part, "k", compute).result == {"value": 1}
-    assert runner.cached(part, "k", compute).result == {"value": 1} and len(computed) == 1
+    with pytest.raises(KeyboardInterrupt):
+        runner.cached(part, "k", interrupted)
+    assert runner.cached(part, "k", resume).result == {"resumed": "state"}
+
+    other = tmp_path / "other"
+    with pytest.raises(KeyboardInterrupt):
+        runner.cached(other, "k", interrupted)
     monkeypatch.setattr(runner, "code_fingerprint", lambda: "other code")
-    assert runner.cached(part, "k", compute).result == {"value": 2}
-    monkeypatch.setattr(runner.torch, "get_num_threads", lambda: 7)
-    assert runner.cached(part, "k", compute).result == {"value": 3}
+    with pytest.raises(LearngeneError, match="other was made with another key"):
+        runner.cached(other, "k", resume)
+    assert (other / "last.pt").read_text() == "state"
+    survey = runner.Survey(recompute=False, reuse=True)
+    token = runner.SURVEY.set(survey)
+    with pytest.raises(runner.NotCached):  # nothing to stand in for it: the parts made from it wait
+        runner.cached(other, "k", resume)
+    runner.SURVEY.reset(token)
+    assert [s.line() for s in survey.stale] == [f"stale part {other} (unfinished): learngene code changed; "
+                                                "reused as it is"]
+    survey.stale[0].apply()  # reuse=stale: the training goes on from its last.pt with the code of now
+    assert runner.cached(other, "k", resume).result == {"resumed": "state"}
+    assert json.loads((other / "done.json").read_text())["accepted"][0]["changes"] == ["learngene code changed"]
 
 
-def test_code_fingerprint_covers_the_package_sources():
-    import learngene
+def package_copy(tmp_path: Path, name: str, edit) -> Path:
+    """A copy of the learngene package whose trainer module is ``edit(text)``."""
+    copy = tmp_path / name / "learngene"
+    shutil.copytree(Path(learngene.__file__).parent, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    trainer = copy / "engine" / "trainer.py"
+    trainer.write_text(edit(trainer.read_text()))
+    return copy
 
-    root = Path(learngene.__file__).parent
-    digest = hashlib.sha256(learngene.__version__.encode())
-    for path in sorted(root.rglob("*.py")):
-        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
-    assert runner.code_fingerprint() == digest.hexdigest()[:16]
+
+LOSS = "        return mean_over_passes(lambda out: distillation_loss(out, targets, teacher_logits, self.cfg.distill.alpha,"
+
+
+def documented(text: str) -> str:
+    """The trainer with another module docstring, a new method docstring and a comment."""
+    assert text.startswith('"""') and LOSS in text
+    return text.replace('"""', '"""Edited: ', 1).replace(
+        "        if self.teacher is None:\n",
+        '        """The loss of one batch."""\n        # a comment\n        if self.teacher is None:\n', 1)
+
+
+def halved(text: str) -> str:
+    """The trainer with its distillation loss halved."""
+    return text.replace(LOSS, LOSS.replace("return ", "return 0.5 * "), 1)
+
+
+def test_code_fingerprint_ignores_docstrings_comments_and_reports_not_the_loss(tmp_path):
+    package = Path(learngene.__file__).parent
+    fingerprint = runner.code_fingerprint(package)
+    assert runner.code_fingerprint() == fingerprint
+    assert runner.code_fingerprint(package_copy(tmp_path, "doc", documented)) == fingerprint
+    reporting = package_copy(tmp_path, "report", lambda text: text)
+    (reporting / "benchmark" / "report.py").write_text((reporting / "benchmark" / "report.py").read_text() + "X = 1\n")
+    assert runner.code_fingerprint(reporting) == fingerprint
+    assert runner.code_fingerprint(package_copy(tmp_path, "loss", halved)) != fingerprint
+
+
+def test_a_docstring_edit_recomputes_nothing_and_a_loss_edit_stops_the_run(tmp_path, monkeypatch, capsys):
+    args = write_configs(tmp_path, tmp_path / "bench", "[sws]", "[0]", "[2]")
+    assert benchmark.main(args) == 0
+    out = tmp_path / "bench"
+    finished, results = snapshot(out), read_csv(out / "results.csv")
+    parts = sorted(p.parent for p in out.rglob("done.json"))
+    assert len(parts) == 5  # ancestry, Trained, learngene, Des-Net init, its fine-tune
+
+    edited = real_fingerprint(package_copy(tmp_path, "doc", documented))
+    monkeypatch.setattr(runner, "code_fingerprint", lambda: edited)
+    capsys.readouterr()
+    assert benchmark.main(args) == 0
+    assert snapshot(out) == finished and "stale part" not in capsys.readouterr().out
+
+    edited = real_fingerprint(package_copy(tmp_path, "loss", halved))
+    monkeypatch.setattr(runner, "code_fingerprint", lambda: edited)
+    assert benchmark.main(args) == 2
+    captured = capsys.readouterr()
+    assert sorted(line for line in captured.out.splitlines() if line.startswith("stale part")) == sorted(
+        f"stale part {p} (finished): learngene code changed; kept, not used" for p in parts)
+    assert captured.err.startswith("error: 5 stale parts listed above were made with another key")
+    assert snapshot(out) == finished  # nothing deleted, nothing written
+
+    assert benchmark.main([*args, "reuse=stale"]) == 0  # accepted: nothing computed, each done.json says so
+    assert {p: v for p, v in snapshot(out).items() if p.name != "done.json"} == \
+        {p: v for p, v in finished.items() if p.name != "done.json"}
+    for p in parts:
+        assert json.loads((p / "done.json").read_text())["accepted"][0]["changes"] == ["learngene code changed"]
+    assert read_csv(out / "results.csv") == results
+    assert sorted(json.loads((out / "benchmark.json").read_text())["stale_parts"]) == sorted(
+        f"stale part {p} (finished): learngene code changed; reused as it is" for p in parts)
+    capsys.readouterr()
+    assert benchmark.main(args) == 0 and "stale part" not in capsys.readouterr().out
 
 
 def test_bad_benchmark_input(bench_args, tmp_path, capsys):

@@ -91,18 +91,18 @@ def test_reduced_grid(tmp_path, capsys):
         [("8", "sws-select"), ("8", "weight-selection"), ("8", "scratch"), ("12", "sws-select"),
          ("12", "weight-selection"), ("12", "scratch"), ("16", "sws"), ("16", "weight-selection"), ("16", "scratch"),
          ("32", "scratch")]} | {("no-tune", "4", "16", "trained"), ("fine-tuned", "4", "16", "trained")}
+    # 2 learngene seeds: no interval is calibrated, so no cell and no claim gets a verdict, and they say why
     for v in verdicts:
-        low, high = float(v["low"]), float(v["high"])
-        assert low <= float(v["diff"]) <= high
-        assert v["verdict"] == ("better" if low > 0 else "worse" if high < 0 else "tie")
+        assert v["low"] == v["high"] == "nan" and v["verdict"] == "2 seeds: interval not calibrated"
 
-    # IMwLM's head selected (the ancestry has the Des-Nets' 10 classes): its no-tune claim gets a verdict
+    # IMwLM's head selected (the ancestry has the Des-Nets' 10 classes): its no-tune claim is not at chance by
+    # construction; with 2 seeds it gets no verdict either
     ws = json.loads((out / "init" / "weight-selection" / "depth3-width8" / "seed0" / "model" / "init.json").read_text())
     assert ws["select_head"] is True
     markdown = (out / "results.md").read_text()
     imwlm = markdown.split("points above IMwLM at the same cell, no tuning |")[1].splitlines()[0]
-    assert imwlm.split("**")[-2] in ("reproduced", "not reproduced", "inconclusive")
-    growth = markdown.split("Growth at integer width ratios keeps the no-tune function (logits) |")[1].splitlines()[0]
+    assert imwlm.split("**")[-2] == "2 seeds: interval not calibrated"
+    growth = markdown.split("keeps the no-tune function (logits; a check of an identity, not a claim) |")[1].splitlines()[0]
     assert "4 Des-Nets (widths 32 x depths x learngene seeds): largest logit difference" in growth
     assert growth.endswith("| **reproduced** |")
     for heading in ("Claims of the elastic learngene on the depth x width grid, checked on this run", "Heatmaps",

@@ -279,7 +279,8 @@ def test_expand_front_defaults_match_the_released_algorithm(tmp_path, depth, wid
     assert_matches_reference(des.state_dict(), reference_front(parent.state_dict(), init))
     record = json.loads((out / "init.json").read_text())
     assert record == {"method": "front", "source": str(parent_dir), "keep_ratio": 1.0, "depth_mode": "zero",
-                      "select_n": None, "mlp_dct_dim": "2d", "use_ratio": False, "skip": [], "seed": 0,
+                      "select_n": None, "mlp_dct_dim": "2d", "use_ratio": False, "skip": [], "class_token": "released",
+                      "seed": 0,
                       "parameters_stored": sum(p.numel() for p in parent.parameters())}
 
 
@@ -414,19 +415,45 @@ def test_front_options_do_not_apply_to_other_methods(tmp_path, capsys):
     assert capsys.readouterr().err == "error: --use-ratio does not apply to --method weight-selection\n"
 
 
-def test_class_token_parent_gives_a_pooled_des_net_its_patch_positions_and_final_norm(tmp_path):
-    """ImageNet's ViT-L (class token, final norm) for the pooled SWS Des-B, as weight selection reads it: the class
-    token's position is dropped before the DCT, and the final norm lands in fc_norm. At the parent's own depth and
-    width FRONT gives tensors back unchanged, so each is compared with its source."""
+def class_token_parent(folder):
+    """A class-token parent of depth 3 and width 64 (token pooling: norm before the head, no fc_norm), saved."""
+    parent = perturbed_parent(depth=3)
+    save_model_folder(parent, folder, preprocessing=None, model_args={**TINY, "depth": 3, "embed_dim": 64,
+                                                                      "num_heads": 4})
+    return parent
+
+
+POOLED = {**TINY, "embed_dim": 64, "num_heads": 4, "class_token": False, "global_pool": "avg"}
+
+
+def test_class_token_parent_to_a_pooled_des_net_as_released_by_default(tmp_path):
+    """ImageNet's ViT-L (class token, final norm) for the pooled SWS Des-B, by default as the released code does it:
+    the parent as it is, its 197-row pos_embed (here 17) transformed into the Des-Net's 196 (16), fc_norm (which
+    the parent lacks) at the Des-Net's init, the parent's cls_token and norm unused."""
+    from learngene.methods import fresh_model, init_front
+
+    parent = class_token_parent(tmp_path / "parent")
+    init = init_front(str(tmp_path / "parent"), depth=3, model_args=POOLED)
+    assert init.info["class_token"] == "released"
+    des = fresh_model("vit_small_patch16_224", {**POOLED, "depth": 3}, 0).state_dict()
+    expected = reference_front(parent.state_dict(), des)
+    assert_matches_reference(init.state_dict, expected)
+    assert torch.equal(init.state_dict["fc_norm.weight"], des["fc_norm.weight"])
+    assert parent.state_dict()["pos_embed"].shape[1] == 17 and init.state_dict["pos_embed"].shape[1] == 16
+
+
+def test_class_token_parent_pooled_gives_a_pooled_des_net_its_patch_positions_and_final_norm(tmp_path):
+    """The named adaptation ``class_token="pooled"``, as weight selection reads such a parent: the class token's
+    position is dropped before the DCT, and the final norm lands in fc_norm. At the parent's own depth and width
+    FRONT gives tensors back unchanged, so each is compared with its source."""
     from learngene.methods import init_front
 
-    parent = perturbed_parent(depth=3)  # class token, token pooling: norm before the head, no fc_norm
-    save_model_folder(parent, tmp_path / "parent", preprocessing=None,
-                      model_args={**TINY, "depth": 3, "embed_dim": 64, "num_heads": 4})
-    pooled = {**TINY, "embed_dim": 64, "num_heads": 4, "class_token": False, "global_pool": "avg"}
-    state = init_front(str(tmp_path / "parent"), depth=3, model_args=pooled).state_dict
+    parent = class_token_parent(tmp_path / "parent")
+    state = init_front(str(tmp_path / "parent"), depth=3, model_args=POOLED, class_token="pooled").state_dict
     p = parent.state_dict()
     torch.testing.assert_close(state["pos_embed"], p["pos_embed"][:, 1:], rtol=0, atol=1e-6)
     torch.testing.assert_close(state["fc_norm.weight"], p["norm.weight"], rtol=0, atol=1e-6)
     torch.testing.assert_close(state["fc_norm.bias"], p["norm.bias"], rtol=0, atol=1e-6)
     assert "cls_token" not in state and "norm.weight" not in state
+    with pytest.raises(LearngeneError, match="class_token='drop': use one of released, pooled"):
+        init_front(str(tmp_path / "parent"), depth=3, model_args=POOLED, class_token="drop")

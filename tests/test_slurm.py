@@ -155,28 +155,45 @@ def test_ctrl_c_leaves_jobs_running_on_request_a_rerun_waits_for_them_and_ctrl_c
     assert slurm.jobs() == []  # squeue lists no job, queued or running
 
 
+def plan_lines(capsys, config: str, out) -> list[str]:
+    assert benchmark.main(["--config", str(ROOT / f"configs/benchmark/{config}.yaml"), "--plan", f"output={out}"]) == 0
+    return capsys.readouterr().out.splitlines()
+
+
+def docs_row(config: str, lines: list[str], jobs: int) -> str:
+    """docs/cluster.md's row of ``config`` as the plan ``lines`` give it."""
+    waves = " / ".join(line.split(": ")[2].split(" jobs")[0] for line in lines if line.startswith("wave"))
+    return f"| `{config}.yaml`{' (means only)' if 'means' in config else ''} | {jobs} ({waves}) | " \
+           f"~{lines[0].split('~')[1].split(' GPU-hours')[0]} ("
+
+
 def test_plan_of_the_imagenet_benchmark_lists_jobs_dependencies_and_gpu_hours_without_submitting(tmp_path, capsys,
                                                                                               monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")  # no sbatch: the plan needs none, and submits nothing
     out = tmp_path / "bench"
-    assert benchmark.main(["--config", str(ROOT / "configs/benchmark/imagenet_des_b.yaml"), "--plan",
-                           f"output={out}"]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("plan: 197 Slurm jobs in 3 waves, ~") and lines[0].endswith("nothing submitted")
-    # 1 ancestry + 1 IMwLM parent + 4 depths x 3 seeds of Trained; 3 learngenes; 8 methods x 10 depths x their seeds
+    lines = plan_lines(capsys, "imagenet_des_b", out)
+    assert lines[0].startswith("plan: 119 Slurm jobs in 3 waves, ~") and lines[0].endswith("nothing submitted")
+    assert not any(line.startswith("no verdicts") for line in lines)  # 3 learngene seeds: verdicts
+    # 1 ancestry + 1 IMwLM parent + 4 depths x 3 seeds of Trained; 3 learngenes x 3 seeds; 8 methods x 4 depths x 3
     assert [line.split(":")[0:2] for line in lines if line.startswith("wave")] == [
         ["wave 1", " ancestry and Trained references"], ["wave 2", " learngenes"], ["wave 3", " Des-Nets"]]
-    assert sum(line.startswith("  ") for line in lines) == 197
+    assert sum(line.startswith("  ") for line in lines) == 119
     jobs = {line.split(":")[0].strip(): line for line in lines if line.startswith("  ")}
-    assert jobs["learngene tleg seed0"].endswith("after ancestry, learngene sws seed0")
+    assert jobs["learngene tleg seed2"].endswith("after ancestry, learngene sws seed2")
     assert jobs["vanilla-lg depth9 seed2"].endswith("after trained depth15 seed2")
-    assert jobs["sws-random depth6 seed1"].endswith("after learngene sws seed0")
+    assert jobs["sws-random depth6 seed1"].endswith("after learngene sws seed1")
     assert jobs["front depth6 seed1"].endswith("after sources/weight-selection")  # FRONT reads IMwLM's parent
     hours = {name: float(line.split("~")[1].split(" ")[0]) for name, line in jobs.items()}
     assert hours["trained depth12 seed0"] > hours["trained depth6 seed0"] > 0 and hours["ancestry"] == 0.0
     assert not out.exists()
-    # docs/cluster.md's table row says what the plan says
-    waves = " / ".join(line.split(": ")[2].split(" jobs")[0] for line in lines if line.startswith("wave"))
-    total_hours = lines[0].split("~")[1].split(" GPU-hours")[0]
-    row = f"| `imagenet_des_b.yaml` | 197 ({waves}) | ~{total_hours} ("
-    assert row in (ROOT / "docs/cluster.md").read_text()
+    assert docs_row("imagenet_des_b", lines, 119) in (ROOT / "docs/cluster.md").read_text()
+
+    # The opt-in table of every depth with one learngene seed: means only, and the plan says so.
+    means = plan_lines(capsys, "imagenet_des_b_means", out)
+    assert means[0].startswith("plan: 197 Slurm jobs in 3 waves")
+    assert means[1] == ("no verdicts: 1 learngene seed, so the seed spread is not measured and no comparison with a "
+                        "learned method gets an interval (means only); 3 or more learngene seeds give verdicts")
+    assert docs_row("imagenet_des_b_means", means, 197) in (ROOT / "docs/cluster.md").read_text()
+    grid_plan = plan_lines(capsys, "imagenet_grid_b", out)
+    assert not any(line.startswith("no verdicts") for line in grid_plan)
+    assert docs_row("imagenet_grid_b", grid_plan, 263) in (ROOT / "docs/cluster.md").read_text()

@@ -23,7 +23,7 @@ import json
 
 from timm.models import VisionTransformer
 
-from learngene.baselines.front import DEPTH_MODES, MLP_DCT_DIMS, SKIP_GROUPS
+from learngene.baselines.front import CLASS_TOKEN_LAYOUTS, DEPTH_MODES, MLP_DCT_DIMS, SKIP_GROUPS
 from learngene.baselines.weight_selection import ELEMENT_SELECTIONS, LAYER_SELECTIONS
 from learngene.checkpoint import INIT_RECORD, check_output_dir, save_model_folder
 from learngene.cli import ArgumentParser, entry_point, int_at_least, tool_parser
@@ -105,6 +105,10 @@ def make_parser() -> ArgumentParser:
                         help="front: scale by the Des-Net-to-kept size ratio per axis after the inverse DCT")
     parser.add_argument("--skip", type=skip_groups, default=(),
                         help=f"front: comma-separated tensor groups left at their init, of {', '.join(SKIP_GROUPS)}")
+    parser.add_argument("--class-token", default="released", choices=CLASS_TOKEN_LAYOUTS,
+                        help="front, from a class-token parent to a pooled Des-Net: released (default: the parent as "
+                             "it is, pos_embed's N + 1 rows into N, fc_norm at its init) or pooled (the class token's "
+                             "position dropped, the final norm as fc_norm, as weight selection reads it)")
     return parser
 
 

@@ -31,6 +31,11 @@ from learngene.errors import LearngeneError
 from learngene.expand.state_dict import LAYER_KEY
 
 DEPTH_MODES = ("zero", "random", "consistence", "repeat")
+# A class-token parent (ImageNet's ViT-L) for a pooled Des-Net (the SWS Des-B): "released" transforms the parent as
+# it is, its class-token row of pos_embed included (N + 1 rows into N), and leaves fc_norm, which the parent lacks,
+# at its init; "pooled" first drops the class token and its position and moves the final norm to fc_norm, as weight
+# selection reads such a parent (``weight_selection.pooled_layout``).
+CLASS_TOKEN_LAYOUTS = ("released", "pooled")
 MLP_DCT_DIMS = ("2d", "1d")
 # The released skip list: each name and the Des-Net tensors (by a substring of their key) it leaves at their init.
 SKIP_GROUPS = {"qkv": "qkv.", "o": "attn.proj.", "mlp": ".mlp.", "norm": "norm"}

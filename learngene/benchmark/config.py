@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
+from learngene.baselines.front import CLASS_TOKEN_LAYOUTS
 from learngene.errors import LearngeneError
 from learngene.methods import init_front, init_pf, init_scratch, init_simple_lg, init_sws, init_sws_select, \
     init_tleg, init_vanilla_lg, init_weight_selection
@@ -119,6 +120,11 @@ class BenchmarkConfig:
     threads: int = 1  # torch threads of every part: results are bitwise repeatable for a fixed count
     deterministic: bool = True  # every training part runs with deterministic=true
     keep_training_states: bool = False  # keep each finished part's last.pt (only needed to extend a training)
+    # What to do with parts made with another key (other code, config, libraries or thread count), which the run
+    # lists and never deletes: "stale" = compute them again, keeping each old folder beside as <part>.stale-<key8>
+    # (recompute), or accept their results where only code, libraries or thread counts changed (reuse).
+    recompute: str = ""
+    reuse: str = ""
     teacher_cache: bool = True  # the learngenes after the first replay the ancestry's outputs (same data, seed)
     trained_depths: list[int] = field(default_factory=list)  # Trained references; empty = all depths
     vanilla_lg_layers: int = 3
@@ -129,6 +135,9 @@ class BenchmarkConfig:
     # rule keeps the child's fresh head, at chance before tuning, and the no-tune claims against IMwLM give no verdict.
     weight_selection_select_head: bool = False
     width_selection_elements: str = "uniform"  # sws-select: post-hoc selection of the SWS Des-Net's channels
+    # FRONT from a class-token parent (ImageNet's ViT-L) to the pooled Des-Nets: "released" (the released code) or
+    # "pooled" (the class token's position dropped, the final norm as fc_norm; docs/baselines.md)
+    front_class_token: str = "released"
     ancestry: PartConfig = field(default_factory=lambda: PartConfig("configs/digits/ancestry.yaml"))
     sws_aux: PartConfig = field(default_factory=lambda: PartConfig("configs/digits/aux.yaml"))
     tleg_aux: PartConfig = field(default_factory=lambda: PartConfig("configs/digits/tleg_aux.yaml"))
@@ -171,12 +180,17 @@ def check_benchmark_config(cfg: BenchmarkConfig) -> BenchmarkConfig:
     if len(cfg.seeds) % len(cfg.learngene_seeds):
         raise LearngeneError(f"seeds={cfg.seeds} must hold a multiple of the {len(cfg.learngene_seeds)} "
                              "learngene_seeds (the same number of fine-tune seeds under each learngene seed)")
+    for name in ("recompute", "reuse"):
+        if getattr(cfg, name) not in ("", "stale"):
+            raise LearngeneError(f"{name}={getattr(cfg, name)!r}: use {name}=stale (or leave it empty)")
     if cfg.workers < 1 or cfg.threads < 1:
         raise LearngeneError(f"workers={cfg.workers} and threads={cfg.threads} must be >= 1")
     if cfg.finetune_epochs < 0:
         raise LearngeneError(f"finetune_epochs={cfg.finetune_epochs} must be >= 0")
     if len(set(cfg.widths)) != len(cfg.widths) or any(w < 1 for w in cfg.widths):
         raise LearngeneError(f"widths={cfg.widths} must be distinct positive integers (or [] for the learngene's)")
+    if cfg.front_class_token not in CLASS_TOKEN_LAYOUTS:
+        raise LearngeneError(f"front_class_token={cfg.front_class_token!r}: use one of {', '.join(CLASS_TOKEN_LAYOUTS)}")
     if cfg.width_selection_elements not in WIDTH_ELEMENTS:
         raise LearngeneError(f"width_selection_elements={cfg.width_selection_elements!r}: use one of "
                              f"{', '.join(WIDTH_ELEMENTS)} (a rule that keeps the same channels on every axis)")

@@ -171,6 +171,11 @@ def plan(cfg: BenchmarkConfig) -> str:
              f"TFLOP/s per GPU, {planner.images:,} training images per epoch; evaluations not counted); each job "
              f"{slurm.nodes} node(s) x {tasks_per_node(slurm)} task(s): ~{total / gpus:,.0f} job-hours; "
              "nothing submitted"]
+    seeds = len(cfg.learngene_seeds)
+    if seeds < 3:  # stats.difference gives no interval to a cell of fewer than 3 groups
+        why = "the seed spread is not measured" if seeds == 1 else "intervals from 2 seeds are not calibrated"
+        lines.append(f"no verdicts: {seeds} learngene seed{'s' if seeds > 1 else ''}, so {why} and no comparison "
+                     "with a learned method gets an interval (means only); 3 or more learngene seeds give verdicts")
     for number, (title, wave) in enumerate(waves, 1):
         hours = sum(job.gpu_hours for job in wave)
         after = "submitted at once" if number == 1 else f"submitted when wave {number - 1} is done"

@@ -92,10 +92,13 @@ class TransferBenchmark(Benchmark):
         up = self.run_upstream()
         jobs = [job for task in self.tasks for job in self.task_jobs(task, up)]
         done = self.run_stage(3, "downstream", jobs)
+        if self.survey:  # the check before the run (Benchmark.check_stale) writes nothing
+            return {}
         des_nets = [(job, done[job.name]) for job in jobs]
         rows = self.transfer_rows(des_nets)
         result = dict(wall_seconds=self.clock.seconds, results_md=str(self.out / "results.md"),
-                      transfer_csv=str(self.out / "transfer.csv"))
+                      transfer_csv=str(self.out / "transfer.csv"),
+                      **({"stale_parts": self.stale_parts} if self.stale_parts else {}))
         if rank() == 0:
             result["console"] = transfer_report.write(self, up, rows, des_nets)
             atomic_write_text(json.dumps(result, indent=2) + "\n", self.out / "benchmark.json")
