@@ -2,16 +2,14 @@
 import csv
 import hashlib
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
 from learngene.benchmark import runner
+from learngene.tools import benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tools"))
-import benchmark  # noqa: E402
 
 DATA = "data: {name: digits, img_size: 8, batch_size: 32, train_limit: 96}\n"
 RECIPE = "optim: {lr: 1.0e-3, epochs: 1, warmup_epochs: 0, min_lr: 1.0e-5}\ndevice: cpu\n"

@@ -1,16 +1,14 @@
 """A reduced depth x width grid end to end: 2 depths x 4 widths, every grid method, 2 learngene seeds, tiny models."""
 import csv
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
+from learngene.tools import benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tools"))
-import benchmark  # noqa: E402
 
 DATA = "data: {name: digits, img_size: 8, batch_size: 32, train_limit: 64}\n"
 RECIPE = "optim: {lr: 1.0e-3, epochs: 1, warmup_epochs: 0, min_lr: 1.0e-5}\n"  # device auto, as shipped

@@ -12,10 +12,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from test_benchmark import ACCURACY, read_csv, write_configs
+from learngene.tools import benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tools"))
-import benchmark  # noqa: E402
 
 SLURM = ["executor=slurm", "slurm.poll_seconds=0.5", "slurm.time_minutes=10"]
 
