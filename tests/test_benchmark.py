@@ -50,6 +50,7 @@ def read_csv(path):
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow
 def test_reduced_benchmark_outputs_and_cache(bench_args, tmp_path, capsys):
     assert benchmark.main(bench_args) == 0
     out = tmp_path / "bench"
@@ -129,6 +130,7 @@ def test_reduced_benchmark_outputs_and_cache(bench_args, tmp_path, capsys):
     assert {r["epochs"] for r in tuned} == {"2"}
 
 
+@pytest.mark.slow
 def test_two_runs_give_identical_results_and_charge_the_teacher(tmp_path):
     """The same command twice into fresh folders (on the worker pool, teacher cache on) gives identical accuracy
     columns; the SWS learngene records the teacher cache, the others replay it and are charged its teacher time."""

@@ -31,6 +31,7 @@ def read_csv(path):
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow
 def test_reduced_grid(tmp_path, capsys):
     for name, text in CONFIGS.items():
         (tmp_path / name).write_text(text)

@@ -106,6 +106,7 @@ def coverage(groups: int, images: int, seed_sd: float, hard: str, reps: int, gen
     return {paired: hits / reps for paired, hits in covered.items()}
 
 
+@pytest.mark.slow
 def test_interval_coverage_in_the_benchmarks_layouts():
     """The 95% interval under a true null, in the benchmark's layouts: 3 and 5 learngene seeds (groups), 360 (digits)
     and 10,000 test images, seed sd 0.5 and 3 points, models agreeing on the hard images, each method with its own

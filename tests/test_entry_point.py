@@ -9,7 +9,10 @@ from setuptools import find_packages
 
 from learngene import cli
 
-tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser as the tomli package (the dev extra installs it there)
+    import tomli as tomllib
 ROOT = Path(__file__).resolve().parents[1]
 
 

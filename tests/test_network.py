@@ -27,6 +27,7 @@ print(json.dumps(results))
 """
 
 
+@pytest.mark.slow
 def test_every_network_path_without_network_is_one_line(shared, tmp_path):  # noqa: F811
     calls = [("push", "share", [str(shared), "--push", "some-org/some-learngene"]),
              ("hf-hub id", "expand", ["hf-hub:some-org/some-learngene", "--depth", "4", "--out", str(tmp_path / "e")]),

@@ -124,6 +124,7 @@ raise SystemExit(train_aux.main(sys.argv[1:]))
 """
 
 
+@pytest.mark.slow
 def test_torchrun_two_cpu_processes(tmp_path):
     """DDP (gloo) with the SWS Aux-Net, whose stage-2 block runs twice per forward: both ranks end with the same
     weights, and validation split across the ranks gives the numbers of one process on the whole set."""
