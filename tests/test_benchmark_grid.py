@@ -90,17 +90,32 @@ def test_reduced_grid(tmp_path, capsys):
         [("8", "sws-select"), ("8", "weight-selection"), ("8", "scratch"), ("12", "sws-select"),
          ("12", "weight-selection"), ("12", "scratch"), ("16", "sws"), ("16", "weight-selection"), ("16", "scratch"),
          ("32", "scratch")]} | {("no-tune", "4", "16", "trained"), ("fine-tuned", "4", "16", "trained")}
+    # Each difference by another route: the mean test top-1 of the method's runs minus the baseline's, from
+    # results.csv (Trained, one depth, has no width of its own).
+    top1 = {}
+    for r in runs:
+        top1.setdefault((r["method"], r["depth"], r["width"], r["phase"]), []).append(float(r["top1"]))
+    mean_difference = {}
     for v in verdicts:
-        low, high = float(v["low"]), float(v["high"])
-        assert low <= float(v["diff"]) <= high
-        assert v["verdict"] == ("better" if low > 0 else "worse" if high < 0 else "tie")
+        elastic = top1[v["method"], v["depth"], v["width"], v["phase"]]
+        baseline = top1.get((v["baseline"], v["depth"], v["width"], v["phase"])) or \
+            top1[v["baseline"], v["depth"], "", v["phase"]]
+        expected = sum(elastic) / len(elastic) - sum(baseline) / len(baseline)
+        assert float(v["diff"]) == pytest.approx(expected, abs=1e-6), v
+        assert float(v["low"]) <= expected <= float(v["high"])
+        mean_difference[v["phase"], v["depth"], v["width"], v["baseline"]] = expected
 
     # IMwLM's head selected (the ancestry has the Des-Nets' 10 classes): its no-tune claim gets a verdict
     ws = json.loads((out / "init" / "weight-selection" / "depth3-width8" / "seed0" / "model" / "init.json").read_text())
     assert ws["select_head"] is True
     markdown = (out / "results.md").read_text()
     imwlm = markdown.split("points above IMwLM at the same cell, no tuning |")[1].splitlines()[0]
-    assert imwlm.split("**")[-2] in ("reproduced", "not reproduced", "inconclusive")
+    evidence = [cell.split(": ")[0] for cell in imwlm.split(" | ")[0].strip().split("; ")]
+    assert evidence == [f"depth {d} width {w}" for d in (3, 4) for w in (8, 12)]  # every narrower cell, nothing else
+    for d in (3, 4):
+        for w in (8, 12):
+            assert f"depth {d} width {w}: {mean_difference['no-tune', str(d), str(w), 'weight-selection']:+.1f} [" \
+                in imwlm
     growth = markdown.split("Growth at integer width ratios keeps the no-tune function (logits) |")[1].splitlines()[0]
     assert "4 Des-Nets (widths 32 x depths x learngene seeds): largest logit difference" in growth
     assert growth.endswith("| **reproduced** |")

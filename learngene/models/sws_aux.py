@@ -60,15 +60,18 @@ default_cfgs = generate_default_cfgs({f"sws_aux_vit_{size}_patch16_224": aux_net
 
 
 @register_model
-def sws_aux_vit_tiny_patch16_224(pretrained: bool = False, **kwargs) -> SWSAuxViT:  # DeiT-Ti width
+def sws_aux_vit_tiny_patch16_224(pretrained: bool = False, **kwargs) -> SWSAuxViT:
+    """SWS Aux-Net at DeiT-Ti width (192 wide, 3 heads); stages 3, 3, 4, 3, 3 unless ``stage_sizes`` says."""
     return build_aux_net(SWSAuxViT, "sws_aux_vit_tiny_patch16_224", pretrained, **kwargs)
 
 
 @register_model
-def sws_aux_vit_small_patch16_224(pretrained: bool = False, **kwargs) -> SWSAuxViT:  # DeiT-S width
+def sws_aux_vit_small_patch16_224(pretrained: bool = False, **kwargs) -> SWSAuxViT:
+    """SWS Aux-Net at DeiT-S width (384 wide, 6 heads); stages 3, 3, 4, 3, 3 unless ``stage_sizes`` says."""
     return build_aux_net(SWSAuxViT, "sws_aux_vit_small_patch16_224", pretrained, **kwargs)
 
 
 @register_model
-def sws_aux_vit_base_patch16_224(pretrained: bool = False, **kwargs) -> SWSAuxViT:  # DeiT-B width
+def sws_aux_vit_base_patch16_224(pretrained: bool = False, **kwargs) -> SWSAuxViT:
+    """SWS Aux-Net at DeiT-B width (768 wide, 12 heads); stages 3, 3, 4, 3, 3 unless ``stage_sizes`` says."""
     return build_aux_net(SWSAuxViT, "sws_aux_vit_base_patch16_224", pretrained, **kwargs)
