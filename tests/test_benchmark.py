@@ -86,15 +86,16 @@ def test_reduced_benchmark_outputs_and_cache(bench_args, tmp_path, capsys):
     verdicts = read_csv(out / "verdicts.csv")
     assert {(v["phase"], v["depth"], v["baseline"]) for v in verdicts} == {
         (p, d, b) for p in ("no-tune", "fine-tuned") for d in ("2", "3") for b in ("weight-selection", "trained")}
-    # Each difference by another route: SWS's mean test top-1 minus the baseline's, from results.csv (the labels'
-    # rule is tests/test_benchmark_stats.py's).
+    # Each difference by another route: SWS's mean test top-1 minus the baseline's, from results.csv (4 decimals;
+    # Trained has its own phase; the labels' rule is tests/test_benchmark_stats.py's).
     top1 = {}
     for r in runs:
         top1.setdefault((r["method"], r["depth"], r["phase"]), []).append(float(r["top1"]))
     for v in verdicts:
-        sws_cell, baseline = top1["sws", v["depth"], v["phase"]], top1[v["baseline"], v["depth"], v["phase"]]
+        baseline_phase = "trained" if v["baseline"] == "trained" else v["phase"]
+        sws_cell, baseline = top1["sws", v["depth"], v["phase"]], top1[v["baseline"], v["depth"], baseline_phase]
         expected = sum(sws_cell) / len(sws_cell) - sum(baseline) / len(baseline)
-        assert float(v["diff"]) == pytest.approx(expected, abs=1e-6), v
+        assert float(v["diff"]) == pytest.approx(expected, abs=2e-4), v
         assert float(v["low"]) <= expected <= float(v["high"])
 
     markdown = (out / "results.md").read_text()

@@ -91,17 +91,16 @@ def test_reduced_grid(tmp_path, capsys):
          ("12", "weight-selection"), ("12", "scratch"), ("16", "sws"), ("16", "weight-selection"), ("16", "scratch"),
          ("32", "scratch")]} | {("no-tune", "4", "16", "trained"), ("fine-tuned", "4", "16", "trained")}
     # Each difference by another route: the mean test top-1 of the method's runs minus the baseline's, from
-    # results.csv (Trained, one depth, has no width of its own).
+    # results.csv (4 decimals; Trained has its own phase).
     top1 = {}
     for r in runs:
         top1.setdefault((r["method"], r["depth"], r["width"], r["phase"]), []).append(float(r["top1"]))
     mean_difference = {}
     for v in verdicts:
         elastic = top1[v["method"], v["depth"], v["width"], v["phase"]]
-        baseline = top1.get((v["baseline"], v["depth"], v["width"], v["phase"])) or \
-            top1[v["baseline"], v["depth"], "", v["phase"]]
+        baseline = top1[v["baseline"], v["depth"], v["width"], "trained" if v["baseline"] == "trained" else v["phase"]]
         expected = sum(elastic) / len(elastic) - sum(baseline) / len(baseline)
-        assert float(v["diff"]) == pytest.approx(expected, abs=1e-6), v
+        assert float(v["diff"]) == pytest.approx(expected, abs=2e-4), v
         assert float(v["low"]) <= expected <= float(v["high"])
         mean_difference[v["phase"], v["depth"], v["width"], v["baseline"]] = expected
 
