@@ -4,39 +4,15 @@ from __future__ import annotations
 import argparse
 import functools
 import importlib
-import contextlib
 import signal
 import sys
-import threading
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Sequence
 
 from learngene.errors import LearngeneError, first_line
+from learngene.signals import SIGTERM_EXIT_CODE, Terminated, sigterm_raises
 
 Main = Callable[[Sequence[str] | None], int]
 INTERRUPTED_EXIT_CODE = 128 + signal.SIGINT  # what a shell reports for a command stopped by Ctrl-C
-SIGTERM_EXIT_CODE = 128 + signal.SIGTERM  # ... and for one stopped by SIGTERM
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where Ctrl-C raises ``KeyboardInterrupt`` so that the same cleanup runs (a training
-    replaces it with its own handler, which saves ``last.pt`` first)."""
-
-
-@contextlib.contextmanager
-def sigterm_raises() -> Iterator[None]:
-    """While the block runs, SIGTERM raises ``Terminated`` in the main thread instead of killing the process."""
-    if threading.current_thread() is not threading.main_thread():  # signal handlers live in the main thread
-        yield
-        return
-
-    def terminate(signum, frame):
-        raise Terminated()
-
-    previous = signal.signal(signal.SIGTERM, terminate)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def entry_point(main: Main | None = None, *, on_interrupt: str = "stopped by Ctrl-C; run the same command again"):

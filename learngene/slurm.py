@@ -27,7 +27,6 @@ import getpass
 import hashlib
 import io
 import json
-import os
 import re
 import shutil
 import signal
@@ -49,6 +48,7 @@ from learngene.engine import train, train_tool
 from learngene.engine.distributed import default_cpu_threads, init_processes
 from learngene.engine.trainer import format_summary
 from learngene.errors import LearngeneError, first_line
+from learngene.signals import sigterm_raises, sigusr2_as_sigterm
 
 # squeue's states of a job that is not over (a requeued job passes through several of them).
 ACTIVE_STATES = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED", "REQUEUE_HOLD",
@@ -56,6 +56,7 @@ ACTIVE_STATES = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED",
 REQUEUED_EXIT_CODE = 128 + signal.SIGTERM
 ON_INTERRUPT = ("cancel", "leave")
 STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}  # what stops the driver
+DRIVER_TERMINATED = "driver stopped by SIGTERM; run the same command again to continue"
 
 
 @dataclass
@@ -134,7 +135,7 @@ class SlurmTask:
         if env.num_tasks > 1:  # each task picks its GPU by LOCAL_RANK, as under torchrun
             submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
         # The time limit's warning stops the training like a preemption does (SIGTERM).
-        signal.signal(signal.SIGUSR2, lambda signum, frame: os.kill(os.getpid(), signal.SIGTERM))
+        sigusr2_as_sigterm()
         procs = init_processes(self.device)
         try:
             return self.work()
@@ -173,10 +174,6 @@ def error_line(text: str) -> str:
     return next((line for line in reversed(lines) if "error" in line.lower()), lines[-1])
 
 
-def stop_on_term(signum, frame):
-    raise KeyboardInterrupt("driver stopped by SIGTERM; run the same command again to continue")
-
-
 class Failed(LearngeneError):
     """Jobs that failed: their parts, first error lines and logs, and what was not submitted because of them."""
 
@@ -212,39 +209,38 @@ class SlurmDriver:
         for instead of submitted again. ``later``: what is not started when a job fails."""
         waiting, running, failures, absent = list(jobs), {}, [], set()
         states = job_states() if self.record else None
-        previous = signal.signal(signal.SIGTERM, stop_on_term)  # a killed driver acts on its jobs as on Ctrl-C
-        try:
-            while waiting or running:
-                blocked = self.blocked(waiting, failures)
-                for job in [j for j in waiting if j.name not in blocked and all(a in self.done for a in j.after)]:
-                    if self.cfg.max_jobs and len(running) >= self.cfg.max_jobs:
-                        break
-                    waiting.remove(job)
-                    result = probe(job) if probe else None
-                    if result is not None:
-                        self.finish(job, result, finished)
-                        continue
-                    job_id = self.recorded(job, signature(job), states) or self.submit(job, task(job), signature(job))
-                    running[job_id] = job
-                if not running:
-                    break  # the rest waits on failed parts
-                time.sleep(self.cfg.poll_seconds)
-                states = job_states()
-                for job_id, job in list(running.items()):
-                    outcome = self.outcome(job_id, states, absent)
-                    if outcome is None:
-                        continue
-                    del running[job_id]
-                    self.active.discard(job_id)
-                    if outcome[0] == "success":
-                        self.finish(job, outcome[1], finished)
-                    else:
-                        failures.append((job, job_id, outcome[1]))
-        except BaseException:
-            self.stop(self.active)
-            raise
-        finally:
-            signal.signal(signal.SIGTERM, previous)
+        with sigterm_raises(lambda: KeyboardInterrupt(DRIVER_TERMINATED)):  # a killed driver acts as on Ctrl-C
+            try:
+                while waiting or running:
+                    blocked = self.blocked(waiting, failures)
+                    for job in [j for j in waiting if j.name not in blocked and all(a in self.done for a in j.after)]:
+                        if self.cfg.max_jobs and len(running) >= self.cfg.max_jobs:
+                            break
+                        waiting.remove(job)
+                        result = probe(job) if probe else None
+                        if result is not None:
+                            self.finish(job, result, finished)
+                            continue
+                        job_id = (self.recorded(job, signature(job), states)
+                                  or self.submit(job, task(job), signature(job)))
+                        running[job_id] = job
+                    if not running:
+                        break  # the rest waits on failed parts
+                    time.sleep(self.cfg.poll_seconds)
+                    states = job_states()
+                    for job_id, job in list(running.items()):
+                        outcome = self.outcome(job_id, states, absent)
+                        if outcome is None:
+                            continue
+                        del running[job_id]
+                        self.active.discard(job_id)
+                        if outcome[0] == "success":
+                            self.finish(job, outcome[1], finished)
+                        else:
+                            failures.append((job, job_id, outcome[1]))
+            except BaseException:
+                self.stop(self.active)
+                raise
         if failures:
             raise Failed(self.report(failures, waiting, later))
 

@@ -10,10 +10,9 @@ import torch
 from safetensors.torch import save_file
 
 from learngene.checkpoint import save_learngene, save_model_folder
+from learngene.tools import expand
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tools"))
-import expand  # noqa: E402
 
 # A 3-channel parent: timm's inherited mean/std then match its channels and it prints no warning when loaded.
 PARENT = dict(img_size=8, patch_size=2, in_chans=3, num_classes=10, embed_dim=32, num_heads=4, depth=3)

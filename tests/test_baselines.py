@@ -1,7 +1,5 @@
 """TLEG, Simple-LG and Vanilla-LG initializers, and tools/expand.py for every method."""
 import json
-import sys
-from pathlib import Path
 
 import pytest
 import timm
@@ -14,10 +12,8 @@ from learngene.checkpoint import load_learngene, load_model_folder, save_learnge
 from learngene.errors import LearngeneError
 from learngene.expand import load_expanded
 from learngene.models import des_architecture
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-import expand  # noqa: E402
-from train_mode import assert_same_train_mode_function  # noqa: E402
+from learngene.tools import expand
+from train_mode import assert_same_train_mode_function
 
 TINY = dict(img_size=8, patch_size=2, in_chans=1, num_classes=10, embed_dim=32, num_heads=4)
 TINY_DES = dict(TINY, class_token=False, global_pool="avg")

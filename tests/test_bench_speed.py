@@ -1,4 +1,5 @@
-"""tools/bench_speed.py --preset: the GPU check refuses cleanly without CUDA, and its code runs at CPU scale."""
+"""tools/bench_speed.py --preset: the GPU check refuses cleanly without CUDA, and its code (learngene.perf.check) runs
+at CPU scale."""
 import csv
 import math
 import os
@@ -9,10 +10,10 @@ from pathlib import Path
 import timm
 
 import learngene  # noqa: F401  (registers the Aux-Nets)
+from learngene.perf.measure import aux_train_flops
+from learngene.tools import bench_speed as speed
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tools"))
-import bench_speed as speed  # noqa: E402
 
 LOOPS = ["Aux-B online KD", "Aux-B cached KD", "Des-B fine-tune", "timm vit_tiny 16 layers (reference)"]
 
@@ -47,7 +48,7 @@ def test_tiny_check_runs_the_recipes_step_loops(tmp_path):
     # online distillation adds the teacher's forward, and the 12-layer Des-Net counts 12 of the 16 layers.
     flops = {loop: value[f"{loop}, eager: MFU"] / 100 * 1e12 / value[f"{loop}, eager: images/s"] for loop in LOOPS}
     aux = timm.create_model("sws_aux_vit_tiny_patch16_224", img_size=64, num_classes=4)
-    formula = speed.aux_train_flops(aux, 64)
+    formula = aux_train_flops(aux, 64)
     assert abs(flops["Aux-B cached KD"] / formula - 1) < 0.01
     assert flops["Aux-B online KD"] > 1.02 * flops["Aux-B cached KD"]
     assert abs(flops["Des-B fine-tune"] / (formula * 12 / 16) - 1) < 0.01

@@ -1,16 +1,14 @@
 """A reduced depth x width grid end to end: 2 depths x 4 widths, every grid method, 2 learngene seeds, tiny models."""
 import csv
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
+from learngene.tools import benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tools"))
-import benchmark  # noqa: E402
 
 DATA = "data: {name: digits, img_size: 8, batch_size: 32, train_limit: 64}\n"
 RECIPE = "optim: {lr: 1.0e-3, epochs: 1, warmup_epochs: 0, min_lr: 1.0e-5}\n"  # device auto, as shipped
@@ -33,6 +31,7 @@ def read_csv(path):
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow
 def test_reduced_grid(tmp_path, capsys):
     for name, text in CONFIGS.items():
         (tmp_path / name).write_text(text)
@@ -91,9 +90,20 @@ def test_reduced_grid(tmp_path, capsys):
         [("8", "sws-select"), ("8", "weight-selection"), ("8", "scratch"), ("12", "sws-select"),
          ("12", "weight-selection"), ("12", "scratch"), ("16", "sws"), ("16", "weight-selection"), ("16", "scratch"),
          ("32", "scratch")]} | {("no-tune", "4", "16", "trained"), ("fine-tuned", "4", "16", "trained")}
-    # 2 learngene seeds: no interval is calibrated, so no cell and no claim gets a verdict, and they say why
+    # Each difference by another route: the mean test top-1 of the method's runs minus the baseline's, from
+    # results.csv (4 decimals; Trained has its own phase). 2 learngene seeds: no interval is calibrated, so no cell
+    # gets a verdict, and each says why.
+    top1 = {}
+    for r in runs:
+        top1.setdefault((r["method"], r["depth"], r["width"], r["phase"]), []).append(float(r["top1"]))
+    mean_difference = {}
     for v in verdicts:
+        elastic = top1[v["method"], v["depth"], v["width"], v["phase"]]
+        baseline = top1[v["baseline"], v["depth"], v["width"], "trained" if v["baseline"] == "trained" else v["phase"]]
+        expected = sum(elastic) / len(elastic) - sum(baseline) / len(baseline)
+        assert float(v["diff"]) == pytest.approx(expected, abs=2e-4), v
         assert v["low"] == v["high"] == "nan" and v["verdict"] == "2 seeds: interval not calibrated"
+        mean_difference[v["phase"], v["depth"], v["width"], v["baseline"]] = expected
 
     # IMwLM's head selected (the ancestry has the Des-Nets' 10 classes): its no-tune claim is not at chance by
     # construction; with 2 seeds it gets no verdict either
@@ -102,6 +112,12 @@ def test_reduced_grid(tmp_path, capsys):
     markdown = (out / "results.md").read_text()
     imwlm = markdown.split("points above IMwLM at the same cell, no tuning |")[1].splitlines()[0]
     assert imwlm.split("**")[-2] == "2 seeds: interval not calibrated"
+    evidence = [cell.split(": ")[0] for cell in imwlm.split(" | ")[0].strip().split("; ")]
+    assert evidence == [f"depth {d} width {w}" for d in (3, 4) for w in (8, 12)]  # every narrower cell, nothing else
+    for d in (3, 4):
+        for w in (8, 12):
+            assert f"depth {d} width {w}: {mean_difference['no-tune', str(d), str(w), 'weight-selection']:+.1f} [" \
+                in imwlm
     growth = markdown.split("keeps the no-tune function (logits; a check of an identity, not a claim) |")[1].splitlines()[0]
     assert "4 Des-Nets (widths 32 x depths x learngene seeds): largest logit difference" in growth
     assert growth.endswith("| **reproduced** |")

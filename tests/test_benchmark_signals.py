@@ -7,9 +7,10 @@ import sys
 import time
 from pathlib import Path
 
-from test_benchmark import ACCURACY, ROOT, read_csv, write_configs
+import pytest
 
-import benchmark
+from learngene.tools import benchmark
+from test_benchmark import ACCURACY, ROOT, read_csv, write_configs
 
 ANCESTRY_EPOCHS = "ancestry.overrides=[optim.epochs=30]"  # long enough to be stopped while it trains
 
@@ -56,6 +57,7 @@ def start_and_stop(args: list[str], log: Path, signum: int) -> tuple[subprocess.
     return subprocess.CompletedProcess(driver.args, driver.returncode, out, err), started, pool
 
 
+@pytest.mark.slow
 def test_stopped_benchmark_leaves_no_process_and_continues(tmp_path):
     reference = write_configs(tmp_path / "reference", tmp_path / "reference" / "bench", "[sws]", "[0]", "[2]")
     assert benchmark.main([*reference, ANCESTRY_EPOCHS]) == 0

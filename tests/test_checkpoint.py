@@ -3,8 +3,6 @@ are one line."""
 import json
 import os
 import stat
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -16,9 +14,7 @@ from learngene.checkpoint import (CHECKSUM_KEY, LEARNGENE_FORMAT, atomic_torch_s
                                   learngene_payload, load_learngene, load_torch_file, payload_checksum,
                                   save_learngene, save_model_folder)
 from learngene.errors import LearngeneError
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-import expand  # noqa: E402
+from learngene.tools import expand
 
 
 def training_state():

@@ -6,10 +6,9 @@ import pytest
 
 from learngene.cli import ArgumentParser, entry_point, int_at_least
 from learngene.errors import LearngeneError, first_line
+from learngene.tools import bench_speed as speed
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tools"))
-import bench_speed as speed  # noqa: E402
 
 
 def test_bad_input_and_ctrl_c_are_one_line(capsys):

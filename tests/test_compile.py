@@ -19,6 +19,7 @@ def compile_unavailable() -> str:
     return ""
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(bool(compile_unavailable()), reason=compile_unavailable())
 def test_compiled_aux_net_matches_eager_logits():
     from torch._inductor import config as inductor_config

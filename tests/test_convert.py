@@ -1,5 +1,4 @@
 import argparse
-import sys
 from pathlib import Path
 
 import pytest
@@ -9,11 +8,10 @@ from safetensors.torch import load_file
 from learngene.checkpoint import load_learngene
 from learngene.convert import convert_sws_official, convert_tleg_official, sws_key_table, tleg_key_table
 from learngene.models import SWSAuxViT, TLEGAuxViT
+from learngene.tools import convert
+from learngene.tools import expand
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tools"))
-import convert  # noqa: E402
-import expand  # noqa: E402
 
 # Tiny official-shaped Aux-Nets: 8x8 one-channel images in 2x2 patches (16 tokens), 10 classes, MLP ratio 4.
 WIDTH, CLASSES = 48, 10

@@ -88,6 +88,7 @@ def run_blocks(doc: Path, sandbox) -> None:
             sandbox([sys.executable, "-c", code], f"{doc.name}: python block\n{code}", code)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.relative_to(ROOT).as_posix())
 def test_code_blocks_run_as_written(doc, sandbox):
     run_blocks(DOCS[0], sandbox)  # the README's pipeline makes the runs/ the docs start from (run once)

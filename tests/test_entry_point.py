@@ -9,7 +9,10 @@ from setuptools import find_packages
 
 from learngene import cli
 
-tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser as the tomli package (the dev extra installs it there)
+    import tomli as tomllib
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -58,3 +61,17 @@ def test_the_command_imports_no_torch():
     import learngene
 
     assert learngene.models.SWSAuxViT.__name__ == "SWSAuxViT"  # still reachable as an attribute
+
+
+def test_import_learngene_registers_the_aux_nets_once_timm_loads():
+    """``import learngene`` imports neither torch nor timm, and timm imported after it knows every Aux-Net."""
+    import subprocess
+
+    names = [f"{family}_vit_{size}_patch16_224" for family in ("sws_aux", "tleg_aux")
+             for size in ("tiny", "small", "base")]
+    code = ("import sys; import learngene; print(sorted(m for m in ('torch', 'timm') if m in sys.modules)); "
+            f"import timm; print([timm.is_model(n) for n in {names!r}]); "
+            "print(type(timm.create_model('tleg_aux_vit_tiny_patch16_224', img_size=32)).__name__)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                            env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"})
+    assert result.stdout.splitlines() == ["[]", str([True] * 6), "TLEGAuxViT"], result.stderr

@@ -8,10 +8,9 @@ import torch
 from safetensors.torch import load_file
 
 from learngene.checkpoint import load_learngene, save_learngene
+from learngene.tools import expand
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tools"))
-import expand  # noqa: E402
 
 
 @pytest.fixture

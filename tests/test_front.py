@@ -12,8 +12,6 @@ both. Where FRONT departs from the released code on purpose (a head of another c
 too), as are ``freq_mode`` ``last``/``middle`` (never passed by ``init_freq_domain_transfer``).
 """
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,9 +22,7 @@ import torch
 from learngene.baselines.front import SKIP_GROUPS, dct, front_transfer, idct
 from learngene.checkpoint import save_model_folder
 from learngene.errors import LearngeneError
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-import expand  # noqa: E402
+from learngene.tools import expand
 
 TINY = dict(img_size=8, patch_size=2, in_chans=3, num_classes=10, mlp_ratio=4.0)
 

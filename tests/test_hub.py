@@ -1,6 +1,5 @@
 import hashlib
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,11 +12,10 @@ import learngene.hub
 from learngene.checkpoint import load_learngene, save_learngene
 from learngene.config import TrainConfig, load_config, save_config
 from learngene.errors import LearngeneError
+from learngene.tools import expand
+from learngene.tools import share
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tools"))
-import expand  # noqa: E402
-import share  # noqa: E402
 
 EXTRA = {"teacher": "local-dir:runs/digits/ancestry/model", "epochs": 10, "val_top1": 91.5, "teacher_top1": 97.25}
 

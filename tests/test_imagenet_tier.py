@@ -13,12 +13,11 @@ replay it. The benchmark configs run with depths [6], one seed and every method,
 benchmark's folder (the parts they share are made once).
 
 Long (6 min 23 s alone on this project's quiet 2-core machine, 5 minutes of it the two benchmark configs): marked
-``imagenet_tier`` (``pytest -m "not imagenet_tier"`` skips it).
+``imagenet_tier``: the plain ``pytest -q`` leaves it out, ``pytest -q -m imagenet_tier`` runs it.
 """
 import csv
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -28,13 +27,12 @@ import torch
 from PIL import Image
 
 from learngene.checkpoint import load_learngene, load_model_folder
+from learngene.tools import benchmark
+from learngene.tools import expand
+from learngene.tools import finetune
+from learngene.tools import train_aux
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tools"))
-import benchmark  # noqa: E402
-import expand  # noqa: E402
-import finetune  # noqa: E402
-import train_aux  # noqa: E402
 
 pytestmark = pytest.mark.imagenet_tier
 

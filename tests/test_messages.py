@@ -1,5 +1,4 @@
 """Refusals that lead somewhere: each says what the input is and which path, key or command works instead."""
-import sys
 from pathlib import Path
 
 import pytest
@@ -10,12 +9,11 @@ from learngene.checkpoint import load_model_folder, save_learngene
 from learngene.config import TrainConfig
 from learngene.data import build_loaders
 from learngene.errors import LearngeneError
+from learngene.tools import benchmark
+from learngene.tools import expand
+from learngene.tools import share
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tools"))
-import benchmark  # noqa: E402
-import expand  # noqa: E402
-import share  # noqa: E402
 
 
 def error_line(capsys) -> str:

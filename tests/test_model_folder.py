@@ -2,7 +2,6 @@
 project's own evaluation (issue 10, item 5)."""
 import json
 import logging
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,11 +14,10 @@ import learngene.models  # noqa: F401  (registers the Aux-Nets)
 from learngene.checkpoint import preprocessing_of, save_learngene
 from learngene.data import DataConfig, build_datasets
 from learngene.data.digits import MAX_PIXEL, split_indices
+from learngene.tools import expand
+from learngene.tools import finetune
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tools"))
-import expand  # noqa: E402
-import finetune  # noqa: E402
 
 TINY_VIT = ("model.kwargs={img_size: 8, patch_size: 2, in_chans: 1, num_classes: 10, embed_dim: 16, depth: 2, "
             "num_heads: 2, class_token: false, global_pool: avg}")

@@ -113,6 +113,28 @@ def test_fx_traced_aux_net_computes_the_eager_function_and_gradients(name):
         torch.testing.assert_close(traced_grads[n], p.grad, rtol=0, atol=0, msg=n)
 
 
+@pytest.mark.parametrize("name", ["sws_aux_vit_tiny_patch16_224", "tleg_aux_vit_tiny_patch16_224"])
+def test_fx_feature_extractor_trains_every_parameter(name):
+    """What timm's own suite checks (test_model_backward_fx): the traced module that timm's FX feature extraction
+    builds holds every parameter of the Aux-Net and a training step gives each one a nonzero gradient. A trace that
+    read the tensors' values instead of the parameters leaves the learngene out (TLEG: only stem and head train)."""
+    from timm.models import create_feature_extractor, get_graph_node_names
+
+    torch.manual_seed(0)
+    aux = timm.create_model(name, img_size=8, patch_size=2, in_chans=1, num_classes=10, embed_dim=32, num_heads=2)
+    with torch.no_grad():  # off the init, where every TLEG slope norm is zero
+        for p in aux.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    train_nodes, _ = get_graph_node_names(aux.train())
+    traced = create_feature_extractor(aux, return_nodes=[train_nodes[-1]]).train()
+    assert sorted(n for n, _ in traced.named_parameters()) == sorted(n for n, _ in aux.named_parameters())
+    for _ in range(2):  # twice: tensors baked into the trace would refuse a second backward
+        traced.zero_grad()
+        traced(torch.randn(2, 1, 8, 8))[train_nodes[-1]].square().sum().backward()
+        empty = [n for n, p in traced.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+        assert empty == []
+
+
 def test_features_only_and_no_pooling_give_the_applied_layers_tokens():
     aux = timm.create_model("tleg_aux_vit_tiny_patch16_224", img_size=8, patch_size=2, in_chans=1, embed_dim=32,
                             num_heads=2, num_layers=5).eval()

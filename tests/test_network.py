@@ -5,7 +5,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -17,8 +16,7 @@ NO_NETWORK = {"HF_ENDPOINT": "http://127.0.0.1:9", "http_proxy": "http://127.0.0
 # {name: [exit code, stderr lines]}.
 SCRIPT = """
 import contextlib, io, json, sys
-sys.path.insert(0, sys.argv[1] + "/tools")
-import expand, finetune, share
+from learngene.tools import expand, finetune, share
 results = {}
 for name, main, argv in json.loads(sys.argv[2]):
     err = io.StringIO()
@@ -29,6 +27,7 @@ print(json.dumps(results))
 """
 
 
+@pytest.mark.slow
 def test_every_network_path_without_network_is_one_line(shared, tmp_path):  # noqa: F811
     calls = [("push", "share", [str(shared), "--push", "some-org/some-learngene"]),
              ("hf-hub id", "expand", ["hf-hub:some-org/some-learngene", "--depth", "4", "--out", str(tmp_path / "e")]),

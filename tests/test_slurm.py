@@ -7,15 +7,15 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import timm
 import torch
 from safetensors.torch import load_file, save_file
 
+from learngene.tools import benchmark
 from test_benchmark import ACCURACY, read_csv, write_configs
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tools"))
-import benchmark  # noqa: E402
 
 SLURM = ["executor=slurm", "slurm.poll_seconds=0.5", "slurm.time_minutes=10"]
 
@@ -28,6 +28,7 @@ def accuracy(path: Path) -> list[tuple]:
     return sorted(tuple(row[k] for k in ACCURACY) for row in read_csv(path))
 
 
+@pytest.mark.slurm
 def test_benchmark_on_slurm_equals_local_and_a_failed_part_stops_its_dependants(slurm, tmp_path, capsys):
     # The benchmark's structure (ancestry -> learngene -> Des-Nets; Trained references beside) at test size:
     # two depths, SWS and scratch, one seed; the ancestry starts from a checkpoint file.
@@ -70,6 +71,7 @@ def wait_until(condition, what: str, timeout: float = 120.0) -> None:
         time.sleep(0.1)
 
 
+@pytest.mark.slurm
 def test_a_two_task_des_net_job_stopped_by_sigterm_is_requeued_and_ends_with_torchruns_uninterrupted_weights(
         slurm, tmp_path, tiny_aux):
     """One job, two tasks: the process group torchrun builds; scancel --signal=TERM mid-training: last.pt, requeue,
@@ -102,6 +104,7 @@ def test_a_two_task_des_net_job_stopped_by_sigterm_is_requeued_and_ends_with_tor
     assert reference.keys() == requeued.keys() and all(torch.equal(reference[k], requeued[k]) for k in reference)
 
 
+@pytest.mark.slurm
 def test_a_job_sbatch_refuses_is_one_error_line_and_leaves_nothing(slurm, tmp_path, capsys):
     import finetune
 
@@ -131,6 +134,7 @@ def states() -> dict[str, str]:
     return dict(line.split() for line in out.stdout.splitlines())
 
 
+@pytest.mark.slurm
 def test_ctrl_c_leaves_jobs_running_on_request_a_rerun_waits_for_them_and_ctrl_c_cancels_them(slurm, tmp_path):
     args = [*write_configs(tmp_path, tmp_path / "bench", "[sws]", seeds="[0]"), *SLURM]
     # A job holding both CPUs keeps the benchmark's jobs queued while the driver is stopped and started.

@@ -13,12 +13,10 @@ from torch.utils.data import DataLoader
 from learngene.checkpoint import load_learngene, load_model_folder, save_model_folder
 from learngene.data import DataConfig, build_datasets
 from learngene.engine import evaluate
+from learngene.tools import finetune
+from learngene.tools import train_aux
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tools"))
-import finetune  # noqa: E402
-import train_aux  # noqa: E402
-
 TINY_VIT = ("model.kwargs={img_size: 8, patch_size: 2, in_chans: 1, num_classes: 10, embed_dim: 16, depth: 2, "
             "num_heads: 2, class_token: false, global_pool: avg}")
 TINY_AUX = ("model.kwargs={img_size: 8, patch_size: 2, in_chans: 1, num_classes: 10, embed_dim: 16, num_heads: 2, "
@@ -120,13 +118,13 @@ def dump_then_finish(self):
 
 
 Run.finish = dump_then_finish
-sys.path.insert(0, sys.argv[1])
-import train_aux  # noqa: E402
+from learngene.tools import train_aux  # noqa: E402
 
-raise SystemExit(train_aux.main(sys.argv[2:]))
+raise SystemExit(train_aux.main(sys.argv[1:]))
 """
 
 
+@pytest.mark.slow
 def test_torchrun_two_cpu_processes(tmp_path):
     """DDP (gloo) with the SWS Aux-Net, whose stage-2 block runs twice per forward: both ranks end with the same
     weights, and validation split across the ranks gives the numbers of one process on the whole set."""
@@ -137,7 +135,7 @@ def test_torchrun_two_cpu_processes(tmp_path):
             f"teacher.name=local-dir:{teacher}", "data.train_limit=128", "data.batch_size=16", "data.mixup=0.5",
             "optim.epochs=2", "device=cpu", f"output={out}"]
     result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                             str(tmp_path / "driver.py"), str(ROOT / "tools"), *argv],
+                             str(tmp_path / "driver.py"), *argv],
                             env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT)), capture_output=True,
                             text=True, timeout=300)
     assert result.returncode == 0, result.stderr

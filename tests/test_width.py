@@ -205,12 +205,8 @@ def test_growth_of_a_learngene_without_qkv_bias(tiny_aux):
 
 
 def test_expand_tool_grows_and_refuses(tiny_aux, tmp_path, capsys):
-    import sys
-    from pathlib import Path
-
     from learngene.checkpoint import load_model_folder, save_learngene
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-    import expand
+    from learngene.tools import expand
 
     source = tmp_path / "lg.safetensors"
     save_learngene(tiny_aux, source)

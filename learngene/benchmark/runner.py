@@ -52,7 +52,6 @@ from learngene.benchmark.config import BENCHMARK_METHODS, BenchmarkConfig, PartC
     method_info
 from learngene.checkpoint import atomic_write_text, file_on_path, file_sha256, json_digest, load_learngene, \
     load_model_folder, save_model_folder, stored_parameter_count
-from learngene.cli import SIGTERM_EXIT_CODE, Terminated, sigterm_raises
 from learngene.config import TrainConfig, load_config
 from learngene.data import build_eval_loader, build_loaders
 from learngene.engine import build_student, train
@@ -61,6 +60,7 @@ from learngene.engine.distributed import init_processes, resolve_device, shard_l
 from learngene.errors import LearngeneError
 from learngene.methods import count_parameters, forward_flops, with_new_classifier
 from learngene.models import des_architecture
+from learngene.signals import SIGTERM_EXIT_CODE, Terminated, sigterm_raises, worker_signals
 from learngene.slurm import SlurmDriver, SlurmTask, signature, tasks_per_node
 
 DONE = "done.json"
@@ -539,9 +539,7 @@ def worker_setup(threads: int, driver: int, stopping) -> None:
     global DRIVER, STOPPING
     DRIVER, STOPPING = driver, stopping
     torch.set_num_threads(threads)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, lambda signum, frame: os._exit(SIGTERM_EXIT_CODE) if os.getppid() != driver
-                  else None)
+    worker_signals(driver)
     threading.Thread(target=stop_when_orphaned, daemon=True).start()
 
 
@@ -789,7 +787,7 @@ class Benchmark:
         try:
             self.stale_parts = self.check_stale()
             return self.run_parts()
-        except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (cli.Terminated): stop the workers, keep what is done
+        except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (signals.Terminated): stop the workers, keep what is done
             if self.pool is not None:
                 self.stop_workers()
             raise type(e)(f"the parts that finished are kept in {self.out} and a stopped training continues from "

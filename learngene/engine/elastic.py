@@ -15,7 +15,7 @@ only, exactly as the narrower Des-Net that :func:`narrow_width` gives will.
 
 With ``sample_depths: [lo, hi]`` the extra passes also draw a Des-Net depth in ``lo .. hi`` and run the
 stages as the cyclic expansion of that depth lays them out (``learngene.expand.cyclic_layer_sources``),
-so shallow Des-Nets are trained too (the issue's prototype: this kept every depth working when narrowed).
+so shallow Des-Nets are trained too (the project's first prototype: this kept every depth working when narrowed).
 
 Draws depend only on (seed, epoch, step), so resumed runs repeat them, and they use no global RNG.
 """

@@ -27,7 +27,6 @@ import json
 import math
 import os
 import shutil
-import signal
 import sys
 import threading
 import time
@@ -45,7 +44,8 @@ from tqdm import tqdm
 
 from learngene.checkpoint import atomic_torch_save, atomic_write_csv, atomic_write_text, load_torch_file, \
     preprocessing_of, save_learngene, save_model_folder
-from learngene.cli import INTERRUPTED_EXIT_CODE, SIGTERM_EXIT_CODE, Terminated
+from learngene.cli import INTERRUPTED_EXIT_CODE
+from learngene.signals import SIGTERM_EXIT_CODE, Terminated, sigterm_sets_flag
 from learngene.config import TrainConfig, check_train_config, resume_conflicts, save_config
 from learngene.data import build_eval_loader, build_loaders, build_mixup
 from learngene.data.seeded import seeded_rng
@@ -234,7 +234,7 @@ class Run:
         if self.procs.is_main:
             self.tensorboard = open_tensorboard(self.out / "tensorboard")
         try:
-            with stop_on_sigterm() as sigterm:
+            with sigterm_sets_flag() as sigterm:
                 while self.epoch < self.cfg.optim.epochs:
                     resume_rng = state["rng"] if state is not None and self.step else None
                     partial = state["partial"] if resume_rng is not None else None
@@ -563,7 +563,7 @@ class Run:
             extra = {k: summary[k] for k in ("teacher", "epochs", "val_top1", "teacher_top1") if k in summary}
             if self.elastic is not None:  # which widths the expander may narrow to
                 extra["elastic"] = self.elastic.metadata()
-            save_learngene(model, path, kind=learngene_kind(model), extra=extra, preprocessing=preprocessing)
+            save_learngene(model, path, kind=model.learngene_kind, extra=extra, preprocessing=preprocessing)
         else:
             path = folder / "model"
             if path.exists():  # written by an earlier finish of this run (resumed after it ended)
@@ -606,12 +606,6 @@ class ForwardClock:
         return self.seconds
 
 
-def learngene_kind(model: PooledViT) -> str:
-    """``sws`` for ``sws_aux_*`` models, ``tleg`` for ``tleg_aux_*`` (the registry's naming)."""
-    architecture = model.pretrained_cfg["architecture"]
-    return architecture.split("_aux_")[0] if "_aux_" in architecture else "sws"
-
-
 def open_tensorboard(folder: Path):
     """A TensorBoard writer when the tensorboard package is installed, else None (log.csv has the same numbers)."""
     try:
@@ -619,20 +613,6 @@ def open_tensorboard(folder: Path):
     except ImportError:
         return None
     return SummaryWriter(str(folder))
-
-
-@contextlib.contextmanager
-def stop_on_sigterm():
-    """Yield an event that SIGTERM sets (instead of killing the process) while the block runs."""
-    event = threading.Event()
-    if threading.current_thread() is not threading.main_thread():  # signal handlers live in the main thread
-        yield event
-        return
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: event.set())
-    try:
-        yield event
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def write_log_csv(history: list[dict], path: Path) -> None:

@@ -319,7 +319,7 @@ def grow_width(state: dict[str, torch.Tensor], num_heads: int, width: int, mlp_h
                              f"(MLP {mlp_hidden}): use narrow_width for a narrower net")
     embed = ChannelMap(torch.arange(width) % source.embed_dim, source.embed_dim)
     folded = []
-    if width % source.embed_dim and partial == "orthogonal":
+    if folds_norms(width, source.embed_dim, partial):
         original, (state, folded) = state, fold_norms(state)
         embed.mix = orthogonal_embedding(source.embed_dim, width)
         embed.scale = math.sqrt(width / source.embed_dim)
@@ -396,6 +396,12 @@ def direction(new: int, old: int) -> str:
     return "narrow" if new < old else "grow" if new > old else "keep"
 
 
+def folds_norms(width: int, grown_from: int, partial: str) -> bool:
+    """Whether growing from ``grown_from`` to ``width`` folds the LayerNorms' affine into their readers: a
+    non-integer ratio with the orthogonal rule (:func:`fold_norms`)."""
+    return width > grown_from and width % grown_from != 0 and partial == "orthogonal"
+
+
 def reset_norms(width: int, grown_from: int, partial: str, include_head: bool) -> list[str]:
     """The LayerNorms :func:`grow_width` from ``grown_from`` to ``width`` leaves at weight 1, bias 0.
 
@@ -403,9 +409,9 @@ def reset_norms(width: int, grown_from: int, partial: str, include_head: bool) -
     norm1 into qkv, norm2 into fc1, and fc_norm into the head when the head is kept (logits exact). Without
     the head fc_norm keeps its weight and bias, copied. Integer ratios and narrowing reset nothing.
     """
-    if width <= grown_from or not width % grown_from or partial != "orthogonal":
+    if not folds_norms(width, grown_from, partial):
         return []
-    return ["norm1", "norm2", *(["fc_norm"] if include_head else [])]
+    return [norm for norm, reader in NORM_READERS.items() if include_head or reader != "head"]
 
 
 def plan_width(learngene, width: int | None = None, num_heads: int | None = None, mlp_ratio: float | None = None,
@@ -421,10 +427,8 @@ def plan_width(learngene, width: int | None = None, num_heads: int | None = None
     trained widths, an MLP ratio below the learngene's) is refused: those prefixes are untrained weights.
     ``include_head``: whether the Des-Net keeps the learngene's head (it decides ``norms_reset``).
     """
-    args = learngene.model_args
-    source_width, source_heads = args["embed_dim"], args["num_heads"]
-    source_hidden = int(source_width * args.get("mlp_ratio", 4.0))
-    source = ViTWidth(source_width, source_heads, source_hidden)
+    source = state_width(learngene.state_dict, learngene.model_args["num_heads"])
+    source_width, source_heads, source_hidden = source.embed_dim, source.num_heads, source.mlp_hidden
     width = source_width if width is None else width
     trained = sorted((learngene.extra.get("elastic") or {}).get("widths") or [source_width])
     check_target(source, width, source_hidden,

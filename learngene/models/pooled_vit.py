@@ -13,7 +13,7 @@ import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import LayerNorm, PatchEmbed, calculate_drop_path_rates, drop_path, get_device_dtype, trunc_normal_
 from timm.models.vision_transformer import Block, init_weights_vit_timm
-from timm.models import build_model_with_cfg, named_apply, register_model
+from timm.models import build_model_with_cfg, named_apply
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
@@ -40,21 +40,6 @@ def build_aux_net(model_cls, variant: str, pretrained: bool = False, **kwargs):
                                 **{**width, "patch_size": 16, **kwargs})
 
 
-def register_aux_nets(model_cls: type, family: str, module: str) -> dict:
-    """Register the timm entry points ``{family}_vit_{tiny,small,base}_patch16_224`` of ``model_cls``; returns them
-    by name. ``module`` is the defining module's ``__name__``: timm reads their ``default_cfgs`` there."""
-    def entry_point(variant: str):
-        def create(pretrained: bool = False, **kwargs):
-            return build_aux_net(model_cls, variant, pretrained, **kwargs)
-
-        create.__name__ = create.__qualname__ = variant
-        create.__module__ = module
-        create.__doc__ = f"{model_cls.__name__} at the width of {variant.split('_')[-3]} (timm entry point)."
-        return register_model(create)
-
-    return {name: entry_point(name) for name in (f"{family}_vit_{size}_patch16_224" for size in WIDTHS)}
-
-
 def des_architecture(aux_name: str) -> str:
     """The timm ViT name a Des-Net of this Aux-Net is built as (its args override the details)."""
     for prefix in AUX_PREFIXES:
@@ -74,7 +59,10 @@ class PooledViT(nn.Module):
 
     ``num_layers`` is the number of *applied* layers, which sets the per-layer drop-path rates.
     ``global_pool`` is "avg" (the Des-Nets') or "" (no pooling: the head sees every token).
+    ``learngene_kind``: the ``kind`` its learngene files record (``learngene.checkpoint.save_learngene``).
     """
+
+    learngene_kind: str
 
     def __init__(self, num_layers: int, img_size=224, patch_size=16, in_chans=3, num_classes=1000, embed_dim=768,
                  num_heads=12, mlp_ratio=4.0, qkv_bias=True, drop_rate=0.0, drop_path_rate=0.0, global_pool="avg",

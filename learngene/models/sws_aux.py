@@ -11,11 +11,11 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
-from timm.models import generate_default_cfgs
+from timm.models import generate_default_cfgs, register_model
 from torch import nn
 
 from learngene.errors import LearngeneError
-from learngene.models.pooled_vit import WIDTHS, PooledViT, aux_net_cfg, register_aux_nets
+from learngene.models.pooled_vit import WIDTHS, PooledViT, aux_net_cfg, build_aux_net
 
 DEFAULT_STAGE_SIZES = (3, 3, 4, 3, 3)
 
@@ -35,6 +35,8 @@ class SWSAuxViT(PooledViT):
     Each block is registered once (``stages.{s}.attn.qkv.weight``, ...), so the state dict holds one
     copy of every learngene layer and autograd sums the gradients of its applications.
     """
+
+    learngene_kind = "sws"
 
     def __init__(self, stage_sizes: Sequence[int] = DEFAULT_STAGE_SIZES, **kwargs):
         sizes = check_stage_sizes(stage_sizes)
@@ -56,5 +58,20 @@ class SWSAuxViT(PooledViT):
 
 default_cfgs = generate_default_cfgs({f"sws_aux_vit_{size}_patch16_224": aux_net_cfg() for size in WIDTHS})
 
-# timm entry points sws_aux_vit_{tiny,small,base}_patch16_224 (DeiT-Ti/S/B widths), also names of this module
-globals().update(register_aux_nets(SWSAuxViT, "sws_aux", __name__))
+
+@register_model
+def sws_aux_vit_tiny_patch16_224(pretrained: bool = False, **kwargs) -> SWSAuxViT:
+    """SWS Aux-Net at DeiT-Ti width (192 wide, 3 heads); stages 3, 3, 4, 3, 3 unless ``stage_sizes`` says."""
+    return build_aux_net(SWSAuxViT, "sws_aux_vit_tiny_patch16_224", pretrained, **kwargs)
+
+
+@register_model
+def sws_aux_vit_small_patch16_224(pretrained: bool = False, **kwargs) -> SWSAuxViT:
+    """SWS Aux-Net at DeiT-S width (384 wide, 6 heads); stages 3, 3, 4, 3, 3 unless ``stage_sizes`` says."""
+    return build_aux_net(SWSAuxViT, "sws_aux_vit_small_patch16_224", pretrained, **kwargs)
+
+
+@register_model
+def sws_aux_vit_base_patch16_224(pretrained: bool = False, **kwargs) -> SWSAuxViT:
+    """SWS Aux-Net at DeiT-B width (768 wide, 12 heads); stages 3, 3, 4, 3, 3 unless ``stage_sizes`` says."""
+    return build_aux_net(SWSAuxViT, "sws_aux_vit_base_patch16_224", pretrained, **kwargs)

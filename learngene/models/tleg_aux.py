@@ -11,13 +11,15 @@ norms weight 1, bias 0; ``slope`` norms all zeros (every layer starts with the s
 """
 from __future__ import annotations
 
+from operator import attrgetter
+
 import torch
 from timm.layers import register_notrace_module
-from timm.models import generate_default_cfgs
+from timm.models import generate_default_cfgs, register_model
 from timm.models.vision_transformer import Block
 from torch import nn
 
-from learngene.models.pooled_vit import WIDTHS, PooledViT, aux_net_cfg, register_aux_nets
+from learngene.models.pooled_vit import WIDTHS, PooledViT, aux_net_cfg, build_aux_net
 
 
 @register_notrace_module  # torch.fx (timm's feature extraction) calls it whole: its Block has no tensors to trace
@@ -39,6 +41,8 @@ class InterpolatedLayer(nn.Module):
 class TLEGAuxViT(PooledViT):
     """``num_layers`` applied layers whose tensors interpolate linearly between ``base`` and ``slope``."""
 
+    learngene_kind = "tleg"
+
     def __init__(self, num_layers: int = 12, **kwargs):
         super().__init__(num_layers=num_layers, **kwargs)
         self.num_layers = num_layers
@@ -53,8 +57,10 @@ class TLEGAuxViT(PooledViT):
 
     def run_layer(self, x: torch.Tensor, layer: int) -> torch.Tensor:
         t = layer / self.num_layers
-        tensors = {name: base + t * slope
-                   for (name, base), slope in zip(self.base.named_parameters(), self.slope.parameters())}
+        # Each tensor read as a module attribute, which torch.fx records as the parameter (named_parameters() hands
+        # it the values: a trace without base and slope, whose GraphModule gets no gradients to them).
+        tensors = {name: attrgetter(name)(self.base) + t * attrgetter(name)(self.slope)
+                   for name, _ in self.base.named_parameters()}
         return self.layers[layer](x, tensors)
 
     def layer_groups(self) -> list[tuple]:
@@ -66,5 +72,17 @@ class TLEGAuxViT(PooledViT):
 
 default_cfgs = generate_default_cfgs({f"tleg_aux_vit_{size}_patch16_224": aux_net_cfg() for size in WIDTHS})
 
-# timm entry points tleg_aux_vit_{tiny,small,base}_patch16_224 (DeiT-Ti/S/B widths), also names of this module
-globals().update(register_aux_nets(TLEGAuxViT, "tleg_aux", __name__))
+
+@register_model
+def tleg_aux_vit_tiny_patch16_224(pretrained: bool = False, **kwargs) -> TLEGAuxViT:  # DeiT-Ti width
+    return build_aux_net(TLEGAuxViT, "tleg_aux_vit_tiny_patch16_224", pretrained, **kwargs)
+
+
+@register_model
+def tleg_aux_vit_small_patch16_224(pretrained: bool = False, **kwargs) -> TLEGAuxViT:  # DeiT-S width
+    return build_aux_net(TLEGAuxViT, "tleg_aux_vit_small_patch16_224", pretrained, **kwargs)
+
+
+@register_model
+def tleg_aux_vit_base_patch16_224(pretrained: bool = False, **kwargs) -> TLEGAuxViT:  # DeiT-B width
+    return build_aux_net(TLEGAuxViT, "tleg_aux_vit_base_patch16_224", pretrained, **kwargs)
