@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import functools
 import importlib
+import os
 import signal
 import sys
 from typing import Callable, Sequence
@@ -13,6 +14,7 @@ from learngene.signals import SIGTERM_EXIT_CODE, Terminated, sigterm_raises
 
 Main = Callable[[Sequence[str] | None], int]
 INTERRUPTED_EXIT_CODE = 128 + signal.SIGINT  # what a shell reports for a command stopped by Ctrl-C
+BROKEN_PIPE_EXIT_CODE = 128 + signal.SIGPIPE  # what a shell reports for a command whose reader went away (`| head`)
 
 
 def entry_point(main: Main | None = None, *, on_interrupt: str = "stopped by Ctrl-C; run the same command again"):
@@ -20,7 +22,7 @@ def entry_point(main: Main | None = None, *, on_interrupt: str = "stopped by Ctr
 
     Ctrl-C becomes one ``interrupted: ...`` line and exit code 130, not a traceback, and SIGTERM the same line
     and exit code 143: the line says how to continue, with the ``KeyboardInterrupt``'s own message if it has
-    one, else ``on_interrupt``.
+    one, else ``on_interrupt``. Output piped into a reader that stops early (``| head``) ends it with exit code 141.
     Use as ``@entry_point`` or ``@entry_point(on_interrupt="...")``.
     """
     if main is None:
@@ -37,6 +39,9 @@ def entry_point(main: Main | None = None, *, on_interrupt: str = "stopped by Ctr
         except KeyboardInterrupt as e:
             print(f"interrupted: {first_line(e) if str(e).strip() else on_interrupt}", file=sys.stderr)
             return SIGTERM_EXIT_CODE if isinstance(e, Terminated) else INTERRUPTED_EXIT_CODE
+        except BrokenPipeError:  # stdout's reader closed it: stop quietly, and let exit's flush write nowhere
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return BROKEN_PIPE_EXIT_CODE
 
     return wrapped
 

@@ -20,8 +20,9 @@ def test_pyproject_ships_every_package_and_the_tools():
     setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())
     project, tool = setuptools["project"], setuptools["tool"]["setuptools"]
     assert project["scripts"] == {"learngene": "learngene.cli:main"}
-    assert tool["package-dir"] == {"learngene.tools": "tools"}
-    assert sorted(tool["packages"]) == sorted(find_packages(str(ROOT), include=["learngene*"]) + ["learngene.tools"])
+    assert tool["package-dir"] == {"learngene.tools": "tools", "learngene.configs": "configs"}
+    assert sorted(tool["packages"]) == sorted(find_packages(str(ROOT), include=["learngene*"]) +
+                                              ["learngene.tools", "learngene.configs"])
     assert {f"{module}.py" for module in cli.COMMANDS.values()} == \
         {p.name for p in (ROOT / "tools").glob("*.py")} - {"__init__.py"}
 

@@ -7,6 +7,7 @@ Tools share one command-line convention::
 from __future__ import annotations
 
 import dataclasses
+import importlib.resources
 import os
 import re
 from pathlib import Path
@@ -67,9 +68,27 @@ def load_config(path: str | os.PathLike | None, overrides: Sequence[str], schema
     return OmegaConf.to_object(merged)
 
 
-def _load_yaml(path: Path):
+def packaged_configs() -> Path:
+    """The ``configs/`` folder shipped in the package (``learngene.configs``), or a checkout's own."""
+    try:
+        return Path(str(importlib.resources.files("learngene.configs")))
+    except ModuleNotFoundError:  # a checkout imported from its folder (PYTHONPATH), not installed
+        return Path(__file__).resolve().parents[2] / "configs"
+
+
+def config_file(path: str | os.PathLike) -> Path:
+    """``path`` as given; a ``configs/...`` path that is not there (run outside a checkout, e.g. after
+    ``pip install``) is the packaged config of that name, which the benchmark's parts and the docs refer to."""
+    path = Path(path)
+    if path.exists() or path.is_absolute() or path.parts[:1] != ("configs",):
+        return path
+    return packaged_configs().joinpath(*path.parts[1:])
+
+
+def _load_yaml(given: Path):
+    path = config_file(given)
     if not path.is_file():
-        raise LearngeneError(f"config file {path} does not exist: pass an existing YAML file, e.g. configs/digits/aux.yaml")
+        raise LearngeneError(f"config file {given} does not exist: pass an existing YAML file, e.g. configs/digits/aux.yaml")
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
