@@ -86,11 +86,14 @@ def read_run(run_dir: Path | None) -> tuple[dict, dict]:
 def learngene_contents(path: Path, recipe: dict, summary: dict) -> tuple[dict, dict, list[str], str]:
     """config.json, lineage, tags and card text of a learngene file."""
     learngene = load_learngene(path)
-    # Not timm's config.json layout (no architecture / model_args at the top): this folder is no timm model folder,
-    # the Des-Nets expanded from it are.
-    config = {"learngene_format": LEARNGENE_FORMAT, "learngene_kind": learngene.kind,
-              "aux_net": {"name": learngene.model, "args": learngene.model_args},
-              "des_architecture": des_architecture(learngene.model), "timm_model_folder": False}
+    # timm's config.json layout for the Aux-Net (architecture, model_args, pretrained_cfg): once
+    # ``learngene.models`` registers the Aux-Nets, timm.create_model("local-dir:FOLDER", pretrained=True) loads it
+    # from learngene.safetensors (timm takes the folder's only safetensors file).
+    num_classes = learngene.model_args.get("num_classes")
+    config = {"architecture": learngene.model, "num_classes": num_classes, "model_args": learngene.model_args,
+              "pretrained_cfg": {**(learngene.preprocessing or {}), "num_classes": num_classes},
+              "learngene_format": LEARNGENE_FORMAT, "learngene_kind": learngene.kind,
+              "des_architecture": des_architecture(learngene.model)}
     extra = learngene.extra
     lineage = {
         "weights": LEARNGENE_WEIGHTS,
@@ -106,11 +109,13 @@ def learngene_contents(path: Path, recipe: dict, summary: dict) -> tuple[dict, d
     method = "" if learngene.kind == "sws" else f" --method {learngene.kind}"
     usage = (f"pip install learngene-sws\n"
              f"learngene expand hf-hub:ORG/NAME{method} --depth 12 --out des12   # or this folder's path\n"
-             f"python -c \"import timm; timm.create_model('local-dir:des12', pretrained=True)\"")
+             f"python -c \"import timm; timm.create_model('local-dir:des12', pretrained=True)\"\n"
+             f"python -c \"import timm, learngene.models; timm.create_model('local-dir:FOLDER', pretrained=True)\""
+             "  # the Aux-Net itself")
     text = (f"A {learngene.kind.upper()} learngene: the {learngene.model} Aux-Net's weights, from which Des-Nets "
             f"of any depth ({config['des_architecture']} layout) are initialized with the `learngene` package "
-            "(`pip install learngene-sws`). This folder is not a timm model folder and timm does not load it; "
-            "the Des-Nets expanded from it are timm model folders.")
+            "(`pip install learngene-sws`). The Des-Nets expanded from it are timm model folders; timm loads this "
+            "folder's Aux-Net once `import learngene.models` has registered the Aux-Nets.")
     return config, lineage, ["learngene", learngene.kind], text + "\n\n```\n" + usage + "\n```"
 
 

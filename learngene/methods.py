@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 
 import timm
@@ -66,16 +67,40 @@ class Initialization:
         return model
 
 
+# Copies of a Des-Net's float32 weights held at once while it is made and written: the state dict, the model
+# built from it, and the tensors being saved.
+WEIGHT_COPIES = 3
+
+
+def timm_model(architecture: str, model_args: dict) -> nn.Module:
+    try:
+        return timm.create_model(architecture, **model_args)
+    except (AssertionError, RuntimeError, TypeError, ValueError) as e:
+        # unknown name, arguments it does not take, or values it asserts against (num_heads not dividing embed_dim)
+        raise LearngeneError(f"cannot create {architecture!r} with {model_args}: {first_line(e)}: choose --model "
+                             "and --model-args that timm accepts (num_heads must divide embed_dim)") from None
+
+
+def check_fits_in_memory(architecture: str, model_args: dict) -> None:
+    """Refuse a Des-Net whose weights would not fit in this machine's memory (e.g. ``--width 100000``), before any
+    of it is allocated: its parameters are counted on the meta device."""
+    with torch.device("meta"):
+        parameters = count_parameters(timm_model(architecture, model_args).parameters())
+    needed = WEIGHT_COPIES * 4 * parameters
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if needed > memory:
+        size = ", ".join(f"{k} {model_args[k]}" for k in ("embed_dim", "depth", "mlp_ratio") if k in model_args)
+        raise LearngeneError(f"a {architecture} of {size} has {parameters:,} parameters: making it needs about "
+                             f"{needed / 2**30:,.1f} GiB of memory ({WEIGHT_COPIES} float32 copies), more than this "
+                             f"machine's {memory / 2**30:,.1f} GiB: choose a smaller width or depth")
+
+
 def fresh_model(architecture: str, model_args: dict, seed: int) -> nn.Module:
     """The target with timm's default init, reproducible per ``seed``, leaving the global RNG alone."""
+    check_fits_in_memory(architecture, model_args)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        try:
-            return timm.create_model(architecture, **model_args)
-        except (AssertionError, RuntimeError, TypeError, ValueError) as e:
-            # unknown name, arguments it does not take, or values it asserts against (num_heads not dividing embed_dim)
-            raise LearngeneError(f"cannot create {architecture!r} with {model_args}: {first_line(e)}: choose --model "
-                                 "and --model-args that timm accepts (num_heads must divide embed_dim)") from None
+        return timm_model(architecture, model_args)
 
 
 def count_parameters(tensors) -> int:
@@ -178,12 +203,15 @@ def init_sws(source: str, depth: int, num_classes: int | None = None, strategy: 
     args = target_args(aux.des_model_args(depth), depth, num_classes)
     architecture = des_architecture(learngene.model)
     include_head = num_classes in (None, aux.num_classes)
-    state = expand_sws(learngene.state_dict, plan.layer_sources, include_head=include_head)
-    info = dict(method="sws", **plan.to_dict(), parameters_stored=count_parameters(learngene.state_dict.values()))
+    width_plan = None
     if (width, num_heads, mlp_ratio) != (None, None, None):  # narrowing or growth (docs/width.md)
         width_plan = plan_width(learngene, width, num_heads, mlp_ratio, include_head=include_head)
-        state = apply_width_plan(state, width_plan)
         args.update(width_plan.model_args())
+    check_fits_in_memory(architecture, args)
+    state = expand_sws(learngene.state_dict, plan.layer_sources, include_head=include_head)
+    info = dict(method="sws", **plan.to_dict(), parameters_stored=count_parameters(learngene.state_dict.values()))
+    if width_plan is not None:
+        state = apply_width_plan(state, width_plan)
         info["width"] = width_plan.to_dict()
     return Initialization(with_fresh_head(state, architecture, args, seed), architecture, args, info, plan,
                           learngene.preprocessing)
@@ -269,6 +297,10 @@ def init_front(source: str, depth: int | None = None, num_classes: int | None = 
     info = dict(method="front", source=source, keep_ratio=keep_ratio, depth_mode=depth_mode, select_n=select_n,
                 mlp_dct_dim=mlp_dct_dim, use_ratio=use_ratio, skip=list(skip), class_token=class_token, seed=seed,
                 parameters_stored=count_parameters(parent.parameters()))
+    parent_depth, depth = layer_counts(parent.state_dict()).get("blocks", 0), len(getattr(des, "blocks", ()))
+    if depth > parent_depth > 0:
+        info["note"] = (f"FRONT as released gives Des-Net layers {parent_depth - 1} to {depth - 1} identical weights "
+                        f"when it is deeper than its parent ({parent_depth} layers; docs/baselines.md)")
     return Initialization(state, architecture, args, info, preprocessing=preprocessing)
 
 

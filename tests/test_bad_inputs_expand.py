@@ -104,11 +104,39 @@ CASES = {
                       + SCRATCH_ARGS.replace("'num_heads': 5", "'num_heads': 4")
                       + ": Unknown model (no_such_vit): choose --model and --model-args that timm accepts "
                         "(num_heads must divide embed_dim)"),
+    # degenerate or impossible models
+    "width beyond memory": ("{lg} --depth 4 --width 100000",
+                            "a vit_tiny_patch16_224 of embed_dim 100000, depth 4, mlp_ratio 4.0 has 480,008,500,010 "
+                            "parameters: making it needs about 5,364.5 GiB of memory (3 float32 copies), more than "
+                            "this machine's {memory} GiB: choose a smaller width or depth"),
+    "model-args embed_dim beyond memory": ("{parent} --method weight-selection --model-args "
+                                           "{\"embed_dim\":400000,\"num_heads\":4}",
+                                           "a vit_tiny_patch16_224 of embed_dim 400000, depth 3 has "
+                                           "5,760,032,800,010 parameters: making it needs about 64,373.4 GiB of "
+                                           "memory (3 float32 copies), more than this machine's {memory} GiB: "
+                                           "choose a smaller width or depth"),
+    "mlp-ratio inf": ("{lg} --depth 4 --mlp-ratio inf", "--mlp-ratio inf is not a finite positive number: give e.g. "
+                                                        "--mlp-ratio 4, or leave it out for the learngene's"),
+    "mlp-ratio nan": ("{lg} --depth 4 --mlp-ratio nan", "--mlp-ratio nan is not a finite positive number: give e.g. "
+                                                        "--mlp-ratio 4, or leave it out for the learngene's"),
+    "mlp-ratio 0": ("{lg} --depth 4 --mlp-ratio 0", "--mlp-ratio 0.0 is not a finite positive number: give e.g. "
+                                                    "--mlp-ratio 4, or leave it out for the learngene's"),
+    "front keeps no patch coefficient": ("{parent} --method front --keep-ratio 0.2",
+                                         "keep_ratio 0.2 keeps no DCT coefficient of patch_embed.proj.weight, whose "
+                                         "smallest axis has 4 (int(4 x 0.2) = 0): the Des-Net tensor would be a "
+                                         "constant; use keep_ratio >= 0.25"),
+    "front keep-ratio 0.05": ("{parent} --method front --keep-ratio 0.05",
+                              "keep_ratio 0.05 keeps no DCT coefficient of patch_embed.proj.weight, whose smallest "
+                              "axis has 4 (int(4 x 0.05) = 0): the Des-Net tensor would be a constant; use keep_ratio "
+                              ">= 0.25"),
 }
+# this machine's memory as the memory check reads it
+MEMORY = f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:,.1f}"
 
 
 def fill(text: str, sources: Path) -> str:
-    for name, path in (("{lg}", sources / "lg.safetensors"), ("{parent}", sources / "parent"), ("{root}", sources)):
+    for name, path in (("{lg}", sources / "lg.safetensors"), ("{parent}", sources / "parent"), ("{root}", sources),
+                       ("{memory}", MEMORY)):
         text = text.replace(name, str(path))
     return text
 

@@ -274,10 +274,11 @@ def test_expand_front_defaults_match_the_released_algorithm(tmp_path, depth, wid
     init = vit(depth, width).state_dict()  # the Des-Net's own init under seed 0: what expand starts from
     assert_matches_reference(des.state_dict(), reference_front(parent.state_dict(), init))
     record = json.loads((out / "init.json").read_text())
+    quirk = {"note": "FRONT as released gives Des-Net layers 5 to 8 identical weights when it is deeper than its "
+                     "parent (6 layers; docs/baselines.md)"} if depth > 6 else {}
     assert record == {"method": "front", "source": str(parent_dir), "keep_ratio": 1.0, "depth_mode": "zero",
                       "select_n": None, "mlp_dct_dim": "2d", "use_ratio": False, "skip": [], "class_token": "released",
-                      "seed": 0,
-                      "parameters_stored": sum(p.numel() for p in parent.parameters())}
+                      "seed": 0, "parameters_stored": sum(p.numel() for p in parent.parameters()), **quirk}
 
 
 def test_the_parents_own_depth_and_width_give_the_parent_back():
@@ -373,6 +374,9 @@ def test_deeper_des_net_layers_share_the_last_coefficients_as_released():
     (dict(select_n=0), "select_n must be an integer >= 1"),
     (dict(mlp_dct_dim="3d"), "unknown mlp_dct_dim '3d'"),
     (dict(skip=("mlp", "attn")), "unknown skip group(s) 'attn'"),
+    # 2x2 patches of 3 channels: a (width x 3, 4) patch embedding, of which 0.2 keeps int(0.8) = 0 columns
+    (dict(keep_ratio=0.2), "keep_ratio 0.2 keeps no DCT coefficient of patch_embed.proj.weight, whose smallest axis "
+                           "has 4 (int(4 x 0.2) = 0): the Des-Net tensor would be a constant; use keep_ratio >= 0.25"),
 ])
 def test_bad_options_are_refused(options, message):
     with pytest.raises(LearngeneError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -403,6 +407,19 @@ def test_tool_refuses_bad_front_options(tmp_path, capsys, argv, message):
     err = capsys.readouterr().err
     assert err.startswith(message) and err.count("\n") == 1, err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("depth,note", [
+    (2, []), (4, ["note: FRONT as released gives Des-Net layers 1 to 3 identical weights when it is deeper than its "
+                  "parent (2 layers; docs/baselines.md)"])])
+def test_tool_notes_the_repeated_last_layers_of_a_des_net_deeper_than_its_parent(tmp_path, capsys, depth, note):
+    parent_dir = tmp_path / "parent"
+    save_model_folder(vit(2, 32), parent_dir, preprocessing=None,
+                      model_args={**TINY, "depth": 2, "embed_dim": 32, "num_heads": 2})
+    assert expand.main([str(parent_dir), "--method", "front", "--depth", str(depth), "--out",
+                        str(tmp_path / "des")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"wrote {tmp_path / 'des'}: front, depth {depth}") and out[1:] == note
 
 
 def test_front_options_do_not_apply_to_other_methods(tmp_path, capsys):

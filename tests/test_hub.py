@@ -1,5 +1,6 @@
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -67,10 +68,25 @@ def test_shared_folder_round_trip(run_dir, shared, tmp_path):
     assert_same_tensors(expanded_tensors(shared, tmp_path / "from_folder"),
                         expanded_tensors(original, tmp_path / "from_file"))
     config = json.loads((shared / "config.json").read_text())
-    assert "architecture" not in config and "model_args" not in config  # no timm model folder, and not dressed as one
-    assert (config["aux_net"]["name"], config["des_architecture"], config["timm_model_folder"]) == (
-        "sws_aux_vit_tiny_patch16_224", "vit_tiny_patch16_224", False)
-    assert config["aux_net"]["args"] == load_learngene(original).model_args
+    assert (config["architecture"], config["des_architecture"], config["learngene_kind"]) == (
+        "sws_aux_vit_tiny_patch16_224", "vit_tiny_patch16_224", "sws")
+    assert config["model_args"] == load_learngene(original).model_args
+
+
+def test_timm_loads_the_aux_net_of_a_shared_learngene_folder_as_the_docs_say(shared, tiny_aux):
+    import timm
+
+    aux_net = timm.create_model(f"local-dir:{shared}", pretrained=True).eval()  # conftest imported learngene.models
+    images = torch.randn(3, 1, 8, 8)
+    with torch.no_grad():
+        assert torch.equal(aux_net(images), tiny_aux(images))
+    # docs/sharing.md's table of a shared learngene folder names exactly its files and config.json's keys
+    rows = {cells[1].strip("` "): cells[2] for cells in (line.split("|") for line in
+            (ROOT / "docs" / "sharing.md").read_text().split("A shared learngene folder holds:")[1].split("\n\n")[1]
+            .splitlines()[2:])}
+    assert sorted(rows) == sorted(p.name for p in shared.iterdir())
+    documented = re.findall(r"`(\w+)`", rows["config.json"])
+    assert sorted(documented) == sorted(json.loads((shared / "config.json").read_text()))
 
 
 def test_card_front_matter_holds_the_lineage(run_dir, shared):
@@ -94,7 +110,7 @@ def test_card_front_matter_holds_the_lineage(run_dir, shared):
     assert lineage["code"]["learngene"] == learngene.__version__
     card = (shared / "README.md").read_text()
     assert "pip install learngene-sws\nlearngene expand hf-hub:ORG/NAME --depth 12 --out des12" in card
-    assert "This folder is not a timm model folder" in card and "python tools/" not in card
+    assert "timm loads this folder's Aux-Net once `import learngene.models`" in card and "python tools/" not in card
     assert "| ancestry top-1 (%) | 97.25 |" in card
     assert f"| ancestry (teacher) | {EXTRA['teacher']} (a folder of the author's, not shared) |" in card
 

@@ -135,6 +135,8 @@ def main(argv=None) -> int:
     plan = f", {init.plan.describe()}, plan {init.plan.layer_sources}" if init.plan else ""
     print(f"wrote {args.out}: {args.method}, {shape}, {params / 1e6:.3f}M params, "
           f"{init.info['parameters_stored'] / 1e6:.3f}M stored to initialize{plan}")
+    if "note" in init.info:  # a method's known quirk that shaped this Des-Net (also in init.json)
+        print(f"note: {init.info['note']}")
     return 0
 
 

@@ -114,20 +114,38 @@ def matrix_shape(shape: torch.Size) -> tuple[int, ...]:
     return (shape[0] * shape[1], math.prod(shape[2:])) if len(shape) > 2 else tuple(shape)
 
 
+def spectral_view(key: str, shape: torch.Size, mlp_dct_dim: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The shape a parent tensor is transformed in (its matrix, or a vector for one row or column) and the axes
+    the DCT runs along."""
+    view = matrix_shape(shape)
+    if len(view) == 2 and 1 in view:  # one row or column: a vector
+        view = (math.prod(view),)
+    if len(view) == 1:
+        return view, (0,)
+    axis = one_axis_dct(key, mlp_dct_dim)
+    return view, (0, 1) if axis is None else (axis,)
+
+
+def check_keep_ratio(parent_state: dict[str, torch.Tensor], keys: list[str], keep_ratio: float,
+                     mlp_dct_dim: str) -> None:
+    """Refuse a ``keep_ratio`` that keeps no coefficient on an axis of a transformed parent tensor (``keys``): it
+    would be its mean alone (a patch embedding of 2x2 patches at 0.2: a Des-Net whose output ignores its input)."""
+    sizes = [(view[axis], key) for key in keys
+             for view, axes in [spectral_view(key, parent_state[key].shape, mlp_dct_dim)] for axis in axes]
+    size, key = min(sizes, default=(0, ""))
+    if sizes and int(size * keep_ratio) < 1:
+        raise LearngeneError(f"keep_ratio {keep_ratio} keeps no DCT coefficient of {key}, whose smallest axis has "
+                             f"{size} (int({size} x {keep_ratio}) = 0): the Des-Net tensor would be a constant; use "
+                             f"keep_ratio >= {1 / size:.4g}")
+
+
 def to_spectrum(key: str, tensor: torch.Tensor, keep_ratio: float, mlp_dct_dim: str) -> Spectrum:
     """A parent tensor in the frequency domain (released ``ToDCT.frequency_regularization`` and
     ``_process_single_layer``)."""
     matrix = tensor.double().reshape(matrix_shape(tensor.shape))
     mean, std = matrix.mean().item(), matrix.std().item()
-    z = (matrix - mean) / (std + EPS)
-    if z.dim() == 2 and 1 in z.shape:  # one row or column: a vector
-        z = z.reshape(-1)
-    if z.dim() == 1:
-        axes = (0,)
-    else:
-        axis = one_axis_dct(key, mlp_dct_dim)
-        axes = (0, 1) if axis is None else (axis,)
-    coefficients = z
+    view, axes = spectral_view(key, tensor.shape, mlp_dct_dim)
+    coefficients = z = ((matrix - mean) / (std + EPS)).reshape(view)
     for axis in axes:
         coefficients = dct(coefficients, axis, keep=int(z.shape[axis] * keep_ratio))
     return Spectrum(coefficients, mean, std)
@@ -216,10 +234,12 @@ def front_transfer(parent_state: dict[str, torch.Tensor], target_state: dict[str
     Defaults are the released script's.
     """
     check_options(keep_ratio, depth_mode, select_n, mlp_dct_dim, skip)
-    parent_groups = tensor_groups(parent_state)
+    parent_groups, target_groups = tensor_groups(parent_state), tensor_groups(target_state)
+    check_keep_ratio(parent_state, [key for group in target_groups if group in parent_groups
+                                    for key in parent_groups[group]], keep_ratio, mlp_dct_dim)
     generator = torch.Generator().manual_seed(seed)
     out = {key: value.clone() for key, value in target_state.items()}
-    for group, keys in tensor_groups(target_state).items():
+    for group, keys in target_groups.items():
         if group not in parent_groups:
             continue
         if parent_state[parent_groups[group][0]].dim() != target_state[keys[0]].dim():

@@ -439,6 +439,9 @@ def plan_width(learngene, width: int | None = None, num_heads: int | None = None
     if num_heads is not None and width // num_heads != head_dim:
         raise LearngeneError(f"--num-heads {num_heads} gives {width // num_heads}-dim heads but the learngene's are "
                              f"{head_dim}-dim: use --num-heads {width // head_dim} (or leave it out)")
+    if mlp_ratio is not None and not (math.isfinite(mlp_ratio) and mlp_ratio > 0):
+        raise LearngeneError(f"--mlp-ratio {mlp_ratio} is not a finite positive number: give e.g. --mlp-ratio 4, or "
+                             "leave it out for the learngene's")
     ratio = source_hidden / source_width if mlp_ratio is None else mlp_ratio
     mlp_hidden = mlp_units(width, ratio)
     if mlp_hidden is None:
