@@ -46,6 +46,7 @@ from learngene.checkpoint import atomic_write_text
 from learngene.config import TrainConfig, load_config
 from learngene.engine import train, train_tool
 from learngene.engine.distributed import default_cpu_threads, init_processes
+from learngene.engine.preflight import check_training
 from learngene.engine.trainer import format_summary
 from learngene.errors import LearngeneError, first_line
 from learngene.signals import sigterm_raises, sigusr2_as_sigterm
@@ -69,12 +70,17 @@ class SlurmConfig:
     time_minutes: int = 1440  # per job; a longer part is stopped, requeued and resumed
     nodes: int = 1
     gpus_per_node: int = 0
+    # How the GPUs are asked for: "gpus-per-node" (--gpus-per-node=N) or "gres" (--gres=gpu:N, for clusters
+    # that only know generic resources)
+    gpu_request: str = "gpus-per-node"
     tasks_per_node: int = 0  # processes (ranks) per node; 0 = one per GPU, or one on CPUs
     cpus_per_task: int = 0  # 0 = the cluster's default
     mem_gb: float = 0  # 0 = the cluster's default
     constraint: str = ""
     sbatch_args: dict[str, str] = field(default_factory=dict)  # other sbatch options, e.g. {exclude: "node[1-2]"}
     job_name_prefix: str = "learngene"
+    # Shell lines every job runs before its tasks start, e.g. ["module load cuda/12.1", "source ~/venv/bin/activate"]
+    setup: list[str] = field(default_factory=list)
     max_jobs: int = 0  # jobs queued or running at once; 0 = no limit
     signal_delay_s: int = 120  # SIGUSR2 this long before the time limit: checkpoint and requeue
     poll_seconds: float = 30.0  # how often the driver asks squeue
@@ -85,14 +91,42 @@ class SlurmConfig:
     plan_train_images: int = 0
 
 
-def check_slurm_config(cfg: SlurmConfig) -> SlurmConfig:
+GPU_REQUESTS = ("gpus-per-node", "gres")
+MIN_MEM_GB = 1 / 1024  # sbatch takes whole megabytes, and --mem=0 means all of a node's memory
+
+
+def check_slurm_config(cfg: SlurmConfig, device: str = "auto") -> SlurmConfig:
+    """Refuse settings Slurm would take but the jobs could not use; ``device``: the trainings' ``device``."""
     if cfg.on_interrupt not in ON_INTERRUPT:
         raise LearngeneError(f"slurm.on_interrupt={cfg.on_interrupt!r}: use one of {', '.join(ON_INTERRUPT)}")
-    if cfg.nodes < 1 or min(cfg.gpus_per_node, cfg.tasks_per_node, cfg.cpus_per_task, cfg.mem_gb, cfg.max_jobs) < 0:
-        raise LearngeneError(f"slurm.nodes={cfg.nodes} must be >= 1 and slurm.gpus_per_node, tasks_per_node, "
-                             "cpus_per_task, mem_gb, max_jobs >= 0")
-    if cfg.time_minutes < 1 or cfg.poll_seconds <= 0 or cfg.signal_delay_s < 0:
-        raise LearngeneError("slurm.time_minutes must be >= 1, slurm.poll_seconds > 0, slurm.signal_delay_s >= 0")
+    if cfg.gpu_request not in GPU_REQUESTS:
+        raise LearngeneError(f"slurm.gpu_request={cfg.gpu_request!r}: use one of {', '.join(GPU_REQUESTS)}")
+    for key, minimum in (("nodes", 1), ("time_minutes", 1), ("gpus_per_node", 0), ("tasks_per_node", 0),
+                         ("cpus_per_task", 0), ("mem_gb", 0), ("max_jobs", 0), ("signal_delay_s", 0),
+                         ("plan_train_images", 0)):
+        if not getattr(cfg, key) >= minimum:
+            raise LearngeneError(f"slurm.{key}={getattr(cfg, key)} must be >= {minimum}")
+    for key in ("poll_seconds", "plan_tflops"):
+        if not 0 < getattr(cfg, key) < float("inf"):
+            raise LearngeneError(f"slurm.{key}={getattr(cfg, key)} must be a positive number")
+    if 0 < cfg.mem_gb < MIN_MEM_GB:
+        raise LearngeneError(f"slurm.mem_gb={cfg.mem_gb} is below 1 MB, and --mem=0MB asks Slurm for all of a node's "
+                             "memory: give the memory per node in GB, or 0 for the cluster's default")
+    if cfg.gpus_per_node and cfg.tasks_per_node not in (0, cfg.gpus_per_node):
+        raise LearngeneError(f"slurm.tasks_per_node={cfg.tasks_per_node} with slurm.gpus_per_node={cfg.gpus_per_node}:"
+                             f" every task trains on one GPU of its node; set slurm.tasks_per_node={cfg.gpus_per_node}"
+                             " or 0 (one per GPU)")
+    if device == "cpu" and cfg.gpus_per_node:
+        raise LearngeneError(f"slurm.gpus_per_node={cfg.gpus_per_node} with device=cpu: the jobs would hold GPUs they "
+                             "do not use; set slurm.gpus_per_node=0, or device=auto to train on them")
+    if device == "cuda" and not cfg.gpus_per_node:
+        raise LearngeneError("device=cuda with slurm.gpus_per_node=0: the jobs would get no GPU; set "
+                             "slurm.gpus_per_node to the GPUs per node")
+    if cfg.signal_delay_s >= cfg.time_minutes * 60:
+        raise LearngeneError(f"slurm.signal_delay_s={cfg.signal_delay_s} is not shorter than the time limit "
+                             f"slurm.time_minutes={cfg.time_minutes} ({cfg.time_minutes * 60} s): the warning to "
+                             "checkpoint and requeue would come before the training starts; give a delay well below "
+                             "the time limit (default 120)")
     return cfg
 
 
@@ -109,9 +143,10 @@ def sbatch_parameters(cfg: SlurmConfig) -> dict:
     params = dict(time=cfg.time_minutes, nodes=cfg.nodes, ntasks_per_node=tasks_per_node(cfg),
                   signal_delay_s=cfg.signal_delay_s,
                   additional_parameters={"requeue": True, **cfg.sbatch_args})  # requeue: also on preemption
+    gpus = {"gres": f"gpu:{cfg.gpus_per_node}"} if cfg.gpu_request == "gres" else {"gpus_per_node": cfg.gpus_per_node}
     optional = dict(partition=cfg.partition, account=cfg.account, qos=cfg.qos, constraint=cfg.constraint,
-                    gpus_per_node=cfg.gpus_per_node, cpus_per_task=cfg.cpus_per_task,
-                    mem=f"{int(cfg.mem_gb * 1024)}MB" if cfg.mem_gb else "")
+                    cpus_per_task=cfg.cpus_per_task, mem=f"{int(cfg.mem_gb * 1024)}MB" if cfg.mem_gb else "",
+                    setup=list(cfg.setup), **(gpus if cfg.gpus_per_node else {}))
     params.update({k: v for k, v in optional.items() if v})
     return params
 
@@ -189,14 +224,18 @@ class SlurmDriver:
                                  "node, or use executor=local")
         self.folder = folder
         self.record_path = folder / "jobs.json"
-        try:
-            self.record = json.loads(self.record_path.read_text()) if self.record_path.is_file() else {}
-        except (OSError, ValueError):
-            self.record = {}  # an unreadable record only costs resubmissions
+        self.record = self.read_record(self.record_path)
         self.executor = submitit.SlurmExecutor(folder=folder / "%j")
         self.executor.update_parameters(**sbatch_parameters(cfg))
         self.done: set[str] = set()  # names of the finished jobs
         self.active: set[str] = set()  # ids of the jobs this driver submitted or waits for, not yet ended
+
+    @staticmethod
+    def read_record(path: Path) -> dict:
+        try:
+            return json.loads(path.read_text()) if path.is_file() else {}
+        except (OSError, ValueError):
+            return {}  # an unreadable record only costs resubmissions
 
     def paths(self, job_id: str):
         return submitit.SlurmJob(self.folder / "%j", job_id, tasks=[0]).paths
@@ -375,8 +414,16 @@ def launch_args(argv) -> tuple[list[str], LaunchConfig]:
     cfg = load_config(None, launch, LaunchConfig)
     if cfg.executor not in EXECUTORS:
         raise LearngeneError(f"executor={cfg.executor!r}: use one of {', '.join(EXECUTORS)}")
-    check_slurm_config(cfg.slurm)
+    refuse_slurm_settings_without_slurm(launch, cfg.executor)
     return [a for a in argv if a not in launch], cfg
+
+
+def refuse_slurm_settings_without_slurm(overrides: list[str], executor: str) -> None:
+    """``slurm.*`` on a command line that runs here: the user meant a Slurm job, and would train on a login node."""
+    given = [o for o in overrides if o.startswith("slurm.")]
+    if given and executor != "slurm":
+        raise LearngeneError(f"{given[0]} applies to Slurm jobs but executor={executor} trains on this machine: add "
+                             "executor=slurm, or drop the slurm.* settings")
 
 
 @dataclass
@@ -399,9 +446,14 @@ def run_training(cfg: TrainConfig, launch: LaunchConfig) -> int:
     ``resume=auto`` after a requeue), waited for; its console goes to the job's log."""
     if launch.executor == "local":
         return train_tool(cfg)
-    driver = SlurmDriver(launch.slurm, Path(cfg.output) / "slurm")
-    cfg.resume = cfg.resume or "auto"  # a requeued job continues its last.pt
     job = Training(f"training {cfg.output}", cfg)
+    folder = Path(cfg.output) / "slurm"
+    # What the local run refuses, refused before sbatch; the output folder is this command's own once its record
+    # names the job (run again, it waits for the job or continues it).
+    check_training(cfg, before_submit=job.name not in SlurmDriver.read_record(folder / "jobs.json"))
+    check_slurm_config(launch.slurm, cfg.device)
+    driver = SlurmDriver(launch.slurm, folder)
+    cfg.resume = cfg.resume or "auto"  # a requeued job continues its last.pt
     summaries = []
     driver.run([job], lambda j: SlurmTask(j, cfg.device, launch.slurm.cpus_per_task),
                lambda j, summary: summaries.append(summary),

@@ -109,7 +109,8 @@ def test_a_job_sbatch_refuses_is_one_error_line_and_leaves_nothing(slurm, tmp_pa
     import finetune
 
     out = tmp_path / "new" / "run"
-    assert finetune.main([*SLURM, "slurm.partition=no-such-partition", f"output={out}"]) == 2
+    ancestry = ["--config", str(ROOT / "configs" / "digits" / "ancestry.yaml")]  # inputs the checks accept
+    assert finetune.main([*ancestry, *SLURM, "slurm.partition=no-such-partition", f"output={out}"]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: sbatch refused the job of training {out}: ") and "invalid partition" in err.lower()
     assert not (tmp_path / "new").exists()

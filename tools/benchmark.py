@@ -24,6 +24,7 @@ from learngene.benchmark.plan import plan
 from learngene.cli import entry_point, tool_parser
 from learngene.config import load_config
 from learngene.errors import LearngeneError
+from learngene.slurm import refuse_slurm_settings_without_slurm
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "benchmark"
 PRESETS = {"default": CONFIGS / "digits.yaml", "quick": CONFIGS / "digits_quick.yaml",
@@ -57,7 +58,7 @@ def parse_args(argv):
                              "every training part, e.g. data.root=/my/data data.download=true. Keys (see "
                              "learngene/benchmark/config.py): "
                              + ", ".join(f.name for f in dataclasses.fields(BenchmarkConfig)))
-    return parser.parse_args(argv)
+    return parser.parse_intermixed_args(argv)  # key=value before, between or after the options
 
 
 @entry_point
@@ -81,6 +82,7 @@ def main(argv=None) -> int:
     if args.plan:
         print(plan(cfg))
         return 0
+    refuse_slurm_settings_without_slurm(overrides, cfg.executor)  # --plan reads them whatever the executor
     result = (TransferBenchmark if cfg.downstream else Benchmark)(cfg).run()
     if "console" in result:  # rank 0
         stages = ", ".join(f"{k} {v:.0f}s" for k, v in result["wall_seconds"].items())

@@ -208,6 +208,17 @@ def check_benchmark_config(cfg: BenchmarkConfig) -> BenchmarkConfig:
     return cfg
 
 
+def check_widths(widths: list[int], des_args: dict) -> int:
+    """The head dim of the SWS Des-Nets (``des_args``), after refusing ``widths`` that are not multiples of it (the
+    benchmark and its ``--plan`` both ask here)."""
+    head_dim = des_args["embed_dim"] // des_args["num_heads"]
+    odd = [w for w in widths if w % head_dim]
+    if odd:
+        raise LearngeneError(f"widths {odd} are not multiples of the learngene's head dim {head_dim}: "
+                             f"choose widths like {', '.join(str(head_dim * k) for k in (2, 3, 4))}")
+    return head_dim
+
+
 def check_downstream(cfg: BenchmarkConfig) -> None:
     """The transfer settings that need no data or model to check (the rest: ``transfer.TransferBenchmark``)."""
     names = [task.name for task in cfg.downstream]

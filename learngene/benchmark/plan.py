@@ -15,7 +15,7 @@ from pathlib import Path
 import timm
 import torch
 
-from learngene.benchmark.config import BENCHMARK_METHODS, BenchmarkConfig, check_benchmark_config
+from learngene.benchmark.config import BENCHMARK_METHODS, BenchmarkConfig, check_benchmark_config, check_widths
 from learngene.benchmark.runner import train_config
 from learngene.config import TrainConfig
 from learngene.data import build_loaders
@@ -54,6 +54,7 @@ class Planner:
         with torch.device("meta"):
             args = timm.create_model(aux.name, **aux.kwargs).des_model_args(1)
         self.des_name, self.des_args = des_architecture(aux.name), {k: v for k, v in args.items() if k != "depth"}
+        check_widths(cfg.widths, self.des_args)
 
     @staticmethod
     def train_images(part: TrainConfig) -> int:

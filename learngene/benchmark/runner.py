@@ -49,7 +49,7 @@ from omegaconf import OmegaConf
 import learngene
 from learngene.benchmark import grid, report
 from learngene.benchmark.config import BENCHMARK_METHODS, BenchmarkConfig, PartConfig, check_benchmark_config, \
-    method_info
+    check_widths, method_info
 from learngene.checkpoint import atomic_write_text, file_on_path, file_sha256, json_digest, load_learngene, \
     load_model_folder, save_model_folder, stored_parameter_count
 from learngene.config import TrainConfig, load_config
@@ -383,7 +383,11 @@ def load_artifact(artifact: Path) -> torch.nn.Module:
 
 
 def train_config(part: PartConfig, path: Path, overrides: list[str], deterministic: bool) -> TrainConfig:
-    cfg = load_config(part.config, [*part.overrides, *overrides], TrainConfig)
+    # the part's own overrides first, so that a bad one is reported as the benchmark config's
+    load_config(part.config, part.overrides, TrainConfig, f"the overrides {part.overrides} of the benchmark part on "
+                                                          f"{part.config}")
+    cfg = load_config(part.config, [*part.overrides, *overrides], TrainConfig,
+                      "part_overrides (or the data.* arguments of the command line)")
     cfg.output = str(path / "run")
     cfg.deterministic = cfg.deterministic or deterministic
     return cfg
@@ -617,11 +621,7 @@ class Benchmark:
         self.clock = StageClock()
         self.architecture, self.des_args = self.des_model()
         des_args = self.des_args
-        self.full_width, self.head_dim = des_args["embed_dim"], des_args["embed_dim"] // des_args["num_heads"]
-        odd = [w for w in cfg.widths if w % self.head_dim]
-        if odd:
-            raise LearngeneError(f"widths {odd} are not multiples of the learngene's head dim {self.head_dim}: "
-                                 f"choose widths like {', '.join(str(self.head_dim * k) for k in (2, 3, 4))}")
+        self.full_width, self.head_dim = des_args["embed_dim"], check_widths(cfg.widths, des_args)
 
     def train_config(self, part: PartConfig, path: Path, overrides: list[str]) -> TrainConfig:
         return train_config(part, path, [*self.cfg.part_overrides, *overrides], self.cfg.deterministic)

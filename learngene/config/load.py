@@ -39,8 +39,10 @@ def value_problem(e: Exception, key: str | None) -> str:
     return text
 
 
-def load_config(path: str | os.PathLike | None, overrides: Sequence[str], schema: type[Schema]) -> Schema:
-    """Return a ``schema`` instance: defaults <- YAML file at ``path`` (if any) <- ``key=value`` overrides."""
+def load_config(path: str | os.PathLike | None, overrides: Sequence[str], schema: type[Schema],
+                overrides_from: str = "the command line") -> Schema:
+    """Return a ``schema`` instance: defaults <- YAML file at ``path`` (if any) <- ``key=value`` overrides.
+    ``overrides_from`` says where the overrides come from in error messages."""
     merged = OmegaConf.structured(schema)
     layers = []
     if path:
@@ -50,7 +52,7 @@ def load_config(path: str | os.PathLike | None, overrides: Sequence[str], schema
         raise LearngeneError(f"override {bad[0]!r} is not key=value: write e.g. optim.lr=1e-3")
     if overrides:
         try:
-            layers.append(("the command line", OmegaConf.from_dotlist(list(overrides))))
+            layers.append((overrides_from, OmegaConf.from_dotlist(list(overrides))))
         except yaml.YAMLError as e:  # e.g. a list of key=value overrides holding unquoted brackets
             raise LearngeneError(f"an override's value is not valid YAML ({first_line(e)}): quote list items that "
                                  "hold brackets, e.g. part_overrides=['data.classes=[0,1]']") from None
@@ -117,7 +119,7 @@ def parse_config_args(argv: Sequence[str] | None, schema: type[Schema], default_
                         help=f"YAML config file (default: {default_config or 'none, dataclass defaults'})")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
                         help="config overrides, e.g. optim.epochs=5 data.batch_size=64 output=runs/try")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # key=value before, between or after the options
     return load_config(args.config, args.overrides, schema)
 
 

@@ -169,18 +169,7 @@ def build_datasets(cfg: DataConfig) -> tuple[Dataset, Dataset, DatasetInfo]:
 
 def build_splits(cfg: DataConfig) -> tuple[dict[str, Dataset], DatasetInfo]:
     """Return ``({"train", "val", "test"} -> dataset, info)`` (see the module docstring for the splits)."""
-    if cfg.name not in DATASET_NAMES:
-        raise LearngeneError(f"unknown data.name {cfg.name!r}: choose one of {', '.join(DATASET_NAMES)}")
-    if cfg.img_size < 1:
-        raise LearngeneError(f"data.img_size must be a positive number of pixels, got {cfg.img_size}")
-    if cfg.digits_shift < 0:
-        raise LearngeneError(f"data.digits_shift must be 0 (off) or a positive pixel count, got {cfg.digits_shift}")
-    if not 0.0 < cfg.val_holdout < 1.0:
-        raise LearngeneError(f"data.val_holdout must be a fraction between 0 and 1, got {cfg.val_holdout}")
-    if cfg.train_limit is not None and cfg.train_limit < 1:
-        raise LearngeneError(f"data.train_limit={cfg.train_limit} keeps no training image: set a positive count, or "
-                             "data.train_limit=null for all of them")
-    check_train_transform(cfg)
+    check_data_config(cfg)
     if cfg.name == "digits":
         splits, mean, std = digits.load_digits_splits(cfg.img_size, shift=cfg.digits_shift)
         num_classes, in_chans, mean, std = digits.NUM_CLASSES, 1, (mean,), (std,)
@@ -269,6 +258,23 @@ class ClassSubset(Dataset):
     def __getitem__(self, index: int):
         image, label = self.dataset[self.indices[index]]
         return image, self.relabel[label]
+
+
+def check_data_config(cfg: DataConfig) -> None:
+    """The data settings that need no data to check (``learngene.engine.preflight``: before a job is submitted)."""
+    check_loader_config(cfg)
+    if cfg.name not in DATASET_NAMES:
+        raise LearngeneError(f"unknown data.name {cfg.name!r}: choose one of {', '.join(DATASET_NAMES)}")
+    if cfg.img_size < 1:
+        raise LearngeneError(f"data.img_size must be a positive number of pixels, got {cfg.img_size}")
+    if cfg.digits_shift < 0:
+        raise LearngeneError(f"data.digits_shift must be 0 (off) or a positive pixel count, got {cfg.digits_shift}")
+    if not 0.0 < cfg.val_holdout < 1.0:
+        raise LearngeneError(f"data.val_holdout must be a fraction between 0 and 1, got {cfg.val_holdout}")
+    if cfg.train_limit is not None and cfg.train_limit < 1:
+        raise LearngeneError(f"data.train_limit={cfg.train_limit} keeps no training image: set a positive count, or "
+                             "data.train_limit=null for all of them")
+    check_train_transform(cfg)
 
 
 def check_train_transform(cfg: DataConfig) -> None:

@@ -33,6 +33,21 @@ def check_output_path(out: Path) -> None:
         raise LearngeneError(f"output {out} {below} a file, not a folder: choose another output=")
 
 
+def check_fresh_output(out: Path, resume: str) -> None:
+    """A fresh run starts in a folder without run files, or (with ``resume=auto``) in one whose run
+    stopped before its first checkpoint, i.e. holding only ``config.yaml``."""
+    existing = existing_run_files(out)
+    if not existing or (resume == "auto" and existing == ["config.yaml"]):
+        return
+    if "last.pt" in existing:
+        advice = "pass resume=auto to continue it, or choose another output="
+    elif existing == ["config.yaml"]:
+        advice = "it stopped before its first epoch ended: pass resume=auto to start it again, or choose another output="
+    else:
+        advice = "it has no last.pt to resume: choose another output="
+    raise LearngeneError(f"{out} already holds a run ({', '.join(existing)}): {advice}")
+
+
 @contextlib.contextmanager
 def locked_run_folder(out: Path, procs: Processes) -> Iterator[None]:
     """Hold ``out`` for this run (rank 0 takes the lock, every rank agrees on the outcome).

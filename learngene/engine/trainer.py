@@ -46,7 +46,7 @@ from learngene.checkpoint import atomic_torch_save, atomic_write_csv, atomic_wri
     preprocessing_of, save_learngene, save_model_folder
 from learngene.cli import INTERRUPTED_EXIT_CODE
 from learngene.signals import SIGTERM_EXIT_CODE, Terminated, sigterm_sets_flag
-from learngene.config import TrainConfig, check_train_config, resume_conflicts, save_config
+from learngene.config import TrainConfig, resume_conflicts, save_config
 from learngene.data import build_eval_loader, build_loaders, build_mixup
 from learngene.data.seeded import seeded_rng
 from learngene.distill import classification_loss, distillation_loss
@@ -55,7 +55,8 @@ from learngene.engine.distributed import Processes, default_cpu_threads, init_pr
 from learngene.engine.elastic import ElasticSandwich, mean_over_passes
 from learngene.engine.evaluate import autocast, evaluate, test_split_metrics
 from learngene.engine.models import build_student, build_teacher, load_fitting_state_dict, teacher_fingerprint
-from learngene.engine.run_folder import existing_run_files, locked_run_folder, remove_orphans
+from learngene.engine.preflight import check_training
+from learngene.engine.run_folder import check_fresh_output, locked_run_folder, remove_orphans
 from learngene.engine.state import capture_rng, restore_rng
 from learngene.errors import LearngeneError, first_line
 from learngene.models import PooledViT
@@ -93,7 +94,7 @@ def train(cfg: TrainConfig) -> dict:
     pretrained timm model as a model folder). A run stopped by SIGTERM returns
     ``{"interrupted": True, ...}`` after saving ``last.pt``.
     """
-    check_train_config(cfg)
+    check_training(cfg)
     procs = init_processes(cfg.device)
     try:
         if cfg.amp == "fp16" and procs.device.type != "cuda":
@@ -419,19 +420,7 @@ class Run:
         return state
 
     def check_fresh_output(self) -> None:
-        """A fresh run starts in a folder without run files, or (with ``resume=auto``) in one whose run
-        stopped before its first checkpoint, i.e. holding only ``config.yaml``."""
-        existing = existing_run_files(self.out)
-        if not existing or (self.cfg.resume == "auto" and existing == ["config.yaml"]):
-            return
-        if "last.pt" in existing:
-            advice = "pass resume=auto to continue it, or choose another output="
-        elif existing == ["config.yaml"]:
-            advice = ("it stopped before its first epoch ended: pass resume=auto to start it again, or choose "
-                      "another output=")
-        else:
-            advice = "it has no last.pt to resume: choose another output="
-        raise LearngeneError(f"{self.out} already holds a run ({', '.join(existing)}): {advice}")
+        check_fresh_output(self.out, self.cfg.resume)
 
     def check_resumable(self, state: dict, path: Path) -> None:
         """Refuse a training state written with settings this run cannot continue correctly."""

@@ -39,7 +39,9 @@ def check_positive_int(value: int, name: str) -> int:
     return value
 
 
-def check_depth(depth: int) -> int:
+def check_depth(depth: int | None) -> int:
+    if depth is None:  # the tools' --depth, optional for the methods that can keep their source's depth
+        raise LearngeneError("no depth given: this method needs the Des-Net's depth, e.g. --depth 12")
     return check_positive_int(depth, "depth")
 
 
