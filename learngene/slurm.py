@@ -36,9 +36,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
+from urllib.parse import urlparse
 
 import submitit
+import timm
 import torch
+from huggingface_hub import constants as hub_constants
+from huggingface_hub import try_to_load_from_cache
 
 from omegaconf import OmegaConf
 
@@ -128,6 +132,44 @@ def check_slurm_config(cfg: SlurmConfig, device: str = "auto") -> SlurmConfig:
                              "checkpoint and requeue would come before the training starts; give a delay well below "
                              "the time limit (default 120)")
     return cfg
+
+
+def jobs_offline(cfg: SlurmConfig) -> bool:
+    """Whether the jobs run with ``HF_HUB_OFFLINE=1``: they inherit this process's environment, or set it in
+    ``slurm.setup``."""
+    return bool(hub_constants.HF_HUB_OFFLINE) or any("HF_HUB_OFFLINE=1" in line for line in cfg.setup)
+
+
+def weights_cached(name: str) -> bool:
+    """Whether timm finds the pretrained weights of ``name`` (a timm name, or ``hf-hub:ORG/NAME``) without the
+    network: in the Hugging Face cache (``HF_HOME``), or for the few without a hub copy in torch's hub cache."""
+    if name.startswith("hf-hub:"):
+        repo, url = name[len("hf-hub:"):], ""
+    else:
+        pretrained = timm.models.get_pretrained_cfg(name)
+        if pretrained is None:
+            return True  # not a timm name with weights: building the model says what is wrong
+        repo, url = pretrained.hf_hub_id, pretrained.url
+    if repo:
+        return any(isinstance(try_to_load_from_cache(repo, filename), str)
+                   for filename in ("model.safetensors", "pytorch_model.bin", "open_clip_model.safetensors"))
+    return bool(url) and (Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(url).path).name).is_file()
+
+
+def check_weights_cached(trainings: list[TrainConfig], cfg: SlurmConfig) -> None:
+    """With jobs offline, refuse to submit trainings whose pretrained weights are not in the cache yet: each job
+    would wait in the queue and then fail to download them (docs/cluster.md: fetch them on a login node first)."""
+    if not jobs_offline(cfg):
+        return
+    for training in trainings:
+        for what, node in (("model", training.model), ("teacher", training.teacher)):
+            if node.name and node.pretrained and not node.checkpoint and not node.name.startswith("local-dir:") \
+                    and not weights_cached(node.name):
+                raise LearngeneError(
+                    f"{what}.name {node.name!r} needs its pretrained weights, which are not in the Hugging Face cache "
+                    f"({hub_constants.HF_HUB_CACHE}), and the jobs run with HF_HUB_OFFLINE=1: fetch them first where "
+                    f"there is network, into the cache the jobs read: python -c \"import timm; "
+                    f"timm.create_model('{node.name}', pretrained=True)\" (docs/cluster.md)")
 
 
 def tasks_per_node(cfg: SlurmConfig) -> int:
@@ -452,6 +494,7 @@ def run_training(cfg: TrainConfig, launch: LaunchConfig) -> int:
     # names the job (run again, it waits for the job or continues it).
     check_training(cfg, before_submit=job.name not in SlurmDriver.read_record(folder / "jobs.json"))
     check_slurm_config(launch.slurm, cfg.device)
+    check_weights_cached([cfg], launch.slurm)
     driver = SlurmDriver(launch.slurm, folder)
     cfg.resume = cfg.resume or "auto"  # a requeued job continues its last.pt
     summaries = []

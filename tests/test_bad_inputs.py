@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import huggingface_hub
 import pytest
 import timm
 import torch
@@ -23,7 +24,9 @@ import train_aux  # noqa: E402
 
 TEACHER = dict(img_size=8, patch_size=2, in_chans=1, num_classes=10, embed_dim=32, depth=2, num_heads=2,
                class_token=False, global_pool="avg")
-FAKE_SLURM = "#!/bin/sh\necho \"$0 $*\" >> {calls}\necho 'sbatch: error: a fake Slurm' >&2\nexit 1\n"
+# Each records its command line and the files it is given (sbatch: the job script), then refuses.
+FAKE_SLURM = ("#!/bin/sh\necho \"$0 $*\" >> {calls}\nfor a in \"$@\"; do [ -f \"$a\" ] && cat \"$a\" >> {calls}; done\n"
+              "echo 'sbatch: error: a fake Slurm' >&2\nexit 1\n")
 SLURM = ["executor=slurm", "slurm.poll_seconds=0.1"]
 TOOLS = {"train-aux": train_aux.main, "finetune": finetune.main, "benchmark": benchmark.main}
 
@@ -42,6 +45,8 @@ def place(tmp_path, monkeypatch):
         (bin_dir / command).write_text(FAKE_SLURM.format(calls=tmp_path / "slurm_calls"))
         (bin_dir / command).chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    # an empty Hugging Face cache (conftest sets HF_HUB_OFFLINE=1: the jobs would run offline)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
@@ -90,6 +95,9 @@ OTHER_CASES = {
     "signal after the time limit": ("train-aux", [*AUX, *SLURM, "slurm.time_minutes=5", "slurm.signal_delay_s=300"],
                                     "slurm.signal_delay_s=300 is not shorter than the time limit"),
     "unknown GPU request": ("train-aux", [*AUX, *SLURM, "slurm.gpu_request=mig"], "slurm.gpu_request='mig'"),
+    "pretrained weights not cached for offline jobs": ("finetune", [*FINETUNE, *SLURM, "model.pretrained=true"],
+                                                        "model.name 'vit_small_patch16_224' needs its pretrained "
+                                                        "weights, which are not in the Hugging Face cache"),
     "benchmark on zero nodes": ("benchmark", [*BENCH, *SLURM, "slurm.nodes=0"], "slurm.nodes=0 must be >= 1"),
     "plan at zero TFLOP/s": ("benchmark", [*BENCH, "--plan", "slurm.plan_tflops=0"],
                              "slurm.plan_tflops=0.0 must be a positive number"),
@@ -140,3 +148,21 @@ def test_output_closed_by_its_reader_ends_quietly():
     process.stdout.readline()
     process.stdout.close()
     assert process.wait(timeout=60) == 141 and process.stderr.read() == b""
+
+
+def test_cluster_settings_reach_the_job_script(place, capsys):
+    """--gres clusters, per-job setup lines and memory in the sbatch script; cached weights pass the offline check."""
+    repo = place / "hf" / "models--timm--vit_small_patch16_224.augreg_in21k_ft_in1k"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("0" * 40)
+    (repo / "snapshots" / ("0" * 40)).mkdir(parents=True)
+    (repo / "snapshots" / ("0" * 40) / "model.safetensors").write_bytes(b"weights fetched on a login node")
+    setup = ["module load cuda/12.1", "export HF_HUB_OFFLINE=1"]
+    assert finetune.main([*FINETUNE, *SLURM, "model.pretrained=true", "slurm.gpus_per_node=2",
+                          "slurm.gpu_request=gres", "slurm.mem_gb=2", f"slurm.setup=[{','.join(setup)}]"]) == 2
+    assert capsys.readouterr().err.startswith("error: sbatch refused the job of training out")
+    script = (place / "slurm_calls").read_text().splitlines()
+    assert "#SBATCH --gres=gpu:2" in script and "#SBATCH --mem=2048MB" in script
+    assert not any(line.startswith("#SBATCH --gpus-per-node") for line in script)
+    assert script.index(setup[0]) + 1 == script.index(setup[1]) < script.index(next(line for line in script
+                                                                                   if line.startswith("srun")))

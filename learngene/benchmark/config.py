@@ -163,6 +163,11 @@ class BenchmarkConfig:
     learngene_epochs: list[int] = field(default_factory=list)
 
 
+# The BenchmarkConfig fields that are training parts (PartConfig).
+PARTS = ("ancestry", "sws_aux", "tleg_aux", "elastic_aux", "simple_lg", "finetune", "trained",
+         "weight_selection_parent", "vanilla_lg_source")
+
+
 def check_benchmark_config(cfg: BenchmarkConfig) -> BenchmarkConfig:
     if cfg.executor not in EXECUTORS:
         raise LearngeneError(f"executor={cfg.executor!r}: use one of {', '.join(EXECUTORS)}")

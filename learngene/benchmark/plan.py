@@ -15,7 +15,8 @@ from pathlib import Path
 import timm
 import torch
 
-from learngene.benchmark.config import BENCHMARK_METHODS, BenchmarkConfig, check_benchmark_config, check_widths
+from learngene.benchmark.config import BENCHMARK_METHODS, PARTS, BenchmarkConfig, check_benchmark_config, \
+    check_widths
 from learngene.benchmark.runner import train_config
 from learngene.config import TrainConfig
 from learngene.data import build_loaders
@@ -46,9 +47,7 @@ class Planner:
     def __init__(self, cfg: BenchmarkConfig):
         self.cfg = check_benchmark_config(cfg)
         self.parts = {name: train_config(getattr(cfg, name), Path(cfg.output), cfg.part_overrides, cfg.deterministic)
-                      for name in ("ancestry", "sws_aux", "tleg_aux", "elastic_aux", "simple_lg", "finetune",
-                                   "trained", "weight_selection_parent", "vanilla_lg_source")
-                      if getattr(cfg, name).config}
+                      for name in PARTS if getattr(cfg, name).config}
         self.images = cfg.slurm.plan_train_images or self.train_images(self.parts["finetune"])
         aux = self.parts["sws_aux"].model
         with torch.device("meta"):

@@ -48,8 +48,8 @@ from omegaconf import OmegaConf
 
 import learngene
 from learngene.benchmark import grid, report
-from learngene.benchmark.config import BENCHMARK_METHODS, BenchmarkConfig, PartConfig, check_benchmark_config, \
-    check_widths, method_info
+from learngene.benchmark.config import BENCHMARK_METHODS, PARTS, BenchmarkConfig, PartConfig, \
+    check_benchmark_config, check_widths, method_info
 from learngene.checkpoint import atomic_write_text, file_on_path, file_sha256, json_digest, load_learngene, \
     load_model_folder, save_model_folder, stored_parameter_count
 from learngene.config import TrainConfig, load_config
@@ -61,7 +61,7 @@ from learngene.errors import LearngeneError
 from learngene.methods import count_parameters, forward_flops, with_new_classifier
 from learngene.models import des_architecture
 from learngene.signals import SIGTERM_EXIT_CODE, Terminated, sigterm_raises, worker_signals
-from learngene.slurm import SlurmDriver, SlurmTask, signature, tasks_per_node
+from learngene.slurm import SlurmDriver, SlurmTask, check_weights_cached, signature, tasks_per_node
 
 DONE = "done.json"
 WAIT_SECONDS = 2.0  # how often non-zero ranks look for the part rank 0 is writing
@@ -613,6 +613,9 @@ class Benchmark:
                                               [f"optim.epochs={cfg.finetune_epochs}"])
         self.info = build_loaders(self.finetune_cfg.data, seed=0)[2]
         distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+        if cfg.executor == "slurm":
+            check_weights_cached([self.train_config(getattr(cfg, name), self.out, []) for name in PARTS
+                                  if getattr(cfg, name).config], cfg.slurm)
         self.slurm = SlurmDriver(cfg.slurm, self.out / "slurm") if cfg.executor == "slurm" else None
         self.workers = 1 if distributed or self.slurm else cfg.workers
         self.pool: concurrent.futures.ProcessPoolExecutor | None = None

@@ -42,7 +42,8 @@ def check_fresh_output(out: Path, resume: str) -> None:
     if "last.pt" in existing:
         advice = "pass resume=auto to continue it, or choose another output="
     elif existing == ["config.yaml"]:
-        advice = "it stopped before its first epoch ended: pass resume=auto to start it again, or choose another output="
+        advice = ("it stopped before its first epoch ended: pass resume=auto to start it again, or choose "
+                  "another output=")
     else:
         advice = "it has no last.pt to resume: choose another output="
     raise LearngeneError(f"{out} already holds a run ({', '.join(existing)}): {advice}")
