@@ -166,3 +166,11 @@ def test_cluster_settings_reach_the_job_script(place, capsys):
     assert not any(line.startswith("#SBATCH --gpus-per-node") for line in script)
     assert script.index(setup[0]) + 1 == script.index(setup[1]) < script.index(next(line for line in script
                                                                                    if line.startswith("srun")))
+
+
+def test_a_gpu_type_in_sbatch_args_replaces_the_gres_line(place, capsys):
+    assert train_aux.main([*AUX, *SLURM, "slurm.gpus_per_node=2", "slurm.gpu_request=gres",
+                           "slurm.sbatch_args={gres: 'gpu:a100:2'}"]) == 2
+    script = (place / "slurm_calls").read_text().splitlines()
+    assert [line for line in script if "gres" in line] == ["#SBATCH --gres=gpu:a100:2"]
+    assert "#SBATCH --ntasks-per-node=2" in script
