@@ -108,8 +108,14 @@ OTHER_CASES = {
     "plan of negative training images": ("benchmark", [*BENCH, "--plan", "slurm.plan_train_images=-1"],
                                          "slurm.plan_train_images=-1 must be >= 0"),
     "bad key in a part's overrides": ("benchmark", [*BENCH, "--plan", "sws_aux.overrides=[optim.epoch=5]"],
-                                      "unknown config key 'optim.epoch' in the overrides ['optim.epoch=5'] of the "
-                                      "benchmark part on configs/digits/aux.yaml"),
+                                      "unknown config key 'optim.epoch' in sws_aux.overrides ['optim.epoch=5'] of "
+                                      "the benchmark config"),
+    "bad key in the benchmark's data arguments": ("benchmark", [*BENCH, "--plan", "data.batch_sise=4"],
+                                                  "unknown config key 'data.batch_sise' in part_overrides (or the "
+                                                  "data.* arguments of the command line)"),
+    "bad key in a part's overrides, benchmark run": ("benchmark", [*BENCH, "trained.overrides=[optim.lr=x]"],
+                                                     "bad config value for 'optim.lr' in trained.overrides "
+                                                     "['optim.lr=x'] of the benchmark config"),
 }
 CASES = {**{f"{name} (local)": case for name, case in TRAINING_CASES.items()},
          **{f"{name} (slurm)": (tool, [*argv, *SLURM], named) for name, (tool, argv, named) in TRAINING_CASES.items()},

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from learngene.baselines.front import CLASS_TOKEN_LAYOUTS
+from learngene.config import TrainConfig, load_config
 from learngene.errors import LearngeneError
 from learngene.methods import init_front, init_pf, init_scratch, init_simple_lg, init_sws, init_sws_select, \
     init_tleg, init_vanilla_lg, init_weight_selection
@@ -206,6 +207,11 @@ def check_benchmark_config(cfg: BenchmarkConfig) -> BenchmarkConfig:
             raise LearngeneError(f"{what} belong to the transfer benchmark: add downstream tasks (e.g. --preset "
                                  "transfer, docs/transfer.md) or drop them")
     check_downstream(cfg)
+    for name in PARTS:  # a bad key in a part's overrides, named by its part before anything loads the part
+        part = getattr(cfg, name)
+        if part.config:
+            load_config(part.config, part.overrides, TrainConfig, f"{name}.overrides {part.overrides} of the "
+                                                                  "benchmark config")
     outside = [d for d in cfg.trained_depths if d not in cfg.depths]
     if outside:
         raise LearngeneError(f"trained_depths {outside} are not among depths {cfg.depths}: set trained_depths to "

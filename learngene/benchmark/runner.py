@@ -383,9 +383,7 @@ def load_artifact(artifact: Path) -> torch.nn.Module:
 
 
 def train_config(part: PartConfig, path: Path, overrides: list[str], deterministic: bool) -> TrainConfig:
-    # the part's own overrides first, so that a bad one is reported as the benchmark config's
-    load_config(part.config, part.overrides, TrainConfig, f"the overrides {part.overrides} of the benchmark part on "
-                                                          f"{part.config}")
+    # check_benchmark_config has checked each part's own overrides
     cfg = load_config(part.config, [*part.overrides, *overrides], TrainConfig,
                       "part_overrides (or the data.* arguments of the command line)")
     cfg.output = str(path / "run")
