@@ -188,7 +188,7 @@ def sbatch_parameters(cfg: SlurmConfig) -> dict:
     gpus = {"gres": f"gpu:{cfg.gpus_per_node}"} if cfg.gpu_request == "gres" else {"gpus_per_node": cfg.gpus_per_node}
     optional = dict(partition=cfg.partition, account=cfg.account, qos=cfg.qos, constraint=cfg.constraint,
                     cpus_per_task=cfg.cpus_per_task, mem=f"{int(cfg.mem_gb * 1024)}MB" if cfg.mem_gb else "",
-                    setup=list(cfg.setup), **(gpus if cfg.gpus_per_node else {}))
+                    setup=list(cfg.setup), **gpus)
     params.update({k: v for k, v in optional.items() if v})
     return params
 
