@@ -135,6 +135,26 @@ def test_fx_feature_extractor_trains_every_parameter(name):
         assert empty == []
 
 
+def test_pruning_keeps_the_taps_and_removes_what_no_kept_layer_reads(tiny_aux):
+    """timm's prune_intermediate_layers: layers 0-4 of stages (3, 3, 4, 3, 3) read stages 0 and 1 alone; the other
+    three stage blocks, fc_norm and the head go, and the kept layers' outputs are the unpruned model's."""
+    import copy
+
+    x = torch.randn(2, 1, 8, 8)
+    with torch.no_grad():
+        taps = tiny_aux.forward_intermediates(x, output_fmt="NLC", intermediates_only=True)
+    block = sum(p.numel() for p in tiny_aux.stages[0].parameters())
+    head = sum(p.numel() for m in (tiny_aux.fc_norm, tiny_aux.head) for p in m.parameters())
+    pruned = copy.deepcopy(tiny_aux)
+    assert pruned.prune_intermediate_layers([1, 4]) == [1, 4]
+    assert sum(p.numel() for p in pruned.parameters()) == sum(p.numel() for p in tiny_aux.parameters()) \
+        - 3 * block - head
+    with torch.no_grad():
+        kept = pruned.forward_intermediates(x, indices=[1, 4], output_fmt="NLC", intermediates_only=True)
+        torch.testing.assert_close(kept, [taps[1], taps[4]], rtol=0, atol=0)
+        torch.testing.assert_close(pruned.forward_features(x), taps[4], rtol=0, atol=0)
+
+
 def test_features_only_and_no_pooling_give_the_applied_layers_tokens():
     aux = timm.create_model("tleg_aux_vit_tiny_patch16_224", img_size=8, patch_size=2, in_chans=1, embed_dim=32,
                             num_heads=2, num_layers=5).eval()

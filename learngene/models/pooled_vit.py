@@ -157,12 +157,7 @@ class PooledViT(nn.Module):
         if output_fmt not in ("NCHW", "NLC"):
             raise ValueError(f"output_fmt {output_fmt!r} must be NCHW or NLC")
         num_layers = len(self.layer_drop_path)
-        if indices is None:
-            take = list(range(num_layers))
-        elif isinstance(indices, int):
-            take = list(range(num_layers - indices, num_layers))
-        else:
-            take = [i % num_layers for i in indices]
+        take = self.take_indices(indices)
         batch, _, height, width = x.shape
         x = self.pos_drop(self.patch_embed(x) + self.pos_embed)
         intermediates = []
@@ -175,6 +170,33 @@ class PooledViT(nn.Module):
             intermediates = [y.reshape(batch, grid_h, grid_w, -1).permute(0, 3, 1, 2).contiguous()
                              for y in intermediates]
         return intermediates if intermediates_only else (x, intermediates)
+
+    def take_indices(self, indices: int | list[int] | None) -> list[int]:
+        """The applied layers ``indices`` names: the last ``n`` if an int, all if None, else each modulo the depth."""
+        num_layers = len(self.layer_drop_path)
+        if indices is None:
+            return list(range(num_layers))
+        if isinstance(indices, int):
+            return list(range(num_layers - indices, num_layers))
+        return [i % num_layers for i in indices]
+
+    @torch.jit.ignore
+    def prune_intermediate_layers(self, indices: int | list[int] = 1, prune_norm: bool = False,
+                                  prune_head: bool = True) -> list[int]:
+        """From now on apply only the layers up to the last of ``indices`` (timm's contract for feature extraction);
+        returns their numbers. ``prune_head`` drops ``fc_norm`` and the head; ``prune_norm`` changes nothing: the
+        applied layers' tokens are already the features (``fc_norm`` follows the pooling)."""
+        take = self.take_indices(indices)
+        self.layer_drop_path = self.layer_drop_path[:max(take) + 1]
+        self.drop_unapplied()
+        if prune_head:
+            self.fc_norm = nn.Identity()
+            self.reset_classifier(0, "")
+        return take
+
+    def drop_unapplied(self) -> None:
+        """Remove the learngene tensors no applied layer reads any more (set by each family)."""
+        raise NotImplementedError
 
     @torch.jit.ignore
     def no_weight_decay(self) -> set[str]:

@@ -49,6 +49,12 @@ class SWSAuxViT(PooledViT):
     def run_layer(self, x: torch.Tensor, layer: int) -> torch.Tensor:
         return self.block_layer(self.stages[self.layer_stages[layer]], x, layer)
 
+    def drop_unapplied(self) -> None:
+        applied = set(self.layer_stages[:len(self.layer_drop_path)])
+        for s in range(len(self.stages)):
+            if s not in applied:
+                self.stages[s] = nn.Identity()
+
     def layer_groups(self) -> list[tuple]:
         return [(r"^stages\.(\d+)", None)]  # stage s is layer group s: stages are applied in order
 

@@ -63,6 +63,9 @@ class TLEGAuxViT(PooledViT):
                    for name, _ in self.base.named_parameters()}
         return self.layers[layer](x, tensors)
 
+    def drop_unapplied(self) -> None:
+        self.layers = self.layers[:len(self.layer_drop_path)]  # base and slope make every layer: both stay
+
     def layer_groups(self) -> list[tuple]:
         return [(r"^(?:base|slope)\.", (0,))]  # every applied layer is made of both: one layer group
 
