@@ -76,7 +76,7 @@ def test_a_two_task_des_net_job_stopped_by_sigterm_is_requeued_and_ends_with_tor
         slurm, tmp_path, tiny_aux):
     """One job, two tasks: the process group torchrun builds; scancel --signal=TERM mid-training: last.pt, requeue,
     resume=auto, and bitwise the weights of an uninterrupted `torchrun --nproc-per-node 2` run."""
-    import expand
+    from learngene.tools import expand
 
     from learngene.checkpoint import save_learngene
 
@@ -106,7 +106,7 @@ def test_a_two_task_des_net_job_stopped_by_sigterm_is_requeued_and_ends_with_tor
 
 @pytest.mark.slurm
 def test_a_job_sbatch_refuses_is_one_error_line_and_leaves_nothing(slurm, tmp_path, capsys):
-    import finetune
+    from learngene.tools import finetune
 
     out = tmp_path / "new" / "run"
     ancestry = ["--config", str(ROOT / "configs" / "digits" / "ancestry.yaml")]  # inputs the checks accept
