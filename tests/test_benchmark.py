@@ -363,6 +363,18 @@ def test_a_docstring_edit_recomputes_nothing_and_a_loss_edit_stops_the_run(tmp_p
     capsys.readouterr()
     assert benchmark.main(args) == 0 and "stale part" not in capsys.readouterr().out
 
+    # The learngene missing: the check before the run stops there, and its Des-Net (made from the old learngene)
+    # is listed when its stage starts, after the learngene is computed again.
+    shutil.move(out / "learngenes" / "sws" / "seed0", tmp_path / "moved")
+    assert benchmark.main(args) == 2
+    captured = capsys.readouterr()
+    init = out / "init" / "sws" / "depth2" / "seed0"
+    assert f"stale part {init} (finished): a part it reads changed; kept, not used" in captured.out
+    assert captured.err.startswith("error: 2 stale parts listed above")  # the Des-Net and its fine-tune
+    assert benchmark.main([*args, "recompute=stale"]) == 0
+    assert f"stale part {init} (finished): a part it reads changed; computed again" in capsys.readouterr().out
+    assert len(list(init.parent.glob("seed0.stale-*"))) == 1 and (init / "done.json").is_file()
+
 
 def test_bad_benchmark_input(bench_args, tmp_path, capsys):
     assert benchmark.main([*bench_args, "--methods", "sws,magic"]) == 2

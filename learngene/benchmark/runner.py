@@ -650,6 +650,7 @@ class Benchmark:
         stage's progress and an estimate of the time left; return ``{job.name: result}``."""
         if self.survey:
             return self.survey_stage(jobs)
+        self.check_stale(lambda: self.survey_stage(jobs))
         self.say(f"== stage {number}/{len(self.STAGES)}: {title}: {len(jobs)} parts on {self.context}")
         results, start = {}, time.perf_counter()
 
@@ -700,16 +701,17 @@ class Benchmark:
             raise NotCached(jobs)
         return results
 
-    def check_stale(self) -> list[str]:
-        """The check before the run: go through every recorded part (nothing is computed), list those made with
-        another key, one line each, and stop unless ``recompute`` / ``reuse`` says what to do with each; do it.
-        Returns the lines."""
+    def check_stale(self, parts) -> None:
+        """The check before the run (``parts``: ``run_parts``) and before each stage (``parts``: its jobs, which the
+        first check did not reach when a part they read was missing then): go through the recorded parts (nothing
+        is computed), list those made with another key, one line each, and stop unless ``recompute`` / ``reuse``
+        says what to do with each; do it, and add the lines to ``stale_parts``."""
         survey = self.survey = Survey(self.cfg.recompute == "stale", self.cfg.reuse == "stale")
         threads = torch.get_num_threads()
         torch.set_num_threads(self.cfg.threads)  # the count every part runs with, part of a CPU part's key
         token = SURVEY.set(survey)
         try:
-            self.run_parts()
+            parts()
         except NotCached:  # a part not computed yet: the parts made from it have no record either
             pass
         finally:
@@ -726,7 +728,7 @@ class Benchmark:
             for stale in survey.stale:
                 stale.apply()
         synchronize()
-        return [stale.line() for stale in survey.stale]
+        self.stale_parts += [stale.line() for stale in survey.stale]
 
     def slurm_task(self, job) -> SlurmTask:
         return SlurmTask(job, self.finetune_cfg.device, self.cfg.threads)
@@ -786,7 +788,7 @@ class Benchmark:
         if self.workers == 1:
             torch.set_num_threads(self.cfg.threads)
         try:
-            self.stale_parts = self.check_stale()
+            self.check_stale(self.run_parts)
             return self.run_parts()
         except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (signals.Terminated): stop the workers, keep what is done
             if self.pool is not None:
