@@ -9,14 +9,13 @@ their presence is checked). The overrides are those a user without the data, a G
 (the ViT-T preset: its one depth, 12), one seed and one learngene seed, one epoch per part and per task, batch 2,
 4 training images per task, the class counts of the small files, ``model.pretrained=false`` for the timm-pretrained
 parents. Model sizes (LeViT-384, Aux-B, Aux-T, Des-B, ViT-S, ViT-T) at 224 px and the recipes (DeiT augmentation,
-mixup, cutmix, repeated augmentation, per-dataset warmups, ``amp=bf16``) stay as shipped. Each preset runs every task
-with one method; the ViT-T preset then every method on CIFAR-100 (below). Marked ``imagenet_tier`` (about 4 minutes alone on this
-project's 2-core machine, shared with other jobs while measured).
+mixup, cutmix, repeated augmentation, per-dataset warmups, ``amp=bf16``) stay as shipped. Each preset runs every
+task with one method; the ViT-T preset then every method on CIFAR-100 (below). Marked ``imagenet_tier`` (about 4
+minutes alone on this project's 2-core machine, shared with other jobs while measured).
 """
 import csv
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
@@ -32,10 +31,9 @@ from test_imagenet_tier import write_image_folder
 
 from learngene.benchmark.config import BENCHMARK_METHODS, BenchmarkConfig
 from learngene.config import load_config
+from learngene.tools import benchmark
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tools"))
-import benchmark  # noqa: E402
 
 PRESETS = ("transfer_imagenet_des_b", "transfer_weight_selection")
 DOWNSTREAM = "downstream"  # the one root of every downstream dataset, as the presets' recipes expect
@@ -80,6 +78,18 @@ def test_plan_prices_every_part_and_says_the_preset_gives_verdicts(name, tmp_pat
         assert depths == set(task.depths or cfg.depths)
         assert all(h > 0 for job, h in hours.items() if job.startswith(f"{task.name} "))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["configs"]  # nothing written
+
+
+def test_one_task_of_a_preset_is_set_by_its_index():
+    cfg = load_config(REPO / "configs" / "benchmark" / "transfer_imagenet_des_b.yaml",
+                      ["downstream[2].epochs=7", "downstream[2].finetune.overrides=[data.name=food101,data.root=/x]",
+                       "downstream_overrides=[data.download=true]"], BenchmarkConfig)
+    shipped = preset("transfer_imagenet_des_b")
+    assert cfg.downstream[2].epochs == 7
+    assert cfg.downstream[2].finetune.overrides == ["data.name=food101", "data.root=/x"]
+    assert cfg.downstream[2].num_classes == 101 and cfg.downstream[2].depths == [12]  # the rest of the task kept
+    assert cfg.downstream[:2] == shipped.downstream[:2] and cfg.downstream[3] == shipped.downstream[3]
+    assert cfg.downstream_overrides == ["data.download=true"]
 
 
 # -- the presets at toy scale ----------------------------------------------------------------------------------------
