@@ -294,6 +294,7 @@ BAD = {
     "repeated class": (["downstream[0].finetune.overrides=['data.classes=[5,5,7,8,9]']"], "more than once"),
     "shared classes": (["downstream[0].finetune.overrides=['data.classes=[4,6,7,8,9]']"], "shares its classes ['4']"),
     "no budget": (["downstream[0].epochs=0"], "at least 1 epoch"),
+    "task depth not run": (["downstream[0].depths=[3]"], "depths [3] are not among the run's depths [2]"),
     "kept head, other classes": (["downstream[0].head=keep", "downstream[0].num_classes=3",
                                   "downstream[0].finetune.overrides=['data.classes=[5,6,7]']"], "head=keep needs"),
     "unsaved learngene": (["learngene_epochs=[1]"], "never saved"),

@@ -101,6 +101,9 @@ class DownstreamConfig:
     head: str = "fresh"
     disjoint: bool = False  # refuse a downstream that shares a class with the upstream data
     probe_epochs: int = 0  # >0: also a linear probe of each initialized Des-Net, that many epochs (WS Table 9)
+    depths: list[int] = field(default_factory=list)  # some of the run's depths (SWS Fig. 5: 12 only); empty: all
+    # --plan's training images per epoch of this task when its data is not on the planning machine (0: count them)
+    plan_train_images: int = 0
 
 
 @dataclass
@@ -160,6 +163,9 @@ class BenchmarkConfig:
     # The transfer benchmark (docs/transfer.md): with downstream tasks, every Des-Net is fine-tuned on each of them
     # (curves over epochs) instead of the upstream fine-tune; part_overrides then go to the upstream parts only.
     downstream: list[DownstreamConfig] = field(default_factory=list)
+    # key=value applied to every downstream task's recipes after the task's own, e.g. [data.root=/data/downstream]
+    # (every torchvision downstream dataset has its own folder under one root, docs/datasets.md)
+    downstream_overrides: list[str] = field(default_factory=list)
     # SWS learngenes also saved after these Aux-Net epochs and expanded downstream (SWS Table 6); transfer runs only.
     learngene_epochs: list[int] = field(default_factory=list)
 
@@ -167,6 +173,16 @@ class BenchmarkConfig:
 # The BenchmarkConfig fields that are training parts (PartConfig).
 PARTS = ("ancestry", "sws_aux", "tleg_aux", "elastic_aux", "simple_lg", "finetune", "trained",
          "weight_selection_parent", "vanilla_lg_source")
+
+
+def downstream_recipe(cfg: BenchmarkConfig, task: DownstreamConfig) -> PartConfig:
+    """The task's fine-tune recipe with the run's ``downstream_overrides`` after the task's own."""
+    return PartConfig(task.finetune.config, [*task.finetune.overrides, *cfg.downstream_overrides])
+
+
+def task_depths(cfg: BenchmarkConfig, task: DownstreamConfig) -> list[int]:
+    """The run's depths the task fine-tunes."""
+    return task.depths or cfg.depths
 
 
 def check_benchmark_config(cfg: BenchmarkConfig) -> BenchmarkConfig:
@@ -243,9 +259,14 @@ def check_downstream(cfg: BenchmarkConfig) -> None:
                                  "finetune: {config: configs/digits/des_finetune.yaml}")
         if task.epochs < 1:
             raise LearngeneError(f"{where}: epochs={task.epochs} gives no curve: set a budget of at least 1 epoch")
-        if task.probe_epochs < 0 or task.num_classes < 1:
-            raise LearngeneError(f"{where}: probe_epochs={task.probe_epochs} must be >= 0 and num_classes="
-                                 f"{task.num_classes} the dataset's class count (>= 1)")
+        if task.probe_epochs < 0 or task.num_classes < 1 or task.plan_train_images < 0:
+            raise LearngeneError(f"{where}: probe_epochs={task.probe_epochs} and plan_train_images="
+                                 f"{task.plan_train_images} must be >= 0 and num_classes={task.num_classes} the "
+                                 "dataset's class count (>= 1)")
+        outside = [d for d in task.depths if d not in cfg.depths]
+        if outside:
+            raise LearngeneError(f"{where}: depths {outside} are not among the run's depths {cfg.depths}: give some "
+                                 "of them, or depths=[] for all")
         if task.head not in HEADS:
             raise LearngeneError(f"{where}: head={task.head!r}: use fresh (a new classifier) or keep (the method's)")
     epochs = cfg.learngene_epochs

@@ -16,7 +16,7 @@ import timm
 import torch
 
 from learngene.benchmark.config import BENCHMARK_METHODS, PARTS, BenchmarkConfig, check_benchmark_config, \
-    check_widths
+    check_widths, downstream_recipe, task_depths
 from learngene.benchmark.runner import train_config
 from learngene.config import TrainConfig
 from learngene.data import build_loaders
@@ -113,29 +113,31 @@ class Planner:
 
         stage3, full = [], self.des_args["embed_dim"]
         tune = self.parts["finetune"]
-        for prefix, epochs, probe_epochs, images in self.targets():
-            stage3 += self.des_nets(prefix, epochs, probe_epochs, images, tune, lg_of, sources, trained_depths, full)
+        for prefix, epochs, probe_epochs, images, depths in self.targets():
+            stage3 += self.des_nets(prefix, epochs, probe_epochs, images, depths, tune, lg_of, sources,
+                                    trained_depths, full)
         return [("ancestry and Trained references", stage1), ("learngenes", stage2),
                 ("downstream" if cfg.downstream else "Des-Nets", stage3)]
 
-    def targets(self) -> list[tuple[str, int, int, int]]:
-        """``(job name prefix, fine-tune epochs, probe epochs, training images)``: the upstream fine-tune, or each
-        downstream task's (the transfer benchmark)."""
-        if not self.cfg.downstream:
-            return [("", self.cfg.finetune_epochs, 0, self.images)]
-        return [(f"{task.name} ", task.epochs, task.probe_epochs,
-                 self.train_images(train_config(task.finetune, Path(self.cfg.output), [], False)))
-                for task in self.cfg.downstream]
+    def targets(self) -> list[tuple[str, int, int, int, list[int]]]:
+        """``(job name prefix, fine-tune epochs, probe epochs, training images, depths)``: the upstream fine-tune, or
+        each downstream task's (the transfer benchmark; its images as ``plan_train_images`` says, else counted)."""
+        cfg = self.cfg
+        if not cfg.downstream:
+            return [("", cfg.finetune_epochs, 0, self.images, cfg.depths)]
+        return [(f"{task.name} ", task.epochs, task.probe_epochs, task.plan_train_images or self.train_images(
+                 train_config(downstream_recipe(cfg, task), Path(cfg.output), [], False)), task_depths(cfg, task))
+                for task in cfg.downstream]
 
-    def des_nets(self, prefix: str, epochs: int, probe_epochs: int, images: int, tune: TrainConfig, lg_of: dict,
-                 sources: dict, trained_depths: list[int], full: int) -> list[PlannedJob]:
+    def des_nets(self, prefix: str, epochs: int, probe_epochs: int, images: int, depths: list[int], tune: TrainConfig,
+                 lg_of: dict, sources: dict, trained_depths: list[int], full: int) -> list[PlannedJob]:
         cfg, stage3 = self.cfg, []
         for method in cfg.methods:
             info, source = BENCHMARK_METHODS[method], BENCHMARK_METHODS[method].source or method
             # BenchmarkMethod.widths; a parent's width (IMwLM) is not known before it is trained: all are counted
             widths = [w for w in (cfg.widths or [full]) if info.widths in ("all", "parent")
                       or (info.widths == "narrower" and w < full) or w == full]
-            for depth in cfg.depths:
+            for depth in depths:
                 for width in widths:
                     cell = f"depth{depth}" if width == full else f"depth{depth} width{width}"
                     distilled = (tune.teacher.name, tune.teacher.kwargs) if tune.teacher.name else None
@@ -176,6 +178,8 @@ def plan(cfg: BenchmarkConfig) -> str:
         why = "the seed spread is not measured" if seeds == 1 else "intervals from 2 seeds are not calibrated"
         lines.append(f"no verdicts: {seeds} learngene seed{'s' if seeds > 1 else ''}, so {why} and no comparison "
                      "with a learned method gets an interval (means only); 3 or more learngene seeds give verdicts")
+    else:
+        lines.append(f"verdicts: yes, {seeds} learngene seeds measure each cell's spread")
     for number, (title, wave) in enumerate(waves, 1):
         hours = sum(job.gpu_hours for job in wave)
         after = "submitted at once" if number == 1 else f"submitted when wave {number - 1} is done"

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from learngene.benchmark import transfer_report
-from learngene.benchmark.config import BENCHMARK_METHODS, BenchmarkConfig, DownstreamConfig, PartConfig
+from learngene.benchmark.config import BENCHMARK_METHODS, BenchmarkConfig, DownstreamConfig, PartConfig, \
+    downstream_recipe, task_depths
 from learngene.benchmark.runner import Benchmark, DesNetJob, Part, Upstream, digest, rank, train_config
 from learngene.checkpoint import atomic_write_text
 from learngene.config import TrainConfig
@@ -82,9 +83,9 @@ class TransferBenchmark(Benchmark):
 
     def task_config(self, task: DownstreamConfig, folder: Path, overrides: list[str]) -> TrainConfig:
         """A downstream recipe: the task's config, then ``overrides``, every epoch evaluated on test. The run's
-        part_overrides are the upstream's: a task's data settings are its own."""
-        recipe = dataclasses.replace(task.finetune, overrides=[*task.finetune.overrides, *overrides, "test_curve=true"])
-        return train_config(recipe, folder, [], self.cfg.deterministic)
+        part_overrides are the upstream's: a task's data settings are its own and the run's downstream_overrides."""
+        return train_config(downstream_recipe(self.cfg, task), folder, [*overrides, "test_curve=true"],
+                            self.cfg.deterministic)
 
     # -- the run ------------------------------------------------------------------------------------
 
@@ -106,7 +107,7 @@ class TransferBenchmark(Benchmark):
 
     def task_jobs(self, task: Task, up: Upstream) -> list[DesNetJob]:
         """Every Des-Net of the run, then the SWS ones from the learngenes saved at ``learngene_epochs``."""
-        cells = list(self.des_net_cells(up))
+        cells = [cell for cell in self.des_net_cells(up) if cell[1] in task_depths(self.cfg, task.cfg)]
         sws = [cell for cell in cells if cell[0] == "sws"]
         for epoch in self.cfg.learngene_epochs:
             for method, depth, width, lg, seeds, source, options in sws:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Sequence
 
 from learngene.benchmark import report
+from learngene.benchmark.config import task_depths
 from learngene.benchmark.report import ARITHMETIC, COST_MARGIN, Analysis, Claim, family_rule, family_verdict, \
     interval_evidence, label
 from learngene.benchmark.stats import Interval, cell_matrix, difference
@@ -298,12 +299,12 @@ def write(bench, up, rows: list[dict], des_nets) -> str:
     report.write_csv(sources, report.SOURCE_FIELDS, out / "learngenes.csv")
     tasks, verdicts, ttas, plots = {}, [], [], []
     for task in bench.tasks:
-        t = TaskAnalysis([r for r in rows if r["dataset"] == task.name], cfg.depths, list(cfg.methods),
-                         bench.full_width, task.cfg.epochs, task.cfg.probe_epochs)
+        t = TaskAnalysis([r for r in rows if r["dataset"] == task.name], task_depths(cfg, task.cfg),
+                         list(cfg.methods), bench.full_width, task.cfg.epochs, task.cfg.probe_epochs)
         tasks[task.name] = t
         verdicts += verdict_rows(task.name, t)
         ttas += tta_rows(task.name, t)
-        for depth in cfg.depths:
+        for depth in t.depths:
             for phase, budget in (("fine-tuned", t.budget), ("probe", t.probe_budget)):
                 if budget:
                     name = f"curve_{task.name}_depth{depth}{'_probe' if phase == 'probe' else ''}.png"

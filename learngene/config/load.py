@@ -15,7 +15,7 @@ from typing import Sequence, TypeVar
 
 import yaml
 from omegaconf import OmegaConf
-from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from learngene.checkpoint import atomic_write_text
 from learngene.cli import tool_parser
@@ -51,15 +51,17 @@ def load_config(path: str | os.PathLike | None, overrides: Sequence[str], schema
     if bad:
         raise LearngeneError(f"override {bad[0]!r} is not key=value: write e.g. optim.lr=1e-3")
     if overrides:
+        layers.append((overrides_from, list(overrides)))
+    for source, layer in layers:
         try:
-            layers.append((overrides_from, OmegaConf.from_dotlist(list(overrides))))
+            if isinstance(layer, list):  # onto the config itself, so a list's items are addressable: a[0].b=1
+                merged.merge_with_dotlist(layer)
+            else:
+                merged = OmegaConf.merge(merged, layer)
         except yaml.YAMLError as e:  # e.g. a list of key=value overrides holding unquoted brackets
             raise LearngeneError(f"an override's value is not valid YAML ({first_line(e)}): quote list items that "
                                  "hold brackets, e.g. part_overrides=['data.classes=[0,1]']") from None
-    for source, layer in layers:
-        try:
-            merged = OmegaConf.merge(merged, layer)
-        except ConfigKeyError as e:
+        except (ConfigKeyError, ConfigAttributeError) as e:
             node = e.full_key.rpartition(".")[0] or "the top level"
             raise LearngeneError(f"unknown config key {e.full_key!r} in {source}: valid keys of {node} are "
                                  f"{', '.join(f.name for f in dataclasses.fields(e.object_type))}") from None
