@@ -27,6 +27,7 @@ from pathlib import Path
 
 import timm
 import torch
+from timm.layers import trunc_normal_
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
@@ -327,7 +328,9 @@ def init_sws_select(source: str, depth: int, width: int, elements: str = "unifor
 
 
 def init_scratch(source: str | None, depth: int | None, num_classes: int | None = None, model: str | None = None,
-                 model_args: dict | None = None, seed: int = 0) -> Initialization:
+                 model_args: dict | None = None, seed: int = 0, pos_embed_std: float = 0.0) -> Initialization:
+    """timm's init under ``seed``; ``pos_embed_std`` > 0 draws the position embedding with that std instead of
+    timm's 0.02, as the project's from-scratch recipes do on tiny patches (``model.pos_embed_std``)."""
     if source is None:
         if model is None:
             raise LearngeneError("scratch needs --model (a timm model name) or a source whose architecture to copy")
@@ -343,8 +346,13 @@ def init_scratch(source: str | None, depth: int | None, num_classes: int | None 
     architecture = model or architecture
     args = target_args(base_args, depth, num_classes, model_args)
     info = dict(method="scratch", source=source, seed=seed, parameters_stored=0)
-    return Initialization(fresh_model(architecture, args, seed).state_dict(), architecture, args, info,
-                          preprocessing=preprocessing)
+    model = fresh_model(architecture, args, seed)
+    if pos_embed_std:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            trunc_normal_(model.pos_embed, std=pos_embed_std)
+        info["pos_embed_std"] = pos_embed_std
+    return Initialization(model.state_dict(), architecture, args, info, preprocessing=preprocessing)
 
 
 def init_pf(source: str, depth: int | None = None, num_classes: int | None = None, seed: int = 0) -> Initialization:

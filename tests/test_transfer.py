@@ -20,7 +20,7 @@ from learngene.data import DataConfig, build_eval_loader, build_splits
 from learngene.engine import train
 from learngene.engine.evaluate import evaluate
 from learngene.errors import LearngeneError
-from learngene.methods import count_parameters, fresh_model, forward_flops, init_sws
+from learngene.methods import count_parameters, fresh_model, forward_flops, init_scratch, init_sws
 from learngene.tools import benchmark
 from test_benchmark import write_configs
 
@@ -310,3 +310,12 @@ def test_bad_transfer_inputs(case, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
     assert not (tmp_path / "bench").exists()
+
+
+def test_scratch_position_embedding_std():
+    args = dict(img_size=8, patch_size=2, in_chans=1, num_classes=5, embed_dim=64, depth=2, num_heads=4,
+                class_token=False, global_pool="avg")
+    plain = init_scratch(None, 2, model="vit_tiny_patch16_224", model_args=args, seed=4).state_dict
+    wide = init_scratch(None, 2, model="vit_tiny_patch16_224", model_args=args, seed=4, pos_embed_std=0.5).state_dict
+    assert all(torch.equal(plain[k], wide[k]) for k in plain if k != "pos_embed")
+    assert 0.45 < wide["pos_embed"].std() < 0.55 and plain["pos_embed"].std() < 0.03

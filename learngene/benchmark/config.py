@@ -138,6 +138,9 @@ class BenchmarkConfig:
     # Select IMwLM's classifier like every other layer (its parent must have the Des-Nets' classes); off, the released
     # rule keeps the child's fresh head, at chance before tuning, and the no-tune claims against IMwLM give no verdict.
     weight_selection_select_head: bool = False
+    # >0: Scratch's Des-Nets draw their position embedding with this std instead of timm's 0.02, as the project's
+    # from-scratch recipes do on tiny patches (configs/digits/trained.yaml); 0: timm's init as it is
+    scratch_pos_embed_std: float = 0.0
     width_selection_elements: str = "uniform"  # sws-select: post-hoc selection of the SWS Des-Net's channels
     # FRONT from a class-token parent (ImageNet's ViT-L) to the pooled Des-Nets: "released" (the released code) or
     # "pooled" (the class token's position dropped, the final norm as fc_norm; docs/baselines.md)

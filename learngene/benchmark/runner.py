@@ -939,7 +939,8 @@ class Benchmark:
                 return source, {"num_layers": cfg.vanilla_lg_layers}
             deepest = max(d for d, _ in trained)
             return trained[deepest, seed], {"num_layers": cfg.vanilla_lg_layers}
-        return None, {"model": architecture, "model_args": des_args}  # scratch
+        scratch = {"pos_embed_std": cfg.scratch_pos_embed_std} if cfg.scratch_pos_embed_std else {}
+        return None, {"model": architecture, "model_args": des_args, **scratch}  # scratch
 
     # -- results ------------------------------------------------------------------------------------
 
