@@ -120,7 +120,7 @@ def test_benchmark_help_has_examples_and_keys(capsys):
 
 @pytest.mark.parametrize("override,message", [
     ("seeds=3", "bad config value for 'seeds' in the command line: it must be a list: write e.g. seeds=[1,2]"),
-    ("ancestry=5", "bad config value in the command line: a PartConfig section must be a mapping of its keys, not "
+    ("ancestry=5", "bad config value for 'ancestry' in the command line: a PartConfig section must be a mapping of its keys, not "
                    "a int: write e.g. 'NAME={config: FILE}' or set its keys one by one (NAME.KEY=VALUE)"),
     ("finetune.overrides=x", "bad config value for 'finetune.overrides' in the command line: it must be a list: "
                              "write e.g. finetune.overrides=[1,2]"),
