@@ -33,7 +33,7 @@ def test_every_network_path_without_network_is_one_line(shared, tmp_path):  # no
              ("hf-hub id", "expand", ["hf-hub:some-org/some-learngene", "--depth", "4", "--out", str(tmp_path / "e")]),
              ("pretrained", "finetune", ["model.name=vit_tiny_patch16_224", "model.pretrained=true",
                                          f"output={tmp_path / 'f'}"]),
-             ("data.download", "finetune", ["data.name=mnist", f"data.root={tmp_path / 'data'}", "data.download=true",
+             ("data.download", "finetune", ["model.name=vit_tiny_patch16_224", "data.name=mnist", f"data.root={tmp_path / 'data'}", "data.download=true",
                                             f"output={tmp_path / 'd'}"])]
     env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
     env.update(NO_NETWORK, HF_HOME=str(tmp_path / "hf_home"), PYTHONPATH=str(ROOT))
