@@ -46,3 +46,23 @@ def slurm(tmp_path_factory):
     cluster.start()
     yield cluster
     cluster.stop()
+
+
+# The heaviest modules first: a module is one xdist group (below), and pytest-xdist hands groups to workers in
+# collection order, so a long module collected last would run alone at the end.
+HEAVY_MARKS = ("imagenet_tier", "slurm", "slow")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Group the tests for pytest-xdist's ``--dist loadgroup`` (.ci/run): every test of a module on one worker, so
+    that its module-scoped fixtures (a trained Aux-Net, an ImageFolder) are built once, and every test of the real
+    Slurm on one worker, which starts one cluster (the ``slurm`` fixture is per session, so per worker)."""
+    group_of, weight_of = {}, {}
+    for item in items:
+        group = group_of[item] = "slurm" if "slurm" in item.fixturenames else item.module.__name__
+        item.add_marker(pytest.mark.xdist_group(group))
+        marks = {mark.name for mark in item.iter_markers()}
+        weight = next((i for i, mark in enumerate(HEAVY_MARKS) if mark in marks), len(HEAVY_MARKS))
+        weight_of[group] = min(weight_of.get(group, weight), weight)
+    position = {item: i for i, item in enumerate(items)}
+    items.sort(key=lambda item: (weight_of[group_of[item]], position[item]))

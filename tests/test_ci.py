@@ -36,7 +36,7 @@ def run_ci(env: dict) -> list[str]:
 def test_the_readme_test_command_is_the_one_ci_runs():
     readme = README_TEST_BLOCK.search((ROOT / "README.md").read_text()).group(1)
     assert (ROOT / ".ci" / "run").read_text().rstrip().splitlines()[-1] == readme
-    assert readme == """python3 -m pip install -q -c constraints.txt -e '.[dev]' && HF_HUB_OFFLINE=1 python3 -m pytest -q -m \"\""""
+    assert readme == """python3 -m pip install -q -c constraints.txt -e '.[dev]' && HF_HUB_OFFLINE=1 python3 -m pytest -q -m \"\" -n 2 --dist loadgroup"""
 
 
 @pytest.mark.parametrize("uid,programs", [(1000, ("apt-get",)), (0, ())], ids=["not root", "no apt-get"])
@@ -47,13 +47,13 @@ def test_without_slurm_and_the_means_to_install_it_the_slurm_tests_are_skipped_i
         "Slurm tests skipped: slurm-wlm and munge are not installed, and installing them needs root and apt-get "
         f"(tester, apt-get {apt})",
         "python3 -m pip install -q -c constraints.txt -e .[dev] (LEARNGENE_REQUIRE_SLURM=unset)",
-        "python3 -m pytest -q -m  (LEARNGENE_REQUIRE_SLURM=unset)"]
+        "python3 -m pytest -q -m  -n 2 --dist loadgroup (LEARNGENE_REQUIRE_SLURM=unset)"]
 
 
 def test_with_slurm_installed_its_tests_are_required(tmp_path):
     lines = run_ci(stand_ins(tmp_path / "bin", 1000, ("slurmctld", "munged")))
     assert lines == ["python3 -m pip install -q -c constraints.txt -e .[dev] (LEARNGENE_REQUIRE_SLURM=1)",
-                     "python3 -m pytest -q -m  (LEARNGENE_REQUIRE_SLURM=1)"]
+                     "python3 -m pytest -q -m  -n 2 --dist loadgroup (LEARNGENE_REQUIRE_SLURM=1)"]
 
 
 def test_constraints_pin_every_package_to_one_version():
