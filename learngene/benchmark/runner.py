@@ -731,7 +731,7 @@ class Benchmark:
         self.stale_parts += [stale.line() for stale in survey.stale]
 
     def slurm_task(self, job) -> SlurmTask:
-        return SlurmTask(job, self.finetune_cfg.device, self.cfg.threads)
+        return SlurmTask(job, self.finetune_cfg.device, self.cfg.threads, self.cfg.slurm.max_requeues)
 
     def job_signature(self, job) -> str:
         """What a recorded Slurm job must have run to stand for ``job``: the job itself, the code, the threads."""
