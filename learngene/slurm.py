@@ -21,8 +21,8 @@ jobs already running.
 
 The driver keeps ``jobs.json`` in its folder: the job of every part it submitted. Run again, it waits for
 those still queued or running and submits only what is missing. Ctrl-C (or SIGTERM) cancels its jobs
-(``scancel``: each saves its ``last.pt`` first), or with ``slurm.on_interrupt=leave`` leaves them running for
-the next run.
+(``scancel``: a training in its epoch loop saves its ``last.pt`` first) and exits with code 130 (143), or with
+``slurm.on_interrupt=leave`` leaves them running for the next run.
 """
 from __future__ import annotations
 
@@ -216,7 +216,7 @@ def job_cpus() -> int:
 @dataclass
 class SlurmTask(submitit.helpers.Checkpointable):
     """What a job runs in each of its tasks: ``work()``, in the tasks' process group, with ``threads`` torch
-    threads (0: the job's CPUs, ``job_cpus()``).
+    threads (0: ``OMP_NUM_THREADS`` when set, else the job's CPUs, ``job_cpus()``).
 
     A signal at any point of the job (SIGTERM; the time limit's SIGUSR2 arrives as one) goes to submitit's
     handler, which calls ``checkpoint()`` and requeues the job; inside the epoch loop the trainer first saves
@@ -230,7 +230,8 @@ class SlurmTask(submitit.helpers.Checkpointable):
     requeues: int = 0  # how often this job was requeued so far
 
     def __call__(self):
-        torch.set_num_threads(self.threads or job_cpus())
+        if self.threads or "OMP_NUM_THREADS" not in os.environ:  # which torch reads, as the tools run here do
+            torch.set_num_threads(self.threads or job_cpus())
         env = submitit.JobEnvironment()
         if env.num_tasks > 1:  # each task picks its GPU by LOCAL_RANK, as under torchrun
             submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
@@ -428,9 +429,9 @@ class SlurmDriver:
         try:
             return self.retried("squeue", job_states)
         except Unanswered as e:
-            raise LearngeneError(f"squeue failed: {e}; nothing submitted: the jobs of an earlier run ({self.record_path})"
-                                 " may still be queued or running, and a part's second job would write into the same "
-                                 "folder; run the same command again once squeue answers") from None
+            raise LearngeneError(f"squeue failed: {e}; nothing submitted: the jobs of an earlier run "
+                                 f"({self.record_path}) may still be queued or running, and a part's second job would "
+                                 "write into the same folder; run the same command again once squeue answers") from None
 
     def finish(self, job, result, finished: Callable) -> None:
         self.done.add(job.name)

@@ -172,7 +172,8 @@ def test_a_signal_during_the_final_evaluation_requeues_the_job_which_ends_with_t
     run(driver(tmp_path / "slurm"), [job], results, lambda j: SlurmTask(
         SignalDuring(j, "learngene.benchmark.runner", "test_metrics"), "cpu", threads=1, max_requeues=1))
     assert len(requeues(tmp_path / "slurm")) == 1
-    assert checkpoints(tmp_path / "part" / "console.log") == ["stopped by a signal: requeueing the job (1 of at most 1)"]
+    assert checkpoints(tmp_path / "part" / "console.log") == [
+        "stopped by a signal: requeueing the job (1 of at most 1)"]
     on_slurm = results["trained"].result
     assert on_slurm["test"] == local.result["test"] and on_slurm["val_top1"] == local.result["val_top1"]
 
