@@ -399,7 +399,8 @@ class SlurmDriver:
                             break
                         except LearngeneError as e:  # an earlier run's job still runs in this part's folder
                             waiting.remove(job)
-                            failures.append((job, self.record[job.name]["job_id"], (first_line(e), self.folder)))
+                            earlier = self.record[job.name]["job_id"]
+                            failures.append((job, earlier, (first_line(e), self.paths(earlier).stderr)))
                             continue
                         waiting.remove(job)
                         running[job_id] = job

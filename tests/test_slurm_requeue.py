@@ -151,6 +151,26 @@ def test_squeue_failing_at_the_start_submits_nothing(slurm, tmp_path, shims):
     assert [p.name for p in folder.iterdir()] == ["jobs.json"]
 
 
+@pytest.mark.slurm
+def test_a_part_whose_earlier_job_of_other_settings_still_runs_gets_no_second_job(slurm, tmp_path, shims):
+    earlier = subprocess.run(["sbatch", "--parsable", f"--output={tmp_path / 'earlier.out'}", "--wrap=sleep 600"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        folder = tmp_path / "jobs"
+        folder.mkdir()
+        (folder / "jobs.json").write_text(json.dumps({"abc": {"job_id": earlier, "signature": "other code"}}))
+        shims("sbatch", "false")  # counts the calls: none expected
+        with pytest.raises(LearngeneError) as failed:
+            run(driver(folder), [Sum("abc")], {})
+        assert str(failed.value).startswith(
+            f"part 'abc' (Slurm job {earlier}) failed: Slurm job {earlier} of an earlier run, with other code or "
+            f"settings, is still ")
+        assert f"in its folder: wait for it to end, or scancel {earlier} (log: " in str(failed.value)
+        assert shims.calls("sbatch") == 0
+    finally:
+        subprocess.run(["scancel", earlier], check=True)
+
+
 def requeues(folder: Path) -> list[str]:
     """submitit's requeues in the logs of a driver's ``folder``, e.g. ``Requeued job 2 (9 remaining timeouts)``."""
     return [line.split(" - ", 1)[1] for log in sorted(folder.glob("*/*_0_log.out"))
