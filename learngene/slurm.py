@@ -30,10 +30,10 @@ import contextlib
 import copy
 import dataclasses
 import getpass
-import os
 import hashlib
 import io
 import json
+import os
 import re
 import shutil
 import signal
@@ -309,6 +309,14 @@ class Failed(LearngeneError):
     because of them."""
 
 
+class Occupied(LearngeneError):
+    """A part whose recorded job, of other code or settings, is still queued or running in its folder."""
+
+    def __init__(self, message: str, job_id: str):
+        super().__init__(message)
+        self.job_id = job_id
+
+
 class Refused(Unanswered):
     """sbatch refused the job of part ``part`` every time it was tried."""
 
@@ -397,10 +405,9 @@ class SlurmDriver:
                         except Refused as e:
                             refused = e
                             break
-                        except LearngeneError as e:  # an earlier run's job still runs in this part's folder
+                        except Occupied as e:
                             waiting.remove(job)
-                            earlier = self.record[job.name]["job_id"]
-                            failures.append((job, earlier, (first_line(e), self.paths(earlier).stderr)))
+                            failures.append((job, e.job_id, (str(e), self.paths(e.job_id).stderr)))
                             continue
                         waiting.remove(job)
                         running[job_id] = job
@@ -455,7 +462,7 @@ class SlurmDriver:
     def recorded(self, job, signature: str, states: dict | None) -> str | None:
         """The id of this part's recorded job if it is the same work and queued, running or finished well (a
         failed one is submitted again: the rerun is the fix). A recorded job of other work that is still queued
-        or running is refused: a part's folder never gets a second job."""
+        or running is Occupied: a part's folder never gets a second job."""
         entry = self.record.get(job.name)
         if not entry:
             return None
@@ -463,8 +470,9 @@ class SlurmDriver:
         active = (states or {}).get(job_id) in ACTIVE_STATES
         if entry.get("signature") != signature:
             if active:
-                raise LearngeneError(f"Slurm job {job_id} of an earlier run, with other code or settings, is still "
-                                     f"{states[job_id].lower()} in its folder: wait for it to end, or scancel {job_id}")
+                raise Occupied(f"Slurm job {job_id} of an earlier run, with other code or settings, is still "
+                               f"{states[job_id].lower()} in its folder: wait for it to end, or scancel {job_id}",
+                               job_id)
             return None
         if active or (result.exists() and submitit.core.utils.pickle_load(result)[0] == "success"):
             print(f"{job.name}: waiting for Slurm job {job_id}, submitted by an earlier run", flush=True)
