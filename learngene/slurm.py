@@ -10,23 +10,30 @@ dependencies. A part's inputs are only known when its sources are done (the benc
 job from the ancestry's result, a Des-Net's from its learngene's), and a failed job must stop its dependants
 with a report, not leave them pending forever (``DependencyNeverSatisfied``).
 
-Stopped jobs resume: SIGTERM (preemption, ``scancel --signal=TERM``) or the time limit's warning (SIGUSR2,
-``signal_delay_s`` before it) makes the trainer save a mid-epoch ``last.pt``; the job then requeues itself
-and its next run continues with ``resume=auto`` (bitwise on CPU). Job states come from ``squeue`` and
-submitit's result files, never ``sacct``: clusters without accounting work too.
+Stopped jobs resume, the way submitit means it: a job's task is a ``submitit.helpers.Checkpointable``. SIGTERM
+(preemption, ``scancel --signal=TERM``) or the time limit's warning (SIGUSR2, ``signal_delay_s`` before it), at
+any point of the job, calls its ``checkpoint()`` (inside the epoch loop once the trainer has saved a mid-epoch
+``last.pt``), which resubmits the task with ``resume=auto`` on its own run folder, and submitit requeues the job
+(at most ``max_requeues`` times). Its next run continues bitwise on CPU. Job states come from ``squeue`` and
+submitit's result files, never ``sacct``: clusters without accounting work too. ``sbatch`` and ``squeue`` are
+tried again with backoff (``retries``, ``retry_seconds``); a persistent refusal stops the submissions, not the
+jobs already running.
 
 The driver keeps ``jobs.json`` in its folder: the job of every part it submitted. Run again, it waits for
 those still queued or running and submits only what is missing. Ctrl-C (or SIGTERM) cancels its jobs
-(``scancel``: each saves its ``last.pt`` first), or with ``slurm.on_interrupt=leave`` leaves them running for
-the next run.
+(``scancel``: a training in its epoch loop saves its ``last.pt`` first) and exits with code 130 (143), or with
+``slurm.on_interrupt=leave`` leaves them running for the next run.
 """
 from __future__ import annotations
 
 import contextlib
+import copy
+import dataclasses
 import getpass
 import hashlib
 import io
 import json
+import os
 import re
 import shutil
 import signal
@@ -49,16 +56,16 @@ from omegaconf import OmegaConf
 from learngene.checkpoint import atomic_write_text
 from learngene.config import TrainConfig, load_config
 from learngene.engine import train, train_tool
-from learngene.engine.distributed import default_cpu_threads, init_processes
+from learngene.engine.distributed import init_processes
 from learngene.engine.preflight import check_training
 from learngene.engine.trainer import format_summary
 from learngene.errors import LearngeneError, first_line
-from learngene.signals import sigterm_raises, sigusr2_as_sigterm
+from learngene.signals import Terminated, sigterm_raises, sigusr2_as_sigterm
 
 # squeue's states of a job that is not over (a requeued job passes through several of them).
 ACTIVE_STATES = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED", "REQUEUE_HOLD",
                  "REQUEUE_FED", "RESIZING", "SIGNALING", "STAGE_OUT", "STOPPED", "SPECIAL_EXIT", "RESV_DEL_HOLD"}
-REQUEUED_EXIT_CODE = 128 + signal.SIGTERM
+STOPPED_EXIT_CODE = 128 + signal.SIGTERM  # a task other than rank 0 stopped for the requeue rank 0 asked for
 ON_INTERRUPT = ("cancel", "leave")
 STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}  # what stops the driver
 DRIVER_TERMINATED = "driver stopped by SIGTERM; run the same command again to continue"
@@ -88,6 +95,11 @@ class SlurmConfig:
     max_jobs: int = 0  # jobs queued or running at once; 0 = no limit
     signal_delay_s: int = 120  # SIGUSR2 this long before the time limit: checkpoint and requeue
     poll_seconds: float = 30.0  # how often the driver asks squeue
+    # sbatch and squeue are tried again this many times (a controller timeout, a per-user submission limit),
+    # after retry_seconds, then twice as long each time; then the driver submits nothing more
+    retries: int = 4
+    retry_seconds: float = 15.0
+    max_requeues: int = 10  # a job stopped by signals more often than this ends with an error instead
     on_interrupt: str = "cancel"  # Ctrl-C on the driver: "cancel" its jobs, or "leave" them running
     # For --plan only (nothing is submitted): sustained TFLOP/s of one GPU, and training images per epoch when
     # the config's dataset cannot be read on this machine (e.g. 1268355 for ImageNet-1K with val_holdout 0.01).
@@ -107,12 +119,14 @@ def check_slurm_config(cfg: SlurmConfig, device: str = "auto") -> SlurmConfig:
         raise LearngeneError(f"slurm.gpu_request={cfg.gpu_request!r}: use one of {', '.join(GPU_REQUESTS)}")
     for key, minimum in (("nodes", 1), ("time_minutes", 1), ("gpus_per_node", 0), ("tasks_per_node", 0),
                          ("cpus_per_task", 0), ("mem_gb", 0), ("max_jobs", 0), ("signal_delay_s", 0),
-                         ("plan_train_images", 0)):
+                         ("plan_train_images", 0), ("retries", 0), ("max_requeues", 0)):
         if not getattr(cfg, key) >= minimum:
             raise LearngeneError(f"slurm.{key}={getattr(cfg, key)} must be >= {minimum}")
     for key in ("poll_seconds", "plan_tflops"):
         if not 0 < getattr(cfg, key) < float("inf"):
             raise LearngeneError(f"slurm.{key}={getattr(cfg, key)} must be a positive number")
+    if not 0 <= cfg.retry_seconds < float("inf"):
+        raise LearngeneError(f"slurm.retry_seconds={cfg.retry_seconds} must be a number >= 0")
     if 0 < cfg.mem_gb < MIN_MEM_GB:
         raise LearngeneError(f"slurm.mem_gb={cfg.mem_gb} is below 1 MB, and --mem=0MB asks Slurm for all of a node's "
                              "memory: give the memory per node in GB, or 0 for the cluster's default")
@@ -193,49 +207,88 @@ def sbatch_parameters(cfg: SlurmConfig) -> dict:
     return params
 
 
+def job_cpus() -> int:
+    """The CPUs this Slurm task was given: ``SLURM_CPUS_PER_TASK`` when the job asked for them, else the CPUs this
+    process may run on (the affinity mask Slurm's task plugin sets), not the node's core count."""
+    return int(os.environ.get("SLURM_CPUS_PER_TASK") or len(os.sched_getaffinity(0)))
+
+
 @dataclass
-class SlurmTask:
+class SlurmTask(submitit.helpers.Checkpointable):
     """What a job runs in each of its tasks: ``work()``, in the tasks' process group, with ``threads`` torch
-    threads (0: torch's default). A SIGTERM stop (``work`` raises KeyboardInterrupt after saving ``last.pt``)
-    requeues the job and ends without a result; the next run of the job resumes the training."""
+    threads (0: ``OMP_NUM_THREADS`` when set, else the job's CPUs, ``job_cpus()``).
+
+    A signal at any point of the job (SIGTERM; the time limit's SIGUSR2 arrives as one) goes to submitit's
+    handler, which calls ``checkpoint()`` and requeues the job; inside the epoch loop the trainer first saves
+    ``last.pt``, then ``work`` raises KeyboardInterrupt and the task calls that handler itself. ``work`` may
+    define ``resumed()``: the work as a requeued run does it (e.g. ``resume=auto`` on its own folder)."""
 
     work: Callable
     device: str
-    threads: int = 0  # 0: OMP_NUM_THREADS, else half the node's cores (as the tools run locally)
+    threads: int = 0
+    max_requeues: int = 10
+    requeues: int = 0  # how often this job was requeued so far
 
     def __call__(self):
-        if self.threads:
-            torch.set_num_threads(self.threads)
-        else:
-            default_cpu_threads()
+        if self.threads or "OMP_NUM_THREADS" not in os.environ:  # which torch reads, as the tools run here do
+            torch.set_num_threads(self.threads or job_cpus())
         env = submitit.JobEnvironment()
         if env.num_tasks > 1:  # each task picks its GPU by LOCAL_RANK, as under torchrun
             submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
-        # The time limit's warning stops the training like a preemption does (SIGTERM).
-        sigusr2_as_sigterm()
+        requeue = requeue_on_signal()
         procs = init_processes(self.device)
         try:
             return self.work()
-        except KeyboardInterrupt:
-            if env.global_rank == 0:
-                done = subprocess.run(["scontrol", "requeue", env.job_id], capture_output=True, text=True)
-                print(f"stopped: requeued job {env.job_id}" if done.returncode == 0 else
-                      f"stopped; job {env.job_id} not requeued: {done.stderr.strip()}", file=sys.stderr, flush=True)
-            raise SystemExit(REQUEUED_EXIT_CODE) from None  # no result file: the job is not over
+        except KeyboardInterrupt:  # stopped in the epoch loop, last.pt saved: requeue now
+            requeue(signal.SIGTERM, None)
+            raise SystemExit(STOPPED_EXIT_CODE) from None  # not rank 0, which requeues the job: no result
         finally:
             procs.close()
 
+    def checkpoint(self) -> submitit.helpers.DelayedSubmission:
+        """This task as the requeued job runs it (submitit calls this on a signal); past ``max_requeues`` an
+        error, which ends the job."""
+        if self.requeues >= self.max_requeues:
+            raise LearngeneError(f"stopped by a signal after {self.requeues} requeues, the most "
+                                 f"slurm.max_requeues={self.max_requeues} allows: not requeued again; run the same "
+                                 "command again to continue from its last.pt")
+        work = self.work.resumed() if hasattr(self.work, "resumed") else self.work
+        print(f"stopped by a signal: requeueing the job ({self.requeues + 1} of at most {self.max_requeues})",
+              file=sys.stderr, flush=True)
+        return submitit.helpers.DelayedSubmission(dataclasses.replace(self, work=work, requeues=self.requeues + 1))
 
-def job_states() -> dict[str, str] | None:
-    """squeue's state of every job of this user (finished ones while Slurm still lists them); None when squeue
-    does not answer."""
+
+def requeue_on_signal() -> Callable:
+    """In a submitit job: SIGTERM and SIGUSR2, wherever the job is, call submitit's checkpoint-and-requeue handler
+    (submitit binds it to SIGUSR2 and ignores SIGTERM), once: the SIGTERM with which Slurm ends the requeued run
+    must not requeue it again. SIGUSR2 arrives as SIGTERM, so that the epoch loop, which sets a flag on SIGTERM,
+    saves ``last.pt`` first. Returns the handler."""
+    checkpoint_and_requeue = signal.getsignal(signal.SIGUSR2)
+
+    def handler(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+        checkpoint_and_requeue(signum, frame)
+
+    signal.signal(signal.SIGTERM, handler)
+    sigusr2_as_sigterm()
+    return handler
+
+
+class Unanswered(LearngeneError):
+    """A Slurm command that failed or did not answer: its first error line."""
+
+
+def job_states() -> dict[str, str]:
+    """squeue's state of every job of this user (finished ones while Slurm still lists them); Unanswered when
+    squeue fails."""
     try:
         out = subprocess.run(["squeue", "--noheader", "--states=all", "--format=%i|%T", f"--user={getpass.getuser()}"],
                              capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise Unanswered(first_line(e)) from None
     if out.returncode != 0:
-        return None
+        raise Unanswered(error_line(out.stderr) or f"squeue exited with code {out.returncode}")
     return dict(line.split("|", 1) for line in out.stdout.split() if "|" in line)
 
 
@@ -252,7 +305,24 @@ def error_line(text: str) -> str:
 
 
 class Failed(LearngeneError):
-    """Jobs that failed: their parts, first error lines and logs, and what was not submitted because of them."""
+    """Jobs that failed or that sbatch refused: their parts, first error lines and logs, and what was not submitted
+    because of them."""
+
+
+class Occupied(LearngeneError):
+    """A part whose recorded job, of other code or settings, is still queued or running in its folder."""
+
+    def __init__(self, message: str, job_id: str):
+        super().__init__(message)
+        self.job_id = job_id
+
+
+class Refused(Unanswered):
+    """sbatch refused the job of part ``part`` every time it was tried."""
+
+    def __init__(self, message: str, part: str):
+        super().__init__(message)
+        self.part = part
 
 
 class SlurmDriver:
@@ -267,7 +337,8 @@ class SlurmDriver:
         self.folder = folder
         self.record_path = folder / "jobs.json"
         self.record = self.read_record(self.record_path)
-        self.executor = submitit.SlurmExecutor(folder=folder / "%j")
+        # submitit's own bound on requeues after a time limit, the same as ours on any requeue
+        self.executor = submitit.SlurmExecutor(folder=folder / "%j", max_num_timeout=cfg.max_requeues)
         self.executor.update_parameters(**sbatch_parameters(cfg))
         self.done: set[str] = set()  # names of the finished jobs
         self.active: set[str] = set()  # ids of the jobs this driver submitted or waits for, not yet ended
@@ -282,33 +353,68 @@ class SlurmDriver:
     def paths(self, job_id: str):
         return submitit.SlurmJob(self.folder / "%j", job_id, tasks=[0]).paths
 
+    def retried(self, command: str, call: Callable):
+        """``call()``, tried again while it raises Unanswered: ``retries`` more times, after ``retry_seconds``, then
+        twice as long each time; the last Unanswered says how often it was tried."""
+        for attempt in range(self.cfg.retries + 1):
+            try:
+                return call()
+            except Unanswered as e:
+                if attempt == self.cfg.retries:
+                    raise Unanswered(f"{e} ({attempt + 1} tries)" if attempt else str(e)) from None
+                wait = self.cfg.retry_seconds * 2 ** attempt
+                print(f"{command} failed: {e}; trying again in {wait:g} s", file=sys.stderr, flush=True)
+                time.sleep(wait)
+
+    def states(self) -> dict[str, str] | None:
+        """squeue's states (``job_states``), tried again with backoff; None when it does not answer: the jobs are
+        then taken as still running, and the next poll asks again."""
+        try:
+            return self.retried("squeue", job_states)
+        except Unanswered:
+            return None
+
     def run(self, jobs: list, task: Callable, finished: Callable, signature: Callable[[object], str],
             probe: Callable | None = None, later: str = "") -> None:
         """Run ``jobs`` (each with ``name`` and ``after``: names of jobs it waits for) as Slurm jobs running
         ``task(job)``; ``finished(job, result)`` as each one ends. ``probe(job)``: its result when it is already
         done here (no job needed), else None. ``signature(job)``: what a recorded job must match to be waited
-        for instead of submitted again. ``later``: what is not started when a job fails."""
-        waiting, running, failures, absent = list(jobs), {}, [], set()
-        states = job_states() if self.record else None
-        with sigterm_raises(lambda: KeyboardInterrupt(DRIVER_TERMINATED)):  # a killed driver acts as on Ctrl-C
+        for instead of submitted again. ``later``: what is not started when a job fails.
+
+        A job sbatch keeps refusing stops the submissions; the jobs already submitted are waited for (not
+        cancelled), and the refusal is reported with the failures once they end."""
+        waiting, running, failures, absent, refused = list(jobs), {}, [], set(), None
+        states = self.recorded_states() if self.record else None
+        with sigterm_raises(lambda: Terminated(DRIVER_TERMINATED)):  # a killed driver acts as on Ctrl-C, exit 143
             try:
                 while waiting or running:
                     blocked = self.blocked(waiting, failures)
-                    for job in [j for j in waiting if j.name not in blocked and all(a in self.done for a in j.after)]:
+                    ready = [j for j in waiting if j.name not in blocked and all(a in self.done for a in j.after)]
+                    for job in ready if refused is None else []:
                         if self.cfg.max_jobs and len(running) >= self.cfg.max_jobs:
                             break
-                        waiting.remove(job)
                         result = probe(job) if probe else None
                         if result is not None:
+                            waiting.remove(job)
                             self.finish(job, result, finished)
                             continue
-                        job_id = (self.recorded(job, signature(job), states)
-                                  or self.submit(job, task(job), signature(job)))
+                        try:
+                            job_id = self.recorded(job, signature(job), states)
+                            if job_id is None:
+                                job_id = self.submit(job, task(job), signature(job))
+                        except Refused as e:
+                            refused = e
+                            break
+                        except Occupied as e:
+                            waiting.remove(job)
+                            failures.append((job, e.job_id, (str(e), self.paths(e.job_id).stderr)))
+                            continue
+                        waiting.remove(job)
                         running[job_id] = job
                     if not running:
-                        break  # the rest waits on failed parts
+                        break  # the rest waits on failed parts, or sbatch refused it
                     time.sleep(self.cfg.poll_seconds)
-                    states = job_states()
+                    states = self.states()
                     for job_id, job in list(running.items()):
                         outcome = self.outcome(job_id, states, absent)
                         if outcome is None:
@@ -322,8 +428,18 @@ class SlurmDriver:
             except BaseException:
                 self.stop(self.active)
                 raise
-        if failures:
-            raise Failed(self.report(failures, waiting, later))
+        if failures or refused:
+            raise Failed(self.report(failures, waiting, later, refused))
+
+    def recorded_states(self) -> dict[str, str]:
+        """squeue's states before anything is submitted, when ``jobs.json`` names jobs of an earlier run: without
+        them a part whose job still runs would get a second one, in the same folder."""
+        try:
+            return self.retried("squeue", job_states)
+        except Unanswered as e:
+            raise LearngeneError(f"squeue failed: {e}; nothing submitted: the jobs of an earlier run "
+                                 f"({self.record_path}) may still be queued or running, and a part's second job would "
+                                 "write into the same folder; run the same command again once squeue answers") from None
 
     def finish(self, job, result, finished: Callable) -> None:
         self.done.add(job.name)
@@ -345,19 +461,33 @@ class SlurmDriver:
 
     def recorded(self, job, signature: str, states: dict | None) -> str | None:
         """The id of this part's recorded job if it is the same work and queued, running or finished well (a
-        failed one is submitted again: the rerun is the fix)."""
+        failed one is submitted again: the rerun is the fix). A recorded job of other work that is still queued
+        or running is Occupied: a part's folder never gets a second job."""
         entry = self.record.get(job.name)
-        if not entry or entry.get("signature") != signature:
+        if not entry:
             return None
         job_id, result = entry["job_id"], self.paths(entry["job_id"]).result_pickle
-        if (states or {}).get(job_id) in ACTIVE_STATES or (
-                result.exists() and submitit.core.utils.pickle_load(result)[0] == "success"):
+        active = (states or {}).get(job_id) in ACTIVE_STATES
+        if entry.get("signature") != signature:
+            if active:
+                raise Occupied(f"Slurm job {job_id} of an earlier run, with other code or settings, is still "
+                               f"{states[job_id].lower()} in its folder: wait for it to end, or scancel {job_id}",
+                               job_id)
+            return None
+        if active or (result.exists() and submitit.core.utils.pickle_load(result)[0] == "success"):
             print(f"{job.name}: waiting for Slurm job {job_id}, submitted by an earlier run", flush=True)
             self.active.add(job_id)
             return job_id
         return None
 
     def submit(self, job, task: Callable, signature: str) -> str:
+        """Submit ``job``'s task, trying again with backoff; Refused when sbatch refuses it every time."""
+        try:
+            return self.retried("sbatch", lambda: self.submit_once(job, task, signature))
+        except Unanswered as e:
+            raise Refused(f"sbatch refused the job of {job.name}: {e}", job.name) from None
+
+    def submit_once(self, job, task: Callable, signature: str) -> str:
         self.executor.update_parameters(job_name=job_name(self.cfg, job.name))
         created = [p for p in (self.folder, *self.folder.parents) if not p.exists()]  # deepest first
         before = set(self.folder.iterdir()) if self.folder.is_dir() else set()
@@ -377,8 +507,7 @@ class SlurmDriver:
             for folder in created:
                 with contextlib.suppress(OSError):
                     folder.rmdir()
-            raise LearngeneError(f"sbatch refused the job of {job.name}: {error_line(str(e)) or first_line(e)}; "
-                                 "check the slurm.* settings") from None
+            raise Unanswered(error_line(str(e)) or first_line(e)) from None
         finally:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
         print(f"{job.name}: submitted Slurm job {submitted.job_id} (log: {submitted.paths.stderr})", flush=True)
@@ -402,16 +531,19 @@ class SlurmDriver:
         state = states.get(job_id, "no longer listed by squeue")
         return "error", (error_line(log) or f"job {job_id} ended ({state}) without a result", paths.stderr)
 
-    def report(self, failures: list, waiting: list, later: str) -> str:
-        lines = [f"part {job.name!r} (Slurm job {job_id}) failed: {line} (log: {log})"
-                 for job, job_id, (line, log) in failures]
-        left = [job.name for job in waiting]
+    def report(self, failures: list, waiting: list, later: str, refused: Refused | None) -> str:
+        lines = [f"{refused}; check the slurm.* settings"] if refused else []
+        lines += [f"part {job.name!r} (Slurm job {job_id}) failed: {line} (log: {log})"
+                  for job, job_id, (line, log) in failures]
+        left = [job.name for job in waiting if not (refused and job.name == refused.part)]
         if left:
-            lines.append(f"not submitted: {len(left)} parts that need it ({', '.join(left[:3])}"
+            lines.append(f"not submitted: {len(left)} parts{'' if refused else ' that need it'} ({', '.join(left[:3])}"
                          f"{', ...' if len(left) > 3 else ''})")
         if later:
             lines.append(f"not started: {later}")
-        return "; ".join(lines) + "; fix it and run the same command again: finished parts are kept"
+        if failures or len(lines) > 1:  # more than a refused job: what ran is kept
+            lines.append("fix it and run the same command again: finished parts are kept")
+        return "; ".join(lines)
 
     def stop(self, ids: set[str]) -> None:
         """Cancel the jobs ``ids`` (each saves its ``last.pt`` on the SIGTERM), or leave them running."""
@@ -425,9 +557,9 @@ class SlurmDriver:
         subprocess.run(["scancel", *ids], capture_output=True)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:  # until none is listed as queued or running
-            states = job_states()
-            if states is not None and not any(states.get(i) in ACTIVE_STATES for i in ids):
-                break
+            with contextlib.suppress(Unanswered):
+                if not any(job_states().get(i) in ACTIVE_STATES for i in ids):
+                    break
             time.sleep(1)
         print(f"cancelled {len(ids)} Slurm jobs ({', '.join(ids)})", file=sys.stderr, flush=True)
 
@@ -482,6 +614,15 @@ class Training:
             raise KeyboardInterrupt("training stopped by SIGTERM; last.pt saved")
         return summary
 
+    def resumed(self) -> Training:
+        """This training as its requeued job runs it: from its own ``last.pt`` once it saved one
+        (``resume=auto``), not again from the ``resume=`` it was started with."""
+        if not (Path(self.cfg.output) / "last.pt").is_file():
+            return self
+        cfg = copy.deepcopy(self.cfg)
+        cfg.resume = "auto"
+        return dataclasses.replace(self, cfg=cfg)
+
 
 def run_training(cfg: TrainConfig, launch: LaunchConfig) -> int:
     """What the training tools run: ``train_tool(cfg)`` here, or the training as one Slurm job (resumed with
@@ -496,9 +637,9 @@ def run_training(cfg: TrainConfig, launch: LaunchConfig) -> int:
     check_slurm_config(launch.slurm, cfg.device)
     check_weights_cached([cfg], launch.slurm)
     driver = SlurmDriver(launch.slurm, folder)
-    cfg.resume = cfg.resume or "auto"  # a requeued job continues its last.pt
+    cfg.resume = cfg.resume or "auto"  # a job started again by a rerun continues its last.pt
     summaries = []
-    driver.run([job], lambda j: SlurmTask(j, cfg.device, launch.slurm.cpus_per_task),
+    driver.run([job], lambda j: SlurmTask(j, cfg.device, launch.slurm.cpus_per_task, launch.slurm.max_requeues),
                lambda j, summary: summaries.append(summary),
                lambda j: signature(OmegaConf.to_yaml(OmegaConf.structured(j.cfg))))
     print(format_summary(summaries[0]), flush=True)

@@ -27,7 +27,8 @@ TEACHER = dict(img_size=8, patch_size=2, in_chans=1, num_classes=10, embed_dim=3
 # Each records its command line and the files it is given (sbatch: the job script), then refuses.
 FAKE_SLURM = ("#!/bin/sh\necho \"$0 $*\" >> {calls}\nfor a in \"$@\"; do [ -f \"$a\" ] && cat \"$a\" >> {calls}; done\n"
               "echo 'sbatch: error: a fake Slurm' >&2\nexit 1\n")
-SLURM = ["executor=slurm", "slurm.poll_seconds=0.1"]
+# retries=0: the fake sbatch refuses every job, and the tests need not wait for its backoff
+SLURM = ["executor=slurm", "slurm.poll_seconds=0.1", "slurm.retries=0"]
 TOOLS = {"train-aux": train_aux.main, "finetune": finetune.main, "benchmark": benchmark.main}
 
 
@@ -95,6 +96,12 @@ OTHER_CASES = {
     "signal after the time limit": ("train-aux", [*AUX, *SLURM, "slurm.time_minutes=5", "slurm.signal_delay_s=300"],
                                     "slurm.signal_delay_s=300 is not shorter than the time limit"),
     "unknown GPU request": ("train-aux", [*AUX, *SLURM, "slurm.gpu_request=mig"], "slurm.gpu_request='mig'"),
+    "negative retries": ("finetune", [*FINETUNE, *SLURM, "slurm.retries=-1"], "slurm.retries=-1 must be >= 0"),
+    "negative retry wait": ("train-aux", [*AUX, *SLURM, "slurm.retry_seconds=-15"],
+                            "slurm.retry_seconds=-15.0 must be a number >= 0"),
+    "endless retry wait": ("finetune", [*FINETUNE, *SLURM, "slurm.retry_seconds=inf"],
+                           "slurm.retry_seconds=inf must be a number >= 0"),
+    "negative requeues": ("train-aux", [*AUX, *SLURM, "slurm.max_requeues=-1"], "slurm.max_requeues=-1 must be >= 0"),
     "pretrained weights not cached for offline jobs": ("finetune", [*FINETUNE, *SLURM, "model.pretrained=true"],
                                                         "model.name 'vit_small_patch16_224' needs its pretrained "
                                                         "weights, which are not in the Hugging Face cache"),

@@ -98,7 +98,7 @@ def test_a_two_task_des_net_job_stopped_by_sigterm_is_requeued_and_ends_with_tor
     console = driver.communicate(timeout=300)[0]
     assert driver.returncode == 0, console
     log = (out / "slurm" / job / f"{job}_0_log.err").read_text()
-    assert f"stopped: requeued job {job}" in log
+    assert "stopped by a signal: requeueing the job (1 of at most 10)" in log
     assert "stopped by SIGTERM at epoch" in (out / "slurm" / job / f"{job}_0_log.out").read_text()
     reference, requeued = (load_file(p / "model" / "model.safetensors") for p in (tmp_path / "torchrun", out))
     assert reference.keys() == requeued.keys() and all(torch.equal(reference[k], requeued[k]) for k in reference)
@@ -110,7 +110,8 @@ def test_a_job_sbatch_refuses_is_one_error_line_and_leaves_nothing(slurm, tmp_pa
 
     out = tmp_path / "new" / "run"
     ancestry = ["--config", str(ROOT / "configs" / "digits" / "ancestry.yaml")]  # inputs the checks accept
-    assert finetune.main([*ancestry, *SLURM, "slurm.partition=no-such-partition", f"output={out}"]) == 2
+    assert finetune.main([*ancestry, *SLURM, "slurm.partition=no-such-partition", "slurm.retries=0",
+                          f"output={out}"]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: sbatch refused the job of training {out}: ") and "invalid partition" in err.lower()
     assert not (tmp_path / "new").exists()

@@ -415,8 +415,9 @@ class TrainJob:
                 if rank() == 0:
                     shutil.rmtree(cfg.distill.teacher_cache, ignore_errors=True)
                 synchronize()
-            cfg.resume = "auto" if cfg.optim.epochs > 0 else ""  # an evaluate-only run has nothing to resume
-            summary = train(cfg)
+            # On a copy: a requeued job's task, pickled as it is then, keeps the config its key was made from. An
+            # evaluate-only run has nothing to resume.
+            summary = train(dataclasses.replace(cfg, resume="auto" if cfg.optim.epochs > 0 else ""))
             if summary.get("interrupted"):
                 raise Terminated("benchmark stopped by SIGTERM; run the same command again to continue")
             synchronize()  # rank 0 has written the artifact
@@ -731,7 +732,7 @@ class Benchmark:
         self.stale_parts += [stale.line() for stale in survey.stale]
 
     def slurm_task(self, job) -> SlurmTask:
-        return SlurmTask(job, self.finetune_cfg.device, self.cfg.threads)
+        return SlurmTask(job, self.finetune_cfg.device, self.cfg.threads, self.cfg.slurm.max_requeues)
 
     def job_signature(self, job) -> str:
         """What a recorded Slurm job must have run to stand for ``job``: the job itself, the code, the threads."""
