@@ -9,7 +9,9 @@ import pytest
 import torch
 
 import learngene
-from learngene.benchmark import runner
+from learngene.benchmark import Benchmark, BenchmarkConfig, runner
+from learngene.benchmark.plan import Planner
+from learngene.config import load_config
 from learngene.errors import LearngeneError
 from learngene.tools import benchmark
 
@@ -113,7 +115,13 @@ def test_reduced_benchmark_outputs_and_cache(bench_args, tmp_path, capsys):
     for png in ("no_tune.png", "fine_tuned.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # The console names every part, prints no per-epoch lines, and ends with the tables and the claims.
-    assert "[Des-Nets 12/12," in console and "] sws depth3 seed2: test top-1 no-tune" in console
+    # 34 parts: the ancestry, 6 Trained, 3 learngenes, 12 Des-Nets and their 12 fine-tunes
+    assert "[34/34 parts," in console and "] sws depth3 seed2: test top-1 no-tune" in console
+    assert "] sws depth3 seed2 finetune seed2: test top-1 tuned" in console
+    # the parts it ran are the jobs --plan lists, in their order (one worker: each job after those it reads)
+    ran = [line.split("] ", 1)[1].split(": test top-1")[0] for line in console.splitlines() if " parts, " in line]
+    cfg = load_config(bench_args[1], [], BenchmarkConfig)
+    assert ran == [job.name for job in Planner(cfg).graph.jobs()]
     assert not any(line.startswith("epoch ") for line in console.splitlines())
     assert console.index("No tuning after initialization:") < console.index("Claims of the SWS paper:")
     assert not list(out.rglob("last.pt"))  # finished parts drop their training states
@@ -364,7 +372,7 @@ def test_a_docstring_edit_recomputes_nothing_and_a_loss_edit_stops_the_run(tmp_p
     assert benchmark.main(args) == 0 and "stale part" not in capsys.readouterr().out
 
     # The learngene missing: the check before the run stops there, and its Des-Net (made from the old learngene)
-    # is listed when its stage starts, after the learngene is computed again.
+    # is listed when its job is about to start, after the learngene is computed again.
     shutil.move(out / "learngenes" / "sws" / "seed0", tmp_path / "moved")
     assert benchmark.main(args) == 2
     captured = capsys.readouterr()
@@ -446,3 +454,30 @@ def test_front_reads_the_weight_selection_parent(tmp_path):
     assert "| FRONT params stored (M) | FRONT top-1 |" in markdown
     assert "| SWS above FRONT with no tuning at depths 6-9 (FRONT, ICML 2026: newer than the paper) | not in this run" \
         in markdown
+
+
+def test_the_runner_and_the_plan_share_one_job_graph_where_each_job_waits_only_for_what_it_reads(tmp_path, capsys):
+    args = write_configs(tmp_path, tmp_path / "bench",
+                         "[sws, sws-random, tleg, weight-selection, front, scratch, vanilla-lg]", "[0, 1]")
+    cfg = load_config(tmp_path / "bench.yaml", [], BenchmarkConfig)
+    jobs = Benchmark(cfg).graph.jobs()
+    described = [(j.name, j.kind, j.reads, j.path, j.model, j.epochs, j.teacher) for j in jobs]
+    assert described == [(j.name, j.kind, j.reads, j.path, j.model, j.epochs, j.teacher)
+                         for j in Planner(cfg).graph.jobs()]
+    assert benchmark.main([*args, "--plan"]) == 0  # what --plan prints is that list, with what each job waits for
+    printed = [line[2:].split(": ~") for line in capsys.readouterr().out.splitlines() if line.startswith("  ")]
+    assert [(name, rest.split(", after ")[1] if ", after " in rest else "") for name, rest in printed] == \
+        [(j.name, ", ".join(j.reads)) for j in jobs]
+
+    reads = {j.name: j.reads for j in jobs}
+    assert all(name in [j.name for j in jobs[:i]] for i, j in enumerate(jobs) for name in j.reads)  # in order
+    assert reads["learngene sws seed1"] == ("ancestry",)  # no learngene waits for a Trained reference
+    assert reads["learngene tleg seed1"] == ("ancestry", "learngene sws seed1")  # it replays the SWS teacher cache
+    assert reads["scratch depth2 seed1"] == ()
+    assert reads["weight-selection depth2 seed1"] == reads["front depth2 seed1"] == ("ancestry",)
+    assert reads["vanilla-lg depth2 seed1"] == ("trained depth3 seed1",)  # the deepest Trained reference
+    assert reads["sws-random depth2 seed1"] == ("learngene sws seed1",)
+    assert reads["tleg depth2 seed1"] == ("learngene tleg seed1",)
+    # each fine-tune is its own job, waiting for its Des-Net alone
+    assert reads["sws depth3 seed1 finetune seed1"] == ("sws depth3 seed1",)
+    assert len(jobs) == 1 + 2 * 2 + 2 * 2 + 2 * 7 * 2 * 2  # ancestry, Trained, learngenes, Des-Nets and fine-tunes
