@@ -21,7 +21,7 @@ import timm
 import torch
 
 from learngene.benchmark.config import BENCHMARK_METHODS, PARTS, BenchmarkConfig, DownstreamConfig, PartConfig, \
-    check_widths, downstream_recipe, task_depths
+    Sources, check_widths, downstream_recipe, task_depths
 from learngene.config import TrainConfig, load_config
 
 KINDS = ("source", "trained", "learngene", "init", "finetune", "probe")
@@ -156,11 +156,9 @@ class BenchmarkGraph:
     def sources(self) -> dict[str, str]:
         """The configured sources the run's methods read, by the method that owns each: method -> BenchmarkConfig
         part."""
-        cfg = self.cfg
-        readers = {BENCHMARK_METHODS[m].source or m for m in cfg.methods}
-        return {method: part for method, part in (("weight-selection", "weight_selection_parent"),
-                                                  ("vanilla-lg", "vanilla_lg_source"))
-                if getattr(cfg, part).config and method in readers}
+        readers = {BENCHMARK_METHODS[m].source or m for m in self.cfg.methods}
+        return {method: info.source_part for method, info in BENCHMARK_METHODS.items()
+                if info.source_part and getattr(self.cfg, info.source_part).config and method in readers}
 
     @property
     def trained_depths(self) -> list[int]:
@@ -189,7 +187,8 @@ class BenchmarkGraph:
         """An Aux-Net, or (Simple-LG) a plain 5-layer net of the Des-Nets' architecture; it reads the ancestry first
         (its teacher)."""
         path = self.out / "learngenes" / method / f"seed{seed}"
-        model = self.des(5) if method == "simple-lg" else None
+        depth = BENCHMARK_METHODS[method].learngene_depth
+        model = self.des(depth) if depth else None
         return self.trained_part(f"learngene {method} seed{seed}", path, BENCHMARK_METHODS[method].part, "learngene",
                                  seed, model, reads, teacher, method=method)
 
@@ -225,33 +224,10 @@ class BenchmarkGraph:
 
     def width_options(self, method: str, width: int) -> dict:
         """The initializer options that make ``method``'s Des-Net ``width`` wide (the learngene's head dim)."""
-        if method == "sws-elastic":
-            return {"width": width}
-        if method == "sws-select":
-            return {"width": width, "elements": self.cfg.width_selection_elements}
+        rule = BENCHMARK_METHODS[method].width_options
+        if rule is not None:
+            return rule(self.cfg, width)
         return {} if width == self.full_width else {"model_args": self.width_args(width)}
-
-    def source_of(self, method: str, depth: int, seed: int, source: str, des_args: dict) -> tuple[str | None, dict]:
-        """The job that makes the source of benchmark ``method`` (not a learned one) for the replicate of ``seed``,
-        and the initializer's options; ``source`` is the method's configured source (the ancestry when none)."""
-        cfg, architecture = self.cfg, self.architecture
-        lg = self.learngene_seed_of[seed]
-        if method == "sws-random":  # the learngene of its replicate, a random plan drawn with the replicate's seed
-            return f"learngene sws seed{lg}", {"strategy": "random"}
-        if method == "pf":  # the model pre-trained at this depth with this seed, as it is
-            return f"trained depth{depth} seed{seed}", {}
-        if method == "weight-selection":
-            return source, {"model": architecture, "model_args": des_args, "layers": cfg.weight_selection_layers,
-                            "elements": cfg.weight_selection_elements, "head_aware": cfg.weight_selection_head_aware,
-                            "select_head": cfg.weight_selection_select_head}
-        if method == "front":  # the released defaults
-            return source, {"model": architecture, "model_args": des_args, "class_token": cfg.front_class_token}
-        if method == "vanilla-lg":  # a configured source, or the deepest same-width model trained with this seed
-            if cfg.vanilla_lg_source.config:
-                return source, {"num_layers": cfg.vanilla_lg_layers}
-            return f"trained depth{self.trained_depths[0]} seed{seed}", {"num_layers": cfg.vanilla_lg_layers}
-        scratch = {"pos_embed_std": cfg.scratch_pos_embed_std} if cfg.scratch_pos_embed_std else {}
-        return None, {"model": architecture, "model_args": des_args, **scratch}  # scratch
 
     def des_nets(self, named: dict[str, Job], depths: list[int]) -> list[DesNet]:
         """Every Des-Net of the run at ``depths``, at every (depth, width) cell each method can make. A learned
@@ -263,15 +239,19 @@ class BenchmarkGraph:
             for depth in depths:
                 for width in self.method_widths(method, named[source]):
                     options = self.width_options(method, width)
-                    cell = Path(method) / (f"depth{depth}" if width == self.full_width else f"depth{depth}-width{width}")
+                    folder = f"depth{depth}" if width == self.full_width else f"depth{depth}-width{width}"
+                    cell = Path(method) / folder
                     if info.learned:
                         for lg in cfg.learngene_seeds:
-                            des_nets.append(DesNet(method, depth, width, lg, tuple(s for s in cfg.seeds if lg_of[s] == lg),
-                                                   options, f"learngene {info.learngene} seed{lg}", cell.as_posix()))
+                            seeds = tuple(s for s in cfg.seeds if lg_of[s] == lg)
+                            des_nets.append(DesNet(method, depth, width, lg, seeds, options,
+                                                   f"learngene {info.learngene} seed{lg}", cell.as_posix()))
                     else:
                         for s in cfg.seeds:
-                            made_from, init_options = self.source_of(method, depth, s, source,
-                                                                     options.get("model_args", self.des_args))
+                            at = Sources(self.architecture, options.get("model_args", self.des_args), depth, s,
+                                         f"learngene sws seed{lg_of[s]}", f"trained depth{depth} seed{s}",
+                                         f"trained depth{self.trained_depths[0]} seed{s}", source)
+                            made_from, init_options = info.made_from(cfg, at)
                             des_nets.append(DesNet(method, depth, width, s, (s,), init_options, made_from,
                                                    cell.as_posix()))
         return des_nets

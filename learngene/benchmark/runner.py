@@ -893,8 +893,9 @@ class Benchmark:
     def cell_params(self) -> dict[tuple[int, int], int]:
         """Parameters of the Des-Net of every (depth, width) cell of the grid (counted on meta tensors)."""
         with torch.device("meta"):
-            return {(d, w): count_parameters(timm.create_model(self.architecture, **self.graph.des(d, w)[1]).parameters())
-                    for d in self.cfg.depths for w in self.cfg.widths}
+            models = {(d, w): timm.create_model(self.architecture, **self.graph.des(d, w)[1])
+                      for d in self.cfg.depths for w in self.cfg.widths}
+        return {cell: count_parameters(model.parameters()) for cell, model in models.items()}
 
     def des_params(self) -> dict[int, int]:
         """Parameters of the Des-Net of every depth the paper's parameter claim counts (6-15) and of the run's."""

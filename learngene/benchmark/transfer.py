@@ -3,11 +3,12 @@
 The upstream half is the benchmark's own (``graph.BenchmarkGraph``): the ancestry, the Trained references (which
 are also PF's models, one pre-trained per Des-Net size) and the learngenes, cached in the same part folders. Then,
 for every downstream task (``BenchmarkConfig.downstream``) and every Des-Net the run makes (each method, depth,
-width and seed), one job initializes the Des-Net from its upstream artifact, gives it the task's classifier (a fresh one by default, as both papers do for a new label
-set), evaluates it on the task's test split (epoch 0), fine-tunes it on the task's train split with the task's
-recipe for the task's budget, evaluating the test split after every epoch (``TrainConfig.test_curve``), and
-optionally trains a linear probe of the same initialized Des-Net (each fine-tune and probe its own job). With ``learngene_epochs``, the SWS learngenes
-saved after those Aux-Net epochs are expanded and fine-tuned too (SWS Table 6).
+width and seed), one job initializes the Des-Net from its upstream artifact, gives it the task's classifier (a
+fresh one by default, as both papers do for a new label set) and evaluates it on the task's test split (epoch 0);
+its own job fine-tunes it on the task's train split with the task's recipe for the task's budget, evaluating the
+test split after every epoch (``TrainConfig.test_curve``), and another optionally trains a linear probe of the same
+initialized Des-Net. With ``learngene_epochs``, the SWS learngenes saved after those Aux-Net epochs are expanded
+and fine-tuned too (SWS Table 6).
 
 Every evaluation is one row of ``transfer.csv`` and keeps each test image's hit, so the benchmark's paired
 intervals (``stats.difference``) compare any two cells at any epochs (``transfer_report``). Parts live in
