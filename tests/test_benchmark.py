@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import learngene
-from learngene.benchmark import Benchmark, BenchmarkConfig, runner
+from learngene.benchmark import Benchmark, BenchmarkConfig, cache
 from learngene.benchmark.plan import Planner
 from learngene.config import load_config
 from learngene.errors import LearngeneError
@@ -29,7 +29,7 @@ CONFIGS = {
                      "in_chans: 1, num_classes: 10, embed_dim: 16, num_heads: 2, num_layers: 3}}\n" + DATA + RECIPE,
     "plain.yaml": DATA + RECIPE,
 }
-real_fingerprint = runner.code_fingerprint  # before a test replaces it
+real_fingerprint = cache.code_fingerprint  # before a test replaces it
 ACCURACY = ("method", "depth", "phase", "learngene_seed", "seed", "split", "top1", "top5", "loss")
 
 
@@ -199,12 +199,12 @@ def snapshot(folder: Path) -> dict:
 
 def surveyed(part: Path, key: str, **choices):
     """``cached(part, key)`` during the check before a run: the stand-in it returns and the check."""
-    survey = runner.Survey(recompute=choices.get("recompute", False), reuse=choices.get("reuse", False))
-    token = runner.SURVEY.set(survey)
+    survey = cache.Survey(recompute=choices.get("recompute", False), reuse=choices.get("reuse", False))
+    token = cache.SURVEY.set(survey)
     try:
-        return runner.cached(part, key, lambda folder: pytest.fail("the check computed a part")), survey
+        return cache.cached(part, key, lambda folder: pytest.fail("the check computed a part")), survey
     finally:
-        runner.SURVEY.reset(token)
+        cache.SURVEY.reset(token)
 
 
 def count_and_write(computed: list):
@@ -219,16 +219,16 @@ def test_a_part_made_with_other_code_is_kept_then_reused_or_recomputed_on_reques
     computed = []
     compute = count_and_write(computed)
     part = tmp_path / "part"
-    first = runner.cached(part, "k", compute)
-    assert first.result == {"value": 1} and runner.cached(part, "k", compute).key == first.key and len(computed) == 1
+    first = cache.cached(part, "k", compute)
+    assert first.result == {"value": 1} and cache.cached(part, "k", compute).key == first.key and len(computed) == 1
     assert json.loads((part / "done.json").read_text())["components"] == {
-        "config": "k", "upstream": [], "code": runner.code_fingerprint(), "libraries": runner.libraries(),
+        "config": "k", "upstream": [], "code": cache.code_fingerprint(), "libraries": cache.libraries(),
         "threads": torch.get_num_threads()}
 
-    monkeypatch.setattr(runner, "code_fingerprint", lambda: "other code")
+    monkeypatch.setattr(cache, "code_fingerprint", lambda: "other code")
     before = snapshot(tmp_path)
     with pytest.raises(LearngeneError, match=r"part was made with another key \(learngene code changed\)"):
-        runner.cached(part, "k", compute)  # a run meets a stale part the check did not list: it stops
+        cache.cached(part, "k", compute)  # a run meets a stale part the check did not list: it stops
     stand_in, survey = surveyed(part, "k")
     assert stand_in.key == first.key and stand_in.result == first.result
     assert [s.line() for s in survey.stale] == [f"stale part {part} (finished): learngene code changed; kept, not used"]
@@ -243,28 +243,28 @@ def test_a_part_made_with_other_code_is_kept_then_reused_or_recomputed_on_reques
     new_key = record["accepted"][0]["key"]
     assert record["key"] == first.key != new_key and record["accepted"][0]["changes"] == ["learngene code changed"]
     assert record["accepted"][0]["components"]["code"] == "other code"
-    assert runner.cached(part, "k", compute).key == first.key and len(computed) == 1
+    assert cache.cached(part, "k", compute).key == first.key and len(computed) == 1
 
     # Another config: reuse=stale cannot accept it; recompute=stale keeps the old folder beside the new one.
     stand_in, survey = surveyed(part, "k2", reuse=True)
-    assert stand_in.key == runner.STALE + first.key  # the parts made from it are to be computed again too
+    assert stand_in.key == cache.STALE + first.key  # the parts made from it are to be computed again too
     assert survey.stale[0].changes == ["config changed"] and "reuse=stale accepts only" in survey.refusal()
     stand_in, survey = surveyed(part, "k2", recompute=True)
     assert survey.refusal() is None
     survey.stale[0].apply()
     aside = tmp_path / f"part.stale-{first.key[:8]}"
     assert not part.exists() and (aside / "artifact").read_text() == "1"
-    assert runner.cached(part, "k2", compute).result == {"value": 2} and (part / "artifact").read_text() == "2"
+    assert cache.cached(part, "k2", compute).result == {"value": 2} and (part / "artifact").read_text() == "2"
     assert json.loads((aside / "done.json").read_text())["result"] == {"value": 1}
 
 
 def test_the_thread_count_is_part_of_the_key_on_cpu_only(tmp_path, monkeypatch):
     computed, threads = [], torch.get_num_threads()
     compute = count_and_write(computed)
-    runner.cached(tmp_path / "cpu", "k", compute)
-    gpu = runner.cached(tmp_path / "gpu", "k", compute, device="cuda")
-    monkeypatch.setattr(runner.torch, "get_num_threads", lambda: threads + 1)
-    assert runner.cached(tmp_path / "gpu", "k", compute, device="cuda") == gpu and len(computed) == 2
+    cache.cached(tmp_path / "cpu", "k", compute)
+    gpu = cache.cached(tmp_path / "gpu", "k", compute, device="cuda")
+    monkeypatch.setattr(cache.torch, "get_num_threads", lambda: threads + 1)
+    assert cache.cached(tmp_path / "gpu", "k", compute, device="cuda") == gpu and len(computed) == 2
     _, survey = surveyed(tmp_path / "cpu", "k")
     assert survey.stale[0].changes == [f"thread count changed ({threads} -> {threads + 1})"]
 
@@ -279,25 +279,25 @@ def test_an_interrupted_part_resumes_and_one_started_with_other_code_is_kept(tmp
 
     part = tmp_path / "part"
     with pytest.raises(KeyboardInterrupt):
-        runner.cached(part, "k", interrupted)
-    assert runner.cached(part, "k", resume).result == {"resumed": "state"}
+        cache.cached(part, "k", interrupted)
+    assert cache.cached(part, "k", resume).result == {"resumed": "state"}
 
     other = tmp_path / "other"
     with pytest.raises(KeyboardInterrupt):
-        runner.cached(other, "k", interrupted)
-    monkeypatch.setattr(runner, "code_fingerprint", lambda: "other code")
+        cache.cached(other, "k", interrupted)
+    monkeypatch.setattr(cache, "code_fingerprint", lambda: "other code")
     with pytest.raises(LearngeneError, match="other was made with another key"):
-        runner.cached(other, "k", resume)
+        cache.cached(other, "k", resume)
     assert (other / "last.pt").read_text() == "state"
-    survey = runner.Survey(recompute=False, reuse=True)
-    token = runner.SURVEY.set(survey)
-    with pytest.raises(runner.NotCached):  # nothing to stand in for it: the parts made from it wait
-        runner.cached(other, "k", resume)
-    runner.SURVEY.reset(token)
+    survey = cache.Survey(recompute=False, reuse=True)
+    token = cache.SURVEY.set(survey)
+    with pytest.raises(cache.NotCached):  # nothing to stand in for it: the parts made from it wait
+        cache.cached(other, "k", resume)
+    cache.SURVEY.reset(token)
     assert [s.line() for s in survey.stale] == [f"stale part {other} (unfinished): learngene code changed; "
                                                 "reused as it is"]
     survey.stale[0].apply()  # reuse=stale: the training goes on from its last.pt with the code of now
-    assert runner.cached(other, "k", resume).result == {"resumed": "state"}
+    assert cache.cached(other, "k", resume).result == {"resumed": "state"}
     assert json.loads((other / "done.json").read_text())["accepted"][0]["changes"] == ["learngene code changed"]
 
 
@@ -328,13 +328,13 @@ def halved(text: str) -> str:
 
 def test_code_fingerprint_ignores_docstrings_comments_and_reports_not_the_loss(tmp_path):
     package = Path(learngene.__file__).parent
-    fingerprint = runner.code_fingerprint(package)
-    assert runner.code_fingerprint() == fingerprint
-    assert runner.code_fingerprint(package_copy(tmp_path, "doc", documented)) == fingerprint
+    fingerprint = cache.code_fingerprint(package)
+    assert cache.code_fingerprint() == fingerprint
+    assert cache.code_fingerprint(package_copy(tmp_path, "doc", documented)) == fingerprint
     reporting = package_copy(tmp_path, "report", lambda text: text)
     (reporting / "benchmark" / "report.py").write_text((reporting / "benchmark" / "report.py").read_text() + "X = 1\n")
-    assert runner.code_fingerprint(reporting) == fingerprint
-    assert runner.code_fingerprint(package_copy(tmp_path, "loss", halved)) != fingerprint
+    assert cache.code_fingerprint(reporting) == fingerprint
+    assert cache.code_fingerprint(package_copy(tmp_path, "loss", halved)) != fingerprint
 
 
 def test_a_docstring_edit_recomputes_nothing_and_a_loss_edit_stops_the_run(tmp_path, monkeypatch, capsys):
@@ -346,13 +346,13 @@ def test_a_docstring_edit_recomputes_nothing_and_a_loss_edit_stops_the_run(tmp_p
     assert len(parts) == 5  # ancestry, Trained, learngene, Des-Net init, its fine-tune
 
     edited = real_fingerprint(package_copy(tmp_path, "doc", documented))
-    monkeypatch.setattr(runner, "code_fingerprint", lambda: edited)
+    monkeypatch.setattr(cache, "code_fingerprint", lambda: edited)
     capsys.readouterr()
     assert benchmark.main(args) == 0
     assert snapshot(out) == finished and "stale part" not in capsys.readouterr().out
 
     edited = real_fingerprint(package_copy(tmp_path, "loss", halved))
-    monkeypatch.setattr(runner, "code_fingerprint", lambda: edited)
+    monkeypatch.setattr(cache, "code_fingerprint", lambda: edited)
     assert benchmark.main(args) == 2
     captured = capsys.readouterr()
     assert sorted(line for line in captured.out.splitlines() if line.startswith("stale part")) == sorted(

@@ -20,10 +20,11 @@ import dataclasses
 import json
 from dataclasses import dataclass
 
-from learngene.benchmark import transfer_report
+from learngene.benchmark import results, transfer_report
 from learngene.benchmark.config import BENCHMARK_METHODS, BenchmarkConfig, DownstreamConfig, PartConfig
 from learngene.benchmark.graph import DesNet, Job, task_recipes
-from learngene.benchmark.runner import Benchmark, Part, rank
+from learngene.benchmark.cache import Part, rank
+from learngene.benchmark.runner import Benchmark
 from learngene.checkpoint import atomic_write_text
 from learngene.config import TrainConfig
 from learngene.data import DatasetInfo, build_loaders
@@ -75,7 +76,7 @@ class TransferBenchmark(Benchmark):
         return Task(task, finetune, probe, info)
 
     def write_results(self, jobs: list[Job], done: dict[str, Part], seconds: float) -> dict:
-        up, des_nets = self.upstream(jobs, done), self.des_nets(jobs, done)
+        up, des_nets = results.upstream(jobs, done), results.des_net_parts(jobs, done)
         rows = self.transfer_rows(des_nets)
         result = dict(wall_seconds={"all parts": seconds}, results_md=str(self.out / "results.md"),
                       transfer_csv=str(self.out / "transfer.csv"),

@@ -15,7 +15,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Sequence
 
-from learngene.benchmark import report
+from learngene.benchmark import report, results
 from learngene.benchmark.config import task_depths
 from learngene.benchmark.report import ARITHMETIC, COST_MARGIN, Analysis, Claim, family_rule, family_verdict, \
     interval_evidence, label
@@ -295,7 +295,7 @@ def write(bench, up, rows: list[dict], des_nets) -> str:
     """Write transfer.csv, the verdicts, time to accuracy, plots and results.md; return the console's summary."""
     cfg, out = bench.cfg, bench.out
     report.write_csv(rows, TRANSFER_FIELDS, out / "transfer.csv")
-    sources = bench.source_rows(up.ancestry, up.learngenes)
+    sources = results.source_rows(bench, up.ancestry, up.learngenes)
     report.write_csv(sources, report.SOURCE_FIELDS, out / "learngenes.csv")
     tasks, verdicts, ttas, plots = {}, [], [], []
     for task in bench.tasks:
