@@ -20,7 +20,7 @@ from pathlib import Path
 import timm
 import torch
 
-from learngene.benchmark.config import BENCHMARK_METHODS, PARTS, BenchmarkConfig, DownstreamConfig, PartConfig, \
+from learngene.benchmark.config import BENCHMARK_METHODS, BenchmarkConfig, DownstreamConfig, PartConfig, \
     Sources, check_widths, downstream_recipe, task_depths
 from learngene.config import TrainConfig, load_config
 
@@ -101,13 +101,17 @@ class BenchmarkGraph:
         self.architecture, self.des_args = des
         self.full_width, self.head_dim = self.des_args["embed_dim"], check_widths(cfg.widths, self.des_args)
         self.finetune = self.train_config(cfg.finetune, self.out / "finetune", [f"optim.epochs={cfg.finetune_epochs}"])
-        # every part's training config, loaded once (a load takes tens of milliseconds)
-        self.recipes = {name: self.train_config(getattr(cfg, name), self.out, []) for name in PARTS
-                        if getattr(cfg, name).config}
-        self.ancestry = self.recipes["ancestry"]
+        self.recipes: dict[str, TrainConfig] = {}
+        self.ancestry = self.recipe("ancestry")
 
     def train_config(self, part: PartConfig, path: Path, overrides: list[str]) -> TrainConfig:
         return train_config(part, path, [*self.cfg.part_overrides, *overrides], self.cfg.deterministic)
+
+    def recipe(self, part: str) -> TrainConfig:
+        """The training config of BenchmarkConfig part ``part``, loaded once (a load takes tens of milliseconds)."""
+        if part not in self.recipes:
+            self.recipes[part] = self.train_config(getattr(self.cfg, part), self.out, [])
+        return self.recipes[part]
 
     @property
     def learngene_seed_of(self) -> dict[int, int]:
@@ -143,7 +147,7 @@ class BenchmarkGraph:
         """The job that trains BenchmarkConfig part ``part`` in ``path`` (with ``seed`` and ``model`` where given);
         a recipe that distills is charged the ancestry's forward passes (a learngene's teacher is the ancestry),
         unless ``teacher`` is false (it replays the teacher cache)."""
-        recipe = copy.deepcopy(self.recipes[part])
+        recipe = copy.deepcopy(self.recipe(part))
         recipe.output = str(path / "run")
         if seed is not None:  # as the override seed=N after the part's own
             recipe.seed = seed

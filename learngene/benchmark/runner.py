@@ -36,7 +36,7 @@ from omegaconf import OmegaConf
 from learngene.benchmark import results
 from learngene.benchmark.cache import SURVEY, NotCached, Part, Survey, cached, cached_result, code_fingerprint, \
     digest, rank, synchronize
-from learngene.benchmark.config import BENCHMARK_METHODS, BenchmarkConfig, check_benchmark_config
+from learngene.benchmark.config import BENCHMARK_METHODS, PARTS, BenchmarkConfig, check_benchmark_config
 from learngene.benchmark.graph import BenchmarkGraph, Job, train_config
 from learngene.checkpoint import atomic_write_text, file_on_path, file_sha256, load_learngene, load_model_folder, \
     save_model_folder, stored_parameter_count
@@ -225,7 +225,7 @@ class Benchmark:
         self.finetune_cfg, self.full_width = self.graph.finetune, self.graph.full_width
         distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
         if cfg.executor == "slurm":
-            check_weights_cached(list(self.graph.recipes.values()), cfg.slurm)
+            check_weights_cached([self.graph.recipe(name) for name in PARTS if getattr(cfg, name).config], cfg.slurm)
         self.slurm = SlurmDriver(cfg.slurm, self.out / "slurm") if cfg.executor == "slurm" else None
         self.workers = 1 if distributed or self.slurm else cfg.workers
         self.pool: concurrent.futures.ProcessPoolExecutor | None = None
