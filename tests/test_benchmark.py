@@ -9,7 +9,9 @@ import pytest
 import torch
 
 import learngene
-from learngene.benchmark import runner
+from learngene.benchmark import Benchmark, BenchmarkConfig, cache
+from learngene.benchmark.plan import Planner
+from learngene.config import load_config
 from learngene.errors import LearngeneError
 from learngene.tools import benchmark
 
@@ -27,7 +29,7 @@ CONFIGS = {
                      "in_chans: 1, num_classes: 10, embed_dim: 16, num_heads: 2, num_layers: 3}}\n" + DATA + RECIPE,
     "plain.yaml": DATA + RECIPE,
 }
-real_fingerprint = runner.code_fingerprint  # before a test replaces it
+real_fingerprint = cache.code_fingerprint  # before a test replaces it
 ACCURACY = ("method", "depth", "phase", "learngene_seed", "seed", "split", "top1", "top5", "loss")
 
 
@@ -113,7 +115,13 @@ def test_reduced_benchmark_outputs_and_cache(bench_args, tmp_path, capsys):
     for png in ("no_tune.png", "fine_tuned.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # The console names every part, prints no per-epoch lines, and ends with the tables and the claims.
-    assert "[Des-Nets 12/12," in console and "] sws depth3 seed2: test top-1 no-tune" in console
+    # 34 parts: the ancestry, 6 Trained, 3 learngenes, 12 Des-Nets and their 12 fine-tunes
+    assert "[34/34 parts," in console and "] sws depth3 seed2: test top-1 no-tune" in console
+    assert "] sws depth3 seed2 finetune seed2: test top-1 tuned" in console
+    # the parts it ran are the jobs --plan lists, in their order (one worker: each job after those it reads)
+    ran = [line.split("] ", 1)[1].split(": test top-1")[0] for line in console.splitlines() if " parts, " in line]
+    cfg = load_config(bench_args[1], [], BenchmarkConfig)
+    assert ran == [job.name for job in Planner(cfg).graph.jobs()]
     assert not any(line.startswith("epoch ") for line in console.splitlines())
     assert console.index("No tuning after initialization:") < console.index("Claims of the SWS paper:")
     assert not list(out.rglob("last.pt"))  # finished parts drop their training states
@@ -191,12 +199,12 @@ def snapshot(folder: Path) -> dict:
 
 def surveyed(part: Path, key: str, **choices):
     """``cached(part, key)`` during the check before a run: the stand-in it returns and the check."""
-    survey = runner.Survey(recompute=choices.get("recompute", False), reuse=choices.get("reuse", False))
-    token = runner.SURVEY.set(survey)
+    survey = cache.Survey(recompute=choices.get("recompute", False), reuse=choices.get("reuse", False))
+    token = cache.SURVEY.set(survey)
     try:
-        return runner.cached(part, key, lambda folder: pytest.fail("the check computed a part")), survey
+        return cache.cached(part, key, lambda folder: pytest.fail("the check computed a part")), survey
     finally:
-        runner.SURVEY.reset(token)
+        cache.SURVEY.reset(token)
 
 
 def count_and_write(computed: list):
@@ -211,16 +219,16 @@ def test_a_part_made_with_other_code_is_kept_then_reused_or_recomputed_on_reques
     computed = []
     compute = count_and_write(computed)
     part = tmp_path / "part"
-    first = runner.cached(part, "k", compute)
-    assert first.result == {"value": 1} and runner.cached(part, "k", compute).key == first.key and len(computed) == 1
+    first = cache.cached(part, "k", compute)
+    assert first.result == {"value": 1} and cache.cached(part, "k", compute).key == first.key and len(computed) == 1
     assert json.loads((part / "done.json").read_text())["components"] == {
-        "config": "k", "upstream": [], "code": runner.code_fingerprint(), "libraries": runner.libraries(),
+        "config": "k", "upstream": [], "code": cache.code_fingerprint(), "libraries": cache.libraries(),
         "threads": torch.get_num_threads()}
 
-    monkeypatch.setattr(runner, "code_fingerprint", lambda: "other code")
+    monkeypatch.setattr(cache, "code_fingerprint", lambda: "other code")
     before = snapshot(tmp_path)
     with pytest.raises(LearngeneError, match=r"part was made with another key \(learngene code changed\)"):
-        runner.cached(part, "k", compute)  # a run meets a stale part the check did not list: it stops
+        cache.cached(part, "k", compute)  # a run meets a stale part the check did not list: it stops
     stand_in, survey = surveyed(part, "k")
     assert stand_in.key == first.key and stand_in.result == first.result
     assert [s.line() for s in survey.stale] == [f"stale part {part} (finished): learngene code changed; kept, not used"]
@@ -235,28 +243,28 @@ def test_a_part_made_with_other_code_is_kept_then_reused_or_recomputed_on_reques
     new_key = record["accepted"][0]["key"]
     assert record["key"] == first.key != new_key and record["accepted"][0]["changes"] == ["learngene code changed"]
     assert record["accepted"][0]["components"]["code"] == "other code"
-    assert runner.cached(part, "k", compute).key == first.key and len(computed) == 1
+    assert cache.cached(part, "k", compute).key == first.key and len(computed) == 1
 
     # Another config: reuse=stale cannot accept it; recompute=stale keeps the old folder beside the new one.
     stand_in, survey = surveyed(part, "k2", reuse=True)
-    assert stand_in.key == runner.STALE + first.key  # the parts made from it are to be computed again too
+    assert stand_in.key == cache.STALE + first.key  # the parts made from it are to be computed again too
     assert survey.stale[0].changes == ["config changed"] and "reuse=stale accepts only" in survey.refusal()
     stand_in, survey = surveyed(part, "k2", recompute=True)
     assert survey.refusal() is None
     survey.stale[0].apply()
     aside = tmp_path / f"part.stale-{first.key[:8]}"
     assert not part.exists() and (aside / "artifact").read_text() == "1"
-    assert runner.cached(part, "k2", compute).result == {"value": 2} and (part / "artifact").read_text() == "2"
+    assert cache.cached(part, "k2", compute).result == {"value": 2} and (part / "artifact").read_text() == "2"
     assert json.loads((aside / "done.json").read_text())["result"] == {"value": 1}
 
 
 def test_the_thread_count_is_part_of_the_key_on_cpu_only(tmp_path, monkeypatch):
     computed, threads = [], torch.get_num_threads()
     compute = count_and_write(computed)
-    runner.cached(tmp_path / "cpu", "k", compute)
-    gpu = runner.cached(tmp_path / "gpu", "k", compute, device="cuda")
-    monkeypatch.setattr(runner.torch, "get_num_threads", lambda: threads + 1)
-    assert runner.cached(tmp_path / "gpu", "k", compute, device="cuda") == gpu and len(computed) == 2
+    cache.cached(tmp_path / "cpu", "k", compute)
+    gpu = cache.cached(tmp_path / "gpu", "k", compute, device="cuda")
+    monkeypatch.setattr(cache.torch, "get_num_threads", lambda: threads + 1)
+    assert cache.cached(tmp_path / "gpu", "k", compute, device="cuda") == gpu and len(computed) == 2
     _, survey = surveyed(tmp_path / "cpu", "k")
     assert survey.stale[0].changes == [f"thread count changed ({threads} -> {threads + 1})"]
 
@@ -271,25 +279,25 @@ def test_an_interrupted_part_resumes_and_one_started_with_other_code_is_kept(tmp
 
     part = tmp_path / "part"
     with pytest.raises(KeyboardInterrupt):
-        runner.cached(part, "k", interrupted)
-    assert runner.cached(part, "k", resume).result == {"resumed": "state"}
+        cache.cached(part, "k", interrupted)
+    assert cache.cached(part, "k", resume).result == {"resumed": "state"}
 
     other = tmp_path / "other"
     with pytest.raises(KeyboardInterrupt):
-        runner.cached(other, "k", interrupted)
-    monkeypatch.setattr(runner, "code_fingerprint", lambda: "other code")
+        cache.cached(other, "k", interrupted)
+    monkeypatch.setattr(cache, "code_fingerprint", lambda: "other code")
     with pytest.raises(LearngeneError, match="other was made with another key"):
-        runner.cached(other, "k", resume)
+        cache.cached(other, "k", resume)
     assert (other / "last.pt").read_text() == "state"
-    survey = runner.Survey(recompute=False, reuse=True)
-    token = runner.SURVEY.set(survey)
-    with pytest.raises(runner.NotCached):  # nothing to stand in for it: the parts made from it wait
-        runner.cached(other, "k", resume)
-    runner.SURVEY.reset(token)
+    survey = cache.Survey(recompute=False, reuse=True)
+    token = cache.SURVEY.set(survey)
+    with pytest.raises(cache.NotCached):  # nothing to stand in for it: the parts made from it wait
+        cache.cached(other, "k", resume)
+    cache.SURVEY.reset(token)
     assert [s.line() for s in survey.stale] == [f"stale part {other} (unfinished): learngene code changed; "
                                                 "reused as it is"]
     survey.stale[0].apply()  # reuse=stale: the training goes on from its last.pt with the code of now
-    assert runner.cached(other, "k", resume).result == {"resumed": "state"}
+    assert cache.cached(other, "k", resume).result == {"resumed": "state"}
     assert json.loads((other / "done.json").read_text())["accepted"][0]["changes"] == ["learngene code changed"]
 
 
@@ -320,13 +328,13 @@ def halved(text: str) -> str:
 
 def test_code_fingerprint_ignores_docstrings_comments_and_reports_not_the_loss(tmp_path):
     package = Path(learngene.__file__).parent
-    fingerprint = runner.code_fingerprint(package)
-    assert runner.code_fingerprint() == fingerprint
-    assert runner.code_fingerprint(package_copy(tmp_path, "doc", documented)) == fingerprint
+    fingerprint = cache.code_fingerprint(package)
+    assert cache.code_fingerprint() == fingerprint
+    assert cache.code_fingerprint(package_copy(tmp_path, "doc", documented)) == fingerprint
     reporting = package_copy(tmp_path, "report", lambda text: text)
     (reporting / "benchmark" / "report.py").write_text((reporting / "benchmark" / "report.py").read_text() + "X = 1\n")
-    assert runner.code_fingerprint(reporting) == fingerprint
-    assert runner.code_fingerprint(package_copy(tmp_path, "loss", halved)) != fingerprint
+    assert cache.code_fingerprint(reporting) == fingerprint
+    assert cache.code_fingerprint(package_copy(tmp_path, "loss", halved)) != fingerprint
 
 
 def test_a_docstring_edit_recomputes_nothing_and_a_loss_edit_stops_the_run(tmp_path, monkeypatch, capsys):
@@ -338,13 +346,13 @@ def test_a_docstring_edit_recomputes_nothing_and_a_loss_edit_stops_the_run(tmp_p
     assert len(parts) == 5  # ancestry, Trained, learngene, Des-Net init, its fine-tune
 
     edited = real_fingerprint(package_copy(tmp_path, "doc", documented))
-    monkeypatch.setattr(runner, "code_fingerprint", lambda: edited)
+    monkeypatch.setattr(cache, "code_fingerprint", lambda: edited)
     capsys.readouterr()
     assert benchmark.main(args) == 0
     assert snapshot(out) == finished and "stale part" not in capsys.readouterr().out
 
     edited = real_fingerprint(package_copy(tmp_path, "loss", halved))
-    monkeypatch.setattr(runner, "code_fingerprint", lambda: edited)
+    monkeypatch.setattr(cache, "code_fingerprint", lambda: edited)
     assert benchmark.main(args) == 2
     captured = capsys.readouterr()
     assert sorted(line for line in captured.out.splitlines() if line.startswith("stale part")) == sorted(
@@ -364,7 +372,7 @@ def test_a_docstring_edit_recomputes_nothing_and_a_loss_edit_stops_the_run(tmp_p
     assert benchmark.main(args) == 0 and "stale part" not in capsys.readouterr().out
 
     # The learngene missing: the check before the run stops there, and its Des-Net (made from the old learngene)
-    # is listed when its stage starts, after the learngene is computed again.
+    # is listed when its job is about to start, after the learngene is computed again.
     shutil.move(out / "learngenes" / "sws" / "seed0", tmp_path / "moved")
     assert benchmark.main(args) == 2
     captured = capsys.readouterr()
@@ -446,3 +454,30 @@ def test_front_reads_the_weight_selection_parent(tmp_path):
     assert "| FRONT params stored (M) | FRONT top-1 |" in markdown
     assert "| SWS above FRONT with no tuning at depths 6-9 (FRONT, ICML 2026: newer than the paper) | not in this run" \
         in markdown
+
+
+def test_the_runner_and_the_plan_share_one_job_graph_where_each_job_waits_only_for_what_it_reads(tmp_path, capsys):
+    args = write_configs(tmp_path, tmp_path / "bench",
+                         "[sws, sws-random, tleg, weight-selection, front, scratch, vanilla-lg]", "[0, 1]")
+    cfg = load_config(tmp_path / "bench.yaml", [], BenchmarkConfig)
+    jobs = Benchmark(cfg).graph.jobs()
+    described = [(j.name, j.kind, j.reads, j.path, j.model, j.epochs, j.teacher) for j in jobs]
+    assert described == [(j.name, j.kind, j.reads, j.path, j.model, j.epochs, j.teacher)
+                         for j in Planner(cfg).graph.jobs()]
+    assert benchmark.main([*args, "--plan"]) == 0  # what --plan prints is that list, with what each job waits for
+    printed = [line[2:].split(": ~") for line in capsys.readouterr().out.splitlines() if line.startswith("  ")]
+    assert [(name, rest.split(", after ")[1] if ", after " in rest else "") for name, rest in printed] == \
+        [(j.name, ", ".join(j.reads)) for j in jobs]
+
+    reads = {j.name: j.reads for j in jobs}
+    assert all(name in [j.name for j in jobs[:i]] for i, j in enumerate(jobs) for name in j.reads)  # in order
+    assert reads["learngene sws seed1"] == ("ancestry",)  # no learngene waits for a Trained reference
+    assert reads["learngene tleg seed1"] == ("ancestry", "learngene sws seed1")  # it replays the SWS teacher cache
+    assert reads["scratch depth2 seed1"] == ()
+    assert reads["weight-selection depth2 seed1"] == reads["front depth2 seed1"] == ("ancestry",)
+    assert reads["vanilla-lg depth2 seed1"] == ("trained depth3 seed1",)  # the deepest Trained reference
+    assert reads["sws-random depth2 seed1"] == ("learngene sws seed1",)
+    assert reads["tleg depth2 seed1"] == ("learngene tleg seed1",)
+    # each fine-tune is its own job, waiting for its Des-Net alone
+    assert reads["sws depth3 seed1 finetune seed1"] == ("sws depth3 seed1",)
+    assert len(jobs) == 1 + 2 * 2 + 2 * 2 + 2 * 7 * 2 * 2  # ancestry, Trained, learngenes, Des-Nets and fine-tunes

@@ -1,6 +1,5 @@
 """.ci/run: the README's test command, with the tested versions; Slurm installed only where it can be, else one line
 saying that its tests are skipped and why. Run with stand-ins for id, apt-get, Slurm and python3 on PATH."""
-import os
 import re
 import subprocess
 from pathlib import Path

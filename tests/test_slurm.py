@@ -47,12 +47,16 @@ def test_benchmark_on_slurm_equals_local_and_a_failed_part_stops_its_dependants(
     on_slurm = [*args, f"output={tmp_path / 'slurm'}", *SLURM]
     assert benchmark.main(on_slurm) == 2
     out, err = capsys.readouterr()
-    assert submitted(out) == {"ancestry", "trained depth3 seed0", "trained depth2 seed0"}
+    # every job that does not read the ancestry runs: the Trained references, Scratch's Des-Nets and their fine-tunes
+    assert submitted(out) == {"ancestry", "trained depth3 seed0", "trained depth2 seed0", "scratch depth2 seed0",
+                              "scratch depth3 seed0", "scratch depth2 seed0 finetune seed0",
+                              "scratch depth3 seed0 finetune seed0"}
     job = next(line for line in out.splitlines() if line.startswith("ancestry: submitted")).split()[4]
     log = tmp_path / "slurm" / "slurm" / job / f"{job}_0_log.err"
     assert err.startswith(f"error: part 'ancestry' (Slurm job {job}) failed: learngene.errors.LearngeneError: ")
     assert str(checkpoint) in err and f"(log: {log});" in err and err.count("\n") == 1
-    assert "not started: the stages after this one (learngenes, Des-Nets)" in err
+    assert "not submitted: 5 parts that need it (learngene sws seed0, sws depth2 seed0, sws depth2 seed0 finetune " \
+           "seed0, ...)" in err
     assert not (tmp_path / "slurm" / "learngenes").exists() and not (tmp_path / "slurm" / "results.csv").exists()
 
     # The fix: the checkpoint restored. Only what is missing is submitted, and the results are the local ones.
@@ -60,7 +64,7 @@ def test_benchmark_on_slurm_equals_local_and_a_failed_part_stops_its_dependants(
     assert benchmark.main(on_slurm) == 0
     out = capsys.readouterr().out
     assert submitted(out) == {"ancestry", "learngene sws seed0", "sws depth2 seed0", "sws depth3 seed0",
-                              "scratch depth2 seed0", "scratch depth3 seed0"}
+                              "sws depth2 seed0 finetune seed0", "sws depth3 seed0 finetune seed0"}
     assert accuracy(tmp_path / "slurm" / "results.csv") == accuracy(tmp_path / "local" / "results.csv")
 
 
@@ -167,10 +171,12 @@ def plan_lines(capsys, config: str, out) -> list[str]:
 
 
 def docs_row(config: str, lines: list[str], jobs: int) -> str:
-    """docs/cluster.md's row of ``config`` as the plan ``lines`` give it."""
-    waves = " / ".join(line.split(": ")[2].split(" jobs")[0] for line in lines if line.startswith("wave"))
-    return f"| `{config}.yaml`{' (means only)' if 'means' in config else ''} | {jobs} ({waves}) | " \
-           f"~{lines[0].split('~')[1].split(' GPU-hours')[0]} ("
+    """docs/cluster.md's row of ``config`` as the plan ``lines`` give it: jobs, GPU-hours, the critical path and the
+    stage-by-stage length in job-hours."""
+    path = next(line for line in lines if line.startswith("critical path"))
+    return f"| `{config}.yaml`{' (means only)' if 'means' in config else ''} | {jobs} | " \
+           f"~{lines[0].split('~')[1].split(' GPU-hours')[0]} | ~{path.split('~')[1].split(' ')[0]} / " \
+           f"~{path.split('~')[2].split(' ')[0]} |"
 
 
 def test_plan_of_the_imagenet_benchmark_lists_jobs_dependencies_and_gpu_hours_without_submitting(tmp_path, capsys,
@@ -178,28 +184,35 @@ def test_plan_of_the_imagenet_benchmark_lists_jobs_dependencies_and_gpu_hours_wi
     monkeypatch.setenv("PATH", "/nonexistent")  # no sbatch: the plan needs none, and submits nothing
     out = tmp_path / "bench"
     lines = plan_lines(capsys, "imagenet_des_b", out)
-    assert lines[0].startswith("plan: 119 Slurm jobs in 3 waves, ~") and lines[0].endswith("nothing submitted")
+    assert lines[0].startswith("plan: 215 Slurm jobs, ~1,009 GPU-hours") and lines[0].endswith("nothing submitted")
     assert not any(line.startswith("no verdicts") for line in lines)  # 3 learngene seeds: verdicts
+    # Each job starts once what it reads is done: the longest chain is the teacher-cache learngenes, TLEG's deepest
+    # Des-Net and its fine-tune, well below the three stages one after the other.
+    assert lines[2] == ("critical path: ~11.55 job-hours (ancestry -> learngene sws seed0 -> learngene tleg seed0 -> "
+                        "tleg depth15 seed0 -> tleg depth15 seed0 finetune seed0); stage by stage: ~17.31 job-hours")
     # 1 ancestry + 1 IMwLM parent + 4 depths x 3 seeds of Trained; 3 learngenes x 3 seeds; 8 methods x 4 depths x 3
-    assert [line.split(":")[0:2] for line in lines if line.startswith("wave")] == [
-        ["wave 1", " ancestry and Trained references"], ["wave 2", " learngenes"], ["wave 3", " Des-Nets"]]
-    assert sum(line.startswith("  ") for line in lines) == 119
+    # Des-Nets, each with its fine-tune
+    assert sum(line.startswith("  ") for line in lines) == 14 + 9 + 96 + 96 == 215
     jobs = {line.split(":")[0].strip(): line for line in lines if line.startswith("  ")}
+    assert jobs["learngene sws seed2"].endswith("after ancestry")  # not after any Trained reference
     assert jobs["learngene tleg seed2"].endswith("after ancestry, learngene sws seed2")
+    assert jobs["sws depth6 seed1 finetune seed1"].endswith("after sws depth6 seed1")
+    assert jobs["scratch depth6 seed1"].endswith("GPU-h")  # Scratch waits for nothing
     assert jobs["vanilla-lg depth9 seed2"].endswith("after trained depth15 seed2")
     assert jobs["sws-random depth6 seed1"].endswith("after learngene sws seed1")
     assert jobs["front depth6 seed1"].endswith("after sources/weight-selection")  # FRONT reads IMwLM's parent
     hours = {name: float(line.split("~")[1].split(" ")[0]) for name, line in jobs.items()}
     assert hours["trained depth12 seed0"] > hours["trained depth6 seed0"] > 0 and hours["ancestry"] == 0.0
+    assert hours["sws depth6 seed1"] == 0.0 and hours["sws depth6 seed1 finetune seed1"] > 0  # evaluations: uncounted
     assert not out.exists()
-    assert docs_row("imagenet_des_b", lines, 119) in (ROOT / "docs/cluster.md").read_text()
+    assert docs_row("imagenet_des_b", lines, 215) in (ROOT / "docs/cluster.md").read_text()
 
     # The opt-in table of every depth with one learngene seed: means only, and the plan says so.
     means = plan_lines(capsys, "imagenet_des_b_means", out)
-    assert means[0].startswith("plan: 197 Slurm jobs in 3 waves")
+    assert means[0].startswith("plan: 437 Slurm jobs, ")
     assert means[1] == ("no verdicts: 1 learngene seed, so the seed spread is not measured and no comparison with a "
                         "learned method gets an interval (means only); 3 or more learngene seeds give verdicts")
-    assert docs_row("imagenet_des_b_means", means, 197) in (ROOT / "docs/cluster.md").read_text()
+    assert docs_row("imagenet_des_b_means", means, 437) in (ROOT / "docs/cluster.md").read_text()
     grid_plan = plan_lines(capsys, "imagenet_grid_b", out)
     assert not any(line.startswith("no verdicts") for line in grid_plan)
-    assert docs_row("imagenet_grid_b", grid_plan, 263) in (ROOT / "docs/cluster.md").read_text()
+    assert docs_row("imagenet_grid_b", grid_plan, 491) in (ROOT / "docs/cluster.md").read_text()

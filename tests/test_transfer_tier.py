@@ -51,14 +51,16 @@ def task_data(task) -> str:
 def expected_jobs(cfg: BenchmarkConfig) -> int:
     """The jobs of a transfer run, counted from the config's lists: the ancestry, the parent IMwLM and FRONT read,
     a Trained reference per depth and seed; a learngene per trained method and learngene seed; per task, a Des-Net
-    per method, depth of the task and seed (a learned method: per learngene seed)."""
+    per method, depth of the task and seed (a learned method: per learngene seed), and a fine-tune (and a probe) per
+    seed of each."""
     parent = bool(cfg.weight_selection_parent.config and {"weight-selection", "front"} & set(cfg.methods))
-    stage1 = 1 + parent + len(cfg.trained_depths or cfg.depths) * len(cfg.seeds)
+    upstream = 1 + parent + len(cfg.trained_depths or cfg.depths) * len(cfg.seeds)
     trained = {BENCHMARK_METHODS[m].learngene for m in cfg.methods} | {"sws"}
-    stage2 = len(trained - {None}) * len(cfg.learngene_seeds)
-    per_depth = sum(len(cfg.learngene_seeds) if BENCHMARK_METHODS[m].learned else len(cfg.seeds) for m in cfg.methods)
-    stage3 = sum(len(task.depths or cfg.depths) * per_depth for task in cfg.downstream)
-    return stage1 + stage2 + stage3
+    learngenes = len(trained - {None}) * len(cfg.learngene_seeds)
+    des_nets = sum(len(cfg.learngene_seeds) if BENCHMARK_METHODS[m].learned else len(cfg.seeds) for m in cfg.methods)
+    per_depth = {task.name: des_nets + len(cfg.methods) * len(cfg.seeds) * (1 + bool(task.probe_epochs))
+                 for task in cfg.downstream}
+    return upstream + learngenes + sum(len(task.depths or cfg.depths) * per_depth[task.name] for task in cfg.downstream)
 
 
 @pytest.mark.parametrize("name", PRESETS)
@@ -76,7 +78,8 @@ def test_plan_prices_every_part_and_says_the_preset_gives_verdicts(name, tmp_pat
     for task in cfg.downstream:  # every task's Des-Nets at its own depths only, each priced
         depths = {int(job.split(" depth")[1].split(" ")[0]) for job in hours if job.startswith(f"{task.name} ")}
         assert depths == set(task.depths or cfg.depths)
-        assert all(h > 0 for job, h in hours.items() if job.startswith(f"{task.name} "))
+        priced = {job: h > 0 for job, h in hours.items() if job.startswith(f"{task.name} ")}
+        assert all(priced[job] == (" finetune seed" in job or " probe seed" in job) for job in priced)  # no init
     assert sorted(p.name for p in tmp_path.iterdir()) == ["configs"]  # nothing written
 
 

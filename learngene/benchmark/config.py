@@ -18,6 +18,53 @@ from learngene.slurm import EXECUTORS, SlurmConfig, check_slurm_config
 
 
 @dataclass(frozen=True)
+class Sources:
+    """What one Des-Net of a method that draws its own seed may be made from (the jobs of ``graph.BenchmarkGraph``
+    by name), and its architecture: what the method's ``made_from`` chooses among."""
+
+    architecture: str  # the Des-Nets' timm name
+    model_args: dict  # the Des-Net's timm arguments at its width, without depth
+    depth: int
+    seed: int  # the replicate's seed
+    learngene: str  # the SWS learngene of the replicate's learngene seed
+    trained: str  # the Trained reference of this depth and seed
+    deepest_trained: str  # the deepest Trained reference of this seed
+    configured: str  # the method's configured source (``source_part``, or the one of ``source``), else the ancestry
+
+
+def scratch_made_from(cfg: BenchmarkConfig, at: Sources) -> tuple[str | None, dict]:
+    """Nothing: timm's initialization (with the project's position std where configured)."""
+    scratch = {"pos_embed_std": cfg.scratch_pos_embed_std} if cfg.scratch_pos_embed_std else {}
+    return None, {"model": at.architecture, "model_args": at.model_args, **scratch}
+
+
+def random_plan_made_from(cfg: BenchmarkConfig, at: Sources) -> tuple[str | None, dict]:
+    """The learngene of its replicate, a random plan drawn with the replicate's seed."""
+    return at.learngene, {"strategy": "random"}
+
+
+def pf_made_from(cfg: BenchmarkConfig, at: Sources) -> tuple[str | None, dict]:
+    """The model pre-trained at this depth with this seed, as it is."""
+    return at.trained, {}
+
+
+def weight_selection_made_from(cfg: BenchmarkConfig, at: Sources) -> tuple[str | None, dict]:
+    return at.configured, {"model": at.architecture, "model_args": at.model_args, "layers": cfg.weight_selection_layers,
+                           "elements": cfg.weight_selection_elements, "head_aware": cfg.weight_selection_head_aware,
+                           "select_head": cfg.weight_selection_select_head}
+
+
+def front_made_from(cfg: BenchmarkConfig, at: Sources) -> tuple[str | None, dict]:
+    """IMwLM's parent, with the released defaults."""
+    return at.configured, {"model": at.architecture, "model_args": at.model_args, "class_token": cfg.front_class_token}
+
+
+def vanilla_lg_made_from(cfg: BenchmarkConfig, at: Sources) -> tuple[str | None, dict]:
+    """A configured source, or the deepest same-width model trained with this seed."""
+    return at.configured if cfg.vanilla_lg_source.config else at.deepest_trained, {"num_layers": cfg.vanilla_lg_layers}
+
+
+@dataclass(frozen=True)
 class BenchmarkMethod:
     """One method of the benchmark: how its Des-Nets are made, where their variance comes from, how it is named."""
 
@@ -33,6 +80,16 @@ class BenchmarkMethod:
     # its depth and seed (PF); None: its own
     source: str | None = None
     at_chance: str = ""  # why its Des-Nets are at chance before any tuning, by construction (no no-tune verdict)
+    # A method that draws its own seed: the job its Des-Net is made from (None: none) and the initializer's options
+    made_from: Callable[[BenchmarkConfig, Sources], tuple[str | None, dict]] | None = None
+    # The initializer's options that make a Des-Net of a given width (None: the Des-Net's timm arguments at it)
+    width_options: Callable[[BenchmarkConfig, int], dict] | None = None
+    source_part: str = ""  # the BenchmarkConfig part of its configured source (read when its config is set)
+    learngene_depth: int = 0  # its learngene is a plain net of the Des-Nets' architecture at this depth (Simple-LG)
+    # The phases of the claims table's "SWS above it at depths 6-9", and where the claim comes from when it is not the
+    # SWS paper's Table 1 and 3
+    claim_phases: tuple[str, ...] = ()
+    claim_source: str = ""
 
     @property
     def learned(self) -> bool:
@@ -44,29 +101,39 @@ BENCHMARK_METHODS = {
     "sws": BenchmarkMethod("SWS", init_sws, "learngene seed", learngene="sws", part="sws_aux",
                            learngene_label="SWS Aux-Net (learngene)"),
     "sws-random": BenchmarkMethod("SWS-RI", init_sws, "learngene seed x random plan seed", learngene="sws",
-                                  seeded=True),
+                                  seeded=True, made_from=random_plan_made_from),
     "tleg": BenchmarkMethod("TLEG", init_tleg, "learngene seed", learngene="tleg", part="tleg_aux",
-                            learngene_label="TLEG Aux-Net (learngene)"),
+                            learngene_label="TLEG Aux-Net (learngene)", claim_phases=("no-tune",)),
     "weight-selection": BenchmarkMethod("IMwLM", init_weight_selection, "Des-Net seed (new weights)", seeded=True,
                                         widths="parent", at_chance="keeps the child's fresh head (the released rule; "
-                                                                   "weight_selection_select_head=true selects it)"),
+                                                                   "weight_selection_select_head=true selects it)",
+                                        made_from=weight_selection_made_from, source_part="weight_selection_parent",
+                                        claim_phases=("no-tune", "fine-tuned")),
     "simple-lg": BenchmarkMethod("Simple-LG", init_simple_lg, "learngene seed", learngene="simple-lg",
-                                 part="simple_lg", learngene_label="Simple-LG 5-layer net (learngene)"),
+                                 part="simple_lg", learngene_label="Simple-LG 5-layer net (learngene)",
+                                 learngene_depth=5, claim_phases=("no-tune",)),
     # FRONT needs no learngene: the same parent as IMwLM, any depth and width; its Des-Net draws nothing from its
     # seed when the parent has every Des-Net tensor and its classes (the digits ancestry, ImageNet's ViT-L).
     "front": BenchmarkMethod("FRONT", init_front, "Des-Net seed (weights FRONT does not give)", seeded=True,
-                             widths="all", source="weight-selection"),
+                             widths="all", source="weight-selection", made_from=front_made_from,
+                             claim_phases=("no-tune", "fine-tuned"),
+                             claim_source="FRONT, ICML 2026: newer than the paper"),
     "vanilla-lg": BenchmarkMethod("Vanilla-LG", init_vanilla_lg, "Trained source seed x Des-Net seed (new weights)",
-                                  seeded=True, at_chance="keeps fresh embeddings and lower blocks"),
-    "scratch": BenchmarkMethod("Scratch init", init_scratch, "Des-Net init seed", seeded=True, widths="all"),
+                                  seeded=True, at_chance="keeps fresh embeddings and lower blocks",
+                                  made_from=vanilla_lg_made_from, source_part="vanilla_lg_source",
+                                  claim_phases=("no-tune", "fine-tuned")),
+    "scratch": BenchmarkMethod("Scratch init", init_scratch, "Des-Net init seed", seeded=True, widths="all",
+                               made_from=scratch_made_from),
     # Pre-train then fine-tune: the Trained reference of each depth, i.e. one model pre-trained per Des-Net size
     # (stored whole, per size); a method of transfer runs, where it is fine-tuned on the downstream data.
-    "pf": BenchmarkMethod("PF", init_pf, "pre-training seed", seeded=True, source="trained"),
+    "pf": BenchmarkMethod("PF", init_pf, "pre-training seed", seeded=True, source="trained", made_from=pf_made_from),
     # The elastic learngene narrows to its trained widths and grows above its own.
     "sws-elastic": BenchmarkMethod("SWS elastic", init_sws, "learngene seed", learngene="sws-elastic",
-                                   part="elastic_aux", learngene_label="SWS elastic Aux-Net (learngene)", widths="all"),
+                                   part="elastic_aux", learngene_label="SWS elastic Aux-Net (learngene)", widths="all",
+                                   width_options=lambda cfg, width: {"width": width}),
     "sws-select": BenchmarkMethod("SWS + selection", init_sws_select, "learngene seed", learngene="sws",
-                                  widths="narrower"),
+                                  widths="narrower", width_options=lambda cfg, width: {
+                                      "width": width, "elements": cfg.width_selection_elements}),
 }
 TRAINED = BenchmarkMethod("Trained", None, "training seed", seeded=True)  # the rows of method "trained"
 

@@ -261,11 +261,10 @@ def claims(analysis: Analysis, summary: Sequence[dict], sources: Sequence[dict],
     at_chance = at_chance or {}
     out = []
     shallow = [d for d in analysis.depths if 6 <= d <= 9]
-    for baseline in ("tleg", "weight-selection", "simple-lg", "vanilla-lg", "front"):
-        phases = ["no-tune", "fine-tuned"] if baseline in ("weight-selection", "vanilla-lg", "front") else ["no-tune"]
-        for phase in phases:
+    for baseline, info in BENCHMARK_METHODS.items():  # BenchmarkMethod.claim_phases
+        for phase in info.claim_phases:
             when = "with no tuning" if phase == "no-tune" else "after the fine-tune"
-            source = (" (FRONT, ICML 2026: newer than the paper)" if baseline == "front"
+            source = (f" ({info.claim_source})" if info.claim_source
                       else " (paper Table 1, 3)" if phase == "no-tune" else "")
             claim = f"SWS above {label(baseline)} {when} at depths 6-9" + source
             if phase == "fine-tuned" and baseline in at_chance:

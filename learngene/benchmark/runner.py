@@ -1,13 +1,6 @@
-"""The benchmark pipeline: ancestry -> learngenes -> Des-Nets of every depth and method -> results.
-
-Every part is cached in its own folder under ``cfg.output`` with a key made of its components (``KeyParts``):
-the hash of its resolved config, the keys of the parts it was made from, the code that makes it
-(``code_fingerprint``: the package's syntax trees without docstrings), torch's and timm's versions and, for a
-part computed on CPU, the torch thread count. A part whose key is unchanged is reused; an unfinished training
-resumes from its ``last.pt``. A finished or unfinished part whose key changed is never deleted: the check before
-the run (``Survey``) lists every such part with what changed and refuses to go on until ``recompute=stale``
-(the old folder is kept as ``<part>.stale-<key8>``) or ``reuse=stale`` (its ``done.json`` records the
-acceptance). Only a damaged part (a ``done.json`` or ``key.json`` that cannot be read) is cleaned, in one line.
+"""The benchmark's runner: every job of its graph (``graph.BenchmarkGraph``: ancestry -> learngenes -> Des-Nets of every
+depth and method -> their fine-tunes), each as soon as the parts it reads are done, each part cached (``cache``);
+then ``results`` reads the parts into tables.
 
 Every reported number is measured here, on the test split, by evaluating each artifact (ancestry,
 learngenes, Des-Nets before and after their fine-tune, Trained references); the per-image top-1 hits
@@ -23,14 +16,10 @@ writes the cache and prints. With ``executor=slurm`` every part that is not cach
 """
 from __future__ import annotations
 
-import ast
 import concurrent.futures
-import contextlib
-import contextvars
 import copy
 import dataclasses
 import functools
-import hashlib
 import json
 import multiprocessing
 import os
@@ -38,326 +27,29 @@ import shutil
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-import timm
 import torch
-import torch.distributed as dist
 from omegaconf import OmegaConf
 
-import learngene
-from learngene.benchmark import grid, report
-from learngene.benchmark.config import BENCHMARK_METHODS, PARTS, BenchmarkConfig, PartConfig, \
-    check_benchmark_config, check_widths, method_info
-from learngene.checkpoint import atomic_write_text, file_on_path, file_sha256, json_digest, load_learngene, \
-    load_model_folder, save_model_folder, stored_parameter_count
-from learngene.config import TrainConfig, load_config
+from learngene.benchmark import results
+from learngene.benchmark.cache import SURVEY, NotCached, Part, Survey, cached, cached_result, code_fingerprint, \
+    digest, rank, synchronize
+from learngene.benchmark.config import BENCHMARK_METHODS, PARTS, BenchmarkConfig, check_benchmark_config
+from learngene.benchmark.graph import BenchmarkGraph, Job, train_config
+from learngene.checkpoint import atomic_write_text, file_on_path, file_sha256, load_learngene, load_model_folder, \
+    save_model_folder, stored_parameter_count
+from learngene.config import TrainConfig
 from learngene.data import build_eval_loader, build_loaders
 from learngene.engine import build_student, train
 from learngene.engine.evaluate import test_split_metrics
-from learngene.engine.distributed import init_processes, resolve_device, shard_loader
+from learngene.engine.distributed import init_processes, shard_loader
 from learngene.errors import LearngeneError
 from learngene.methods import count_parameters, forward_flops, with_new_classifier
 from learngene.models import des_architecture
 from learngene.signals import SIGTERM_EXIT_CODE, Terminated, sigterm_raises, worker_signals
 from learngene.slurm import SlurmDriver, SlurmTask, check_weights_cached, signature, tasks_per_node
-
-DONE = "done.json"
-WAIT_SECONDS = 2.0  # how often non-zero ranks look for the part rank 0 is writing
-
-
-@dataclass
-class Part:
-    """A finished, cached piece of the benchmark: its folder, its cache key and what it measured."""
-
-    path: Path
-    key: str
-    result: dict
-
-
-def digest(*items) -> str:
-    return json_digest(items)
-
-
-# Modules that read finished results and never make one: editing them changes no part.
-REPORTING_MODULES = ("benchmark/grid.py", "benchmark/plan.py", "benchmark/report.py", "benchmark/stats.py",
-                     "benchmark/transfer_report.py")
-STALE = "stale:"  # marks, during the check before a run, the key of a part that the run computes again
-
-
-def without_docstrings(tree: ast.AST) -> ast.AST:
-    """``tree`` without its statements that are a bare string (docstrings): they compute nothing."""
-    for node in ast.walk(tree):
-        for name in ("body", "orelse", "finalbody"):
-            body = getattr(node, name, None)
-            if isinstance(body, list) and body and isinstance(body[0], ast.stmt):
-                kept = [n for n in body if not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant)
-                                                and isinstance(n.value.value, str))]
-                setattr(node, name, kept or [ast.Pass()])
-    return tree
-
-
-@functools.lru_cache(maxsize=4)
-def code_fingerprint(root: Path | None = None) -> str:
-    """A hash of what the package's code computes: the syntax tree of every ``.py`` file of ``root`` (the
-    package) but the reporting modules, without docstrings. ``ast.dump`` keeps no comment, line number or
-    layout, and learngene's version is left out: none of them changes a result."""
-    root = root or Path(learngene.__file__).parent
-    h = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
-        name = path.relative_to(root).as_posix()
-        if name not in REPORTING_MODULES:
-            tree = without_docstrings(ast.parse(path.read_bytes(), filename=str(path)))
-            h.update(name.encode() + b"\0" + ast.dump(tree).encode() + b"\0")
-    return h.hexdigest()[:16]
-
-
-def libraries() -> str:
-    """The versions of the libraries whose kernels and models compute every part."""
-    return f"torch {torch.__version__}, timm {timm.__version__}"
-
-
-@dataclass(frozen=True)
-class KeyParts:
-    """What a part's results depend on; its cache key is their digest, and its records keep them so that a
-    changed key says what changed."""
-
-    config: str  # the caller's key: the part's config, data and seeds
-    upstream: tuple[str, ...]  # the keys of the parts it reads
-    code: str  # code_fingerprint()
-    libraries: str
-    threads: int | None  # torch threads of a CPU part (reductions split by thread count); None on a GPU
-
-    @property
-    def key(self) -> str:
-        return digest(self.config, self.upstream, self.code, self.libraries, self.threads)
-
-    def record(self) -> dict:
-        return dict(config=self.config, upstream=list(self.upstream), code=self.code, libraries=self.libraries,
-                    threads=self.threads)
-
-    def changes(self, record: dict) -> list[str]:
-        """What differs between these parts and those ``record`` (a ``done.json`` or ``key.json``) was made or last
-        accepted with."""
-        old = (record.get("accepted") or [record])[-1].get("components")
-        if not isinstance(old, dict):
-            return ["recorded by an older learngene without the parts of its key, so what changed is unknown"]
-        texts = dict(config="config changed", upstream="a part it reads changed", code="learngene code changed",
-                     libraries=f"libraries changed ({old.get('libraries')} -> {self.libraries})",
-                     threads=f"thread count changed ({old.get('threads')} -> {self.threads})")
-        return [text for name, text in texts.items() if old.get(name) != self.record()[name]]
-
-
-# Changes after which a part's old results may be accepted (reuse=stale): the same experiment, other code.
-INPUT_CHANGES = ("config changed", "a part it reads changed")
-
-
-@dataclass
-class Stale:
-    """A finished or unfinished part whose record was made with another key."""
-
-    path: Path
-    record: dict  # its done.json (finished) or key.json (unfinished)
-    parts: KeyParts  # what its key is now
-    finished: bool
-    action: str = ""  # "reuse", "recompute", or "" (the run refuses to go on)
-
-    @property
-    def changes(self) -> list[str]:
-        return self.parts.changes(self.record)
-
-    @property
-    def reusable(self) -> bool:
-        return not set(INPUT_CHANGES) & set(self.changes)
-
-    @property
-    def aside(self) -> Path:
-        """Where ``recompute=stale`` keeps it: a sibling folder named after its old key (never overwritten)."""
-        base = self.path.with_name(f"{self.path.name}.stale-{self.record['key'][:8]}")
-        n, folder = 1, base
-        while folder.exists():
-            n += 1
-            folder = base.with_name(f"{base.name}-{n}")
-        return folder
-
-    def line(self) -> str:
-        state = "finished" if self.finished else "unfinished"
-        verb = {"reuse": "reused as it is", "recompute": "computed again"}.get(self.action, "kept, not used")
-        return f"stale part {self.path} ({state}): {', '.join(self.changes)}; {verb}"
-
-    def apply(self) -> None:
-        """Carry out ``action``: keep the folder beside a new one, or record that its results are accepted."""
-        if self.action == "recompute":
-            aside = self.aside
-            self.path.rename(aside)
-            print(f"{self.line()}: the old folder is {aside}", flush=True)
-            return
-        accepted = dict(key=self.parts.key, components=self.parts.record(), changes=self.changes)
-        if self.finished:  # the old key stays the part's key, so the parts made from it stay valid
-            record = dict(self.record, accepted=[*self.record.get("accepted", []), accepted])
-            atomic_write_text(json.dumps(record, indent=2) + "\n", self.path / DONE)
-        else:  # the training resumes from its last.pt with the code of now
-            record = dict(key=self.parts.key, components=self.parts.record(), resumed_from=self.record,
-                          accepted=[accepted])
-            atomic_write_text(json.dumps(record, indent=2) + "\n", self.path / STAMP)
-        print(self.line(), flush=True)
-
-
-@dataclass
-class Survey:
-    """The check before a run: every part the run would find made with another key, and what happens to it."""
-
-    recompute: bool  # recompute=stale
-    reuse: bool  # reuse=stale
-
-    stale: list[Stale] = field(default_factory=list)
-
-    def add(self, stale: Stale) -> Stale:
-        stale.action = "reuse" if self.reuse and stale.reusable else "recompute" if self.recompute else ""
-        self.stale.append(stale)
-        return stale
-
-    def refusal(self) -> str | None:
-        """None when every stale part has an action; else why the run stops (the parts are listed above it)."""
-        refused = [s for s in self.stale if not s.action]
-        if not refused:
-            return None
-        parts = "1 stale part listed above was" if len(refused) == 1 else \
-            f"{len(refused)} stale parts listed above were"
-        if self.reuse:
-            return f"{parts} made from another config or another part: reuse=stale accepts only other code, " \
-                   "libraries or thread counts; add recompute=stale to compute them again (their old folders are " \
-                   "kept as <part>.stale-<key8>)"
-        return f"{parts} made with another key, and nothing was deleted: run again with recompute=stale (compute " \
-               "them again, keeping each old folder as <part>.stale-<key8>) or reuse=stale (accept the old results where only code, libraries or thread counts changed; " \
-               "recorded in their done.json)"
-
-
-# The check before a run, while it runs: ``cached`` computes nothing and lists the stale parts.
-SURVEY: contextvars.ContextVar[Survey | None] = contextvars.ContextVar("survey", default=None)
-
-
-def rank() -> int:
-    return int(os.environ.get("RANK", "0"))
-
-
-def synchronize() -> None:
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-
-
-def read_record(file: Path) -> dict | None:
-    """The JSON record ``file`` holds; None when there is none; ``{}`` when it cannot be read (truncated)."""
-    if not file.is_file():
-        return None
-    try:
-        record = json.loads(file.read_text())
-        return record if isinstance(record.get("key"), str) else {}
-    except (OSError, ValueError, AttributeError):
-        return {}
-
-
-def read_done(path: Path) -> dict | None:
-    """The record in ``path/done.json``; None when there is none; ``{}`` when it cannot be read (truncated)."""
-    record = read_record(path / DONE)
-    return record if not record or isinstance(record.get("result"), dict) else {}
-
-
-STAMP = "key.json"  # written when a part starts: its key and the key's parts
-
-
-def read_stamp(path: Path) -> dict | None:
-    """The key an unfinished part was started with (``key.txt``: an older learngene's, without its parts)."""
-    old = path / "key.txt"
-    if not (path / STAMP).exists() and old.is_file():
-        return {"key": old.read_text().strip()}
-    return read_record(path / STAMP)
-
-
-def matches(record: dict, key: str) -> bool:
-    """``record`` was made with ``key``, or its results were accepted for it (reuse=stale)."""
-    return record["key"] == key or any(a.get("key") == key for a in record.get("accepted", []))
-
-
-class NotCached(Exception):
-    """A part that ``cached`` would compute, asked for while ``ONLY_CACHED`` or during the check before a run."""
-
-
-# True while the Slurm driver asks whether a job's parts are all cached: ``cached`` then computes nothing.
-ONLY_CACHED = contextvars.ContextVar("only_cached", default=False)
-
-
-def cached_result(job):
-    """``job()`` when every part it makes is cached, else None (nothing is computed)."""
-    token = ONLY_CACHED.set(True)
-    try:
-        return job()
-    except NotCached:
-        return None
-    finally:
-        ONLY_CACHED.reset(token)
-
-
-def cached(path: Path, key: str, compute, upstream: tuple[str, ...] = (), device: str = "cpu") -> Part:
-    """Reuse ``path`` when its ``done.json`` carries the full key; else ``compute(path) -> dict`` there (its console
-    output goes to ``path/console.log``), continuing an unfinished computation started with the same key.
-
-    The full key (``KeyParts``) adds to ``key`` the keys of the ``upstream`` parts, the code fingerprint, the
-    libraries' versions and, unless ``device`` is a GPU, this process's torch thread count. A finished or
-    unfinished part made with another key is never deleted: the check before the run (``SURVEY``) lists it and
-    says what happens to it, and a run meeting one it did not list stops with an error. A damaged part (a record
-    that cannot be read) is cleaned, in one line. Under torchrun every rank computes (trainings and evaluations
-    are collective); rank 0 alone writes the cache, and the other ranks take its result.
-    """
-    parts = KeyParts(key, tuple(upstream), code_fingerprint(), libraries(),
-                     None if device.startswith("cuda") else torch.get_num_threads())
-    key = parts.key
-    record, survey = read_done(path), SURVEY.get()
-    if record and matches(record, key):
-        return Part(path, record["key"], record["result"])
-    stamp = read_stamp(path) if record is None else None
-    if survey is not None:
-        if record:  # a stand-in, so that the parts made from it are checked too
-            stale = survey.add(Stale(path, record, parts, finished=True))
-            kept = stale.action == "reuse" or (not stale.action and stale.reusable)
-            return Part(path, record["key"] if kept else STALE + record["key"], record["result"])
-        if stamp and stamp["key"] != key:
-            survey.add(Stale(path, stamp, parts, finished=False))
-        raise NotCached(path)
-    if ONLY_CACHED.get():
-        raise NotCached(path)
-    if record or (stamp and stamp["key"] != key):
-        changes = parts.changes(record or stamp)
-        raise LearngeneError(f"{path} was made with another key ({', '.join(changes)}) that the check before the run "
-                             "did not reach (a part it reads was missing then): run the same command again")
-    if rank() == 0:
-        if record == {} or stamp == {} or (stamp is None and path.exists()):
-            print(f"{path / (DONE if record == {} else STAMP)} is unreadable or missing (damaged): cleaning {path} "
-                  "and computing it again", flush=True)
-            shutil.rmtree(path)
-        path.mkdir(parents=True, exist_ok=True)
-        if stamp is None or stamp == {}:
-            stamp = dict(key=key, components=parts.record())
-            atomic_write_text(json.dumps(stamp, indent=2) + "\n", path / STAMP)
-    with console_log(path / "console.log" if rank() == 0 else Path(os.devnull)):  # other ranks print nothing
-        result = compute(path)
-    if rank() == 0:
-        done = dict(key=key, components=parts.record(), result=result,
-                    **{k: stamp[k] for k in ("resumed_from", "accepted") if k in stamp})
-        atomic_write_text(json.dumps(done, indent=2) + "\n", path / DONE)
-        return Part(path, key, result)
-    while not ((record := read_done(path)) and matches(record, key)):  # rank 0 saves the artifacts and the result
-        time.sleep(WAIT_SECONDS)
-    return Part(path, key, record["result"])
-
-
-@contextlib.contextmanager
-def console_log(path: Path):
-    """Send a part's own console lines (epoch lines, library warnings) to ``path``: the benchmark prints one
-    line per part instead, and parallel parts do not interleave."""
-    with open(path, "a") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-        yield
 
 
 @functools.lru_cache(maxsize=4)
@@ -382,15 +74,6 @@ def load_artifact(artifact: Path) -> torch.nn.Module:
     return load_model_folder(artifact)
 
 
-def train_config(part: PartConfig, path: Path, overrides: list[str], deterministic: bool) -> TrainConfig:
-    # check_benchmark_config has checked each part's own overrides
-    cfg = load_config(part.config, [*part.overrides, *overrides], TrainConfig,
-                      "part_overrides (or the data.* arguments of the command line)")
-    cfg.output = str(path / "run")
-    cfg.deterministic = cfg.deterministic or deterministic
-    return cfg
-
-
 @dataclass
 class TrainJob:
     """Train ``cfg`` in ``path/run`` (resuming an interrupted run of the same config), evaluate its artifact on
@@ -401,7 +84,6 @@ class TrainJob:
     path: Path
     cfg: TrainConfig
     upstream: tuple[str, ...] = ()
-    after: tuple[str, ...] = ()  # names of the jobs of its stage that must finish first
     records_teacher_cache: bool = False
     keep_training_state: bool = False
 
@@ -466,58 +148,6 @@ def initialize(path: Path, method: str, depth: int, seed: int, source: Part | No
     return cached(path, key, compute, (source.key,) if source else (), finetune.device)
 
 
-@dataclass
-class DesNetJob:
-    """Initialize the Des-Net of benchmark ``method`` (its initializer with ``init_seed``), evaluate it, then
-    fine-tune a copy with each of ``finetune_seeds`` and evaluate those, and as much with ``probe`` (a linear probe's
-    recipe) where given. ``where``: its folder below ``out``'s ``init/``, ``finetune/`` and ``probe/``;
-    ``fresh_classes``: a new classifier for that many classes (a downstream task's)."""
-
-    name: str
-    out: Path
-    method: str
-    depth: int
-    width: int
-    where: Path
-    init_seed: int
-    finetune_seeds: tuple[int, ...]
-    source: Part | None
-    options: dict
-    finetune: TrainConfig
-    keep_training_state: bool = False
-    after: tuple[str, ...] = ()
-    fresh_classes: int | None = None
-    probe: TrainConfig | None = None
-
-    def __call__(self) -> tuple[Part, list[Part], list[Part]]:
-        where = self.where
-        init = initialize(self.out / "init" / where / f"seed{self.init_seed}", self.method, self.depth,
-                          self.init_seed, self.source, self.options, self.finetune, self.fresh_classes)
-        trainings = {"finetune": [], "probe": []}
-        for folder, recipe in (("finetune", self.finetune), ("probe", self.probe)):
-            for seed in self.finetune_seeds if recipe is not None else ():
-                path = self.out / folder / where / f"seed{seed}"
-                cfg = copy.deepcopy(recipe)
-                cfg.model.name, cfg.model.pretrained = f"local-dir:{init.result['artifact']}", True
-                cfg.seed, cfg.output = seed, str(path / "run")
-                trainings[folder].append(TrainJob(self.name, path, cfg, (init.key,),
-                                                  keep_training_state=self.keep_training_state)())
-        return init, trainings["finetune"], trainings["probe"]
-
-
-@torch.no_grad()
-def logit_gap(folder: str, reference: str, loader, device: torch.device) -> float:
-    """The largest difference between the logits of two model folders on every batch of ``loader``, over the
-    largest logit of ``reference``."""
-    a, b = (load_model_folder(f).to(device).eval() for f in (folder, reference))
-    gap = scale = 0.0
-    for images, _ in loader:
-        images = images.to(device)
-        logits, ref = a(images), b(images)
-        gap, scale = max(gap, (logits - ref).abs().max().item()), max(scale, ref.abs().max().item())
-    return gap / scale
-
-
 # In a worker process: the driver's pid and the event the driver sets when it stops (see ``worker_setup``).
 DRIVER: int | None = None
 STOPPING = None
@@ -560,47 +190,26 @@ def duration(seconds: float) -> str:
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
-def describe(name: str, result) -> str:
+def describe(job: Job, part: Part) -> str:
     """One console line for a finished part: its test top-1 and training seconds."""
-    init, tuned = result[:2] if isinstance(result, tuple) else (None, [result])
-    texts = [f"no-tune {init.result['test']['top1']:.1f}"] if init is not None else []
-    for part in tuned:
-        r = part.result
-        texts.append(f"{'tuned ' if init is not None else ''}{r['test']['top1']:.1f}"
-                     + (f" ({r['seconds']:.0f} s)" if r.get("epochs") else ""))
-    return f"{name}: test top-1 " + ", ".join(texts)
+    r = part.result
+    what = {"init": "no-tune ", "finetune": "tuned ", "probe": "probed "}.get(job.kind, "")
+    return f"{job.name}: test top-1 {what}{r['test']['top1']:.1f}" + (f" ({r['seconds']:.0f} s)" if r.get("epochs")
+                                                                     else "")
 
 
-class StageClock:
-    """Wall-clock seconds spent in each named stage of this invocation (cached parts cost ~0)."""
-
-    def __init__(self):
-        self.seconds: dict[str, float] = {}
-
-    @contextlib.contextmanager
-    def __call__(self, stage: str):
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
-
-
-@dataclass
-class Upstream:
-    """What the first two stages made, which every Des-Net is made from: the ancestry, the configured sources (by
-    the method that reads them), the Trained references (by depth and seed) and the learngenes (by method and
-    learngene seed)."""
-
-    ancestry: Part
-    sources: dict[str, Part]
-    trained: dict[tuple[int, int], Part]
-    learngenes: dict[str, dict[int, Part]]
+def des_model(aux_cfg: TrainConfig, info) -> tuple[str, dict]:
+    """The timm name and constructor arguments (without depth) of the Des-Nets of the SWS learngene trained with
+    ``aux_cfg`` on data ``info`` (a meta-device Aux-Net: nothing is computed)."""
+    model_cfg = dataclasses.replace(aux_cfg.model, pretrained=False, checkpoint="")
+    with torch.device("meta"):
+        aux = build_student(model_cfg, info)
+    args = aux.des_model_args(1)
+    del args["depth"]
+    return des_architecture(model_cfg.name), args
 
 
 class Benchmark:
-    STAGES = ("sources", "learngenes", "Des-Nets")
-
     def __init__(self, cfg: BenchmarkConfig):
         self.cfg = check_benchmark_config(cfg)
         self.out = Path(cfg.output)
@@ -608,25 +217,22 @@ class Benchmark:
         if blocker is not None:
             raise LearngeneError(f"output {self.out} lies below the regular file {blocker}: choose an output "
                                  "folder whose parents are folders")
-        self.finetune_cfg = self.train_config(cfg.finetune, self.out / "finetune",
-                                              [f"optim.epochs={cfg.finetune_epochs}"])
-        self.info = build_loaders(self.finetune_cfg.data, seed=0)[2]
+        sws_aux = train_config(cfg.sws_aux, self.out, cfg.part_overrides, cfg.deterministic)
+        finetune = train_config(cfg.finetune, self.out / "finetune",
+                                [*cfg.part_overrides, f"optim.epochs={cfg.finetune_epochs}"], cfg.deterministic)
+        self.info = build_loaders(finetune.data, seed=0)[2]
+        self.architecture, self.des_args = des_model(sws_aux, self.info)
+        self.graph = BenchmarkGraph(cfg, (self.architecture, self.des_args))
+        self.finetune_cfg, self.full_width = self.graph.finetune, self.graph.full_width
         distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
         if cfg.executor == "slurm":
-            check_weights_cached([self.train_config(getattr(cfg, name), self.out, []) for name in PARTS
-                                  if getattr(cfg, name).config], cfg.slurm)
+            check_weights_cached([self.graph.recipe(name) for name in PARTS if getattr(cfg, name).config], cfg.slurm)
         self.slurm = SlurmDriver(cfg.slurm, self.out / "slurm") if cfg.executor == "slurm" else None
         self.workers = 1 if distributed or self.slurm else cfg.workers
         self.pool: concurrent.futures.ProcessPoolExecutor | None = None
-        self.survey: Survey | None = None  # while the check before the run goes through the parts
-        self.stale_parts: list[str] = []  # what that check found and did, one line per part
-        self.clock = StageClock()
-        self.architecture, self.des_args = self.des_model()
-        des_args = self.des_args
-        self.full_width, self.head_dim = des_args["embed_dim"], check_widths(cfg.widths, des_args)
-
-    def train_config(self, part: PartConfig, path: Path, overrides: list[str]) -> TrainConfig:
-        return train_config(part, path, [*self.cfg.part_overrides, *overrides], self.cfg.deterministic)
+        self.stale_parts: list[str] = []  # what the checks for stale parts found and did, one line per part
+        self.surveyed: set[str] = set()  # the jobs those checks reached
+        self.runnable: dict[str, object] = {}  # job name -> what computes its part, once the parts it reads are done
 
     def say(self, text: str) -> None:
         if rank() == 0:
@@ -646,78 +252,79 @@ class Benchmark:
         return f"one process per rank ({world} rank{'s' if world > 1 else ''}), {threads}, device " \
                f"{self.finetune_cfg.device}"
 
-    def run_stage(self, number: int, title: str, jobs: list) -> dict:
-        """Run ``jobs`` (each after the jobs its ``after`` names), printing one line per finished part with the
-        stage's progress and an estimate of the time left; return ``{job.name: result}``."""
-        if self.survey:
-            return self.survey_stage(jobs)
-        self.check_stale(lambda: self.survey_stage(jobs))
-        self.say(f"== stage {number}/{len(self.STAGES)}: {title}: {len(jobs)} parts on {self.context}")
-        results, start = {}, time.perf_counter()
+    # -- what computes each job's part -------------------------------------------------------------------------
 
-        def finished(job, result) -> None:
-            results[job.name] = result
-            elapsed = time.perf_counter() - start
-            left = elapsed / len(results) * (len(jobs) - len(results))
-            self.say(f"[{title} {len(results)}/{len(jobs)}, {duration(elapsed)} elapsed, ~{duration(left)} left] "
-                     f"{describe(job.name, result)}")
+    def runnable_job(self, job: Job, parts: dict[str, Part]):
+        """What computes ``job``'s part (a picklable callable returning the ``Part``), from the ``parts`` it reads."""
+        keep = self.cfg.keep_training_states
+        if job.kind in ("source", "trained"):
+            return TrainJob(job.name, job.path, job.recipe, keep_training_state=keep)
+        if job.kind == "learngene":
+            return self.learngene_job(job, parts["ancestry"])
+        des_net = job.des_net
+        if job.kind == "init":
+            source = parts[des_net.source] if des_net.source else None
+            if des_net.learngene_epoch is not None:  # the learngene saved after that Aux-Net epoch
+                snapshot = Path(source.result["artifact"]).parent / f"epoch{des_net.learngene_epoch}" / \
+                    "learngene.safetensors"
+                source = Part(snapshot.parent, digest(source.key, des_net.learngene_epoch), {"artifact": str(snapshot)})
+            return functools.partial(initialize, job.path, des_net.method, des_net.depth, des_net.seed, source,
+                                     des_net.options, job.recipe, des_net.fresh_classes)
+        init = parts[job.reads[0]]
+        cfg = copy.deepcopy(job.recipe)
+        cfg.model.name, cfg.model.pretrained = f"local-dir:{init.result['artifact']}", True
+        return TrainJob(job.name, job.path, cfg, (init.key,), keep_training_state=keep)
 
-        with self.clock(title):
-            if self.slurm:
-                later = ", ".join(self.STAGES[number:])
-                self.slurm.run(jobs, self.slurm_task, finished, self.job_signature, probe=cached_result,
-                               later=f"the stages after this one ({later})" if later else "")
-                return results
-            if self.workers == 1:
-                for job in jobs:
-                    finished(job, job())
-                return results
-            if self.pool is None:  # started once, on first need: each worker pays torch's import time
-                context = multiprocessing.get_context("spawn")
-                self.stopping = context.Event()
-                self.pool = concurrent.futures.ProcessPoolExecutor(
-                    self.workers, mp_context=context, initializer=worker_setup,
-                    initargs=(self.cfg.threads, os.getpid(), self.stopping))
-            waiting, running = list(jobs), {}
-            while waiting or running:
-                for job in [j for j in waiting if all(name in results for name in j.after)]:
-                    waiting.remove(job)
-                    running[self.pool.submit(run_job, job)] = job
-                done, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
-                for future in done:
-                    finished(running.pop(future), future.result())
-        return results
+    def learngene_job(self, job: Job, teacher: Part) -> TrainJob:
+        """A learngene distilled from the ancestry ``teacher``. With the teacher cache, the SWS learngene of each seed
+        records the teacher's outputs and the others of that seed replay them: the cache folder is keyed by the
+        teacher's weights (sha256) and the seed."""
+        cfg = copy.deepcopy(job.recipe)
+        cfg.teacher.name = f"local-dir:{teacher.result['artifact']}"
+        if self.cfg.teacher_cache:
+            weights = file_sha256(Path(teacher.result["artifact"]) / "model.safetensors")[:16]
+            cfg.distill.teacher_cache = str(self.out / "teacher_cache" / weights / f"seed{job.seed}")
+        return TrainJob(job.name, job.path, cfg, (teacher.key,),
+                        records_teacher_cache=self.cfg.teacher_cache and job.method == "sws",
+                        keep_training_state=self.cfg.keep_training_states)
 
-    @staticmethod
-    def survey_stage(jobs: list) -> dict:
-        """Every job of a stage whose parts are all recorded, in this process, computing nothing; NotCached when
-        one is not (the stages after it cannot be built)."""
-        results, missing = {}, False
+    def start(self, job: Job, jobs: list[Job], done: dict[str, Part]):
+        """What computes ``job``'s part, its parts read being ``done``; first, when no check for stale parts has
+        reached it yet (a part it reads was missing at the check before the run), the check from here on."""
+        if job.name not in self.runnable:
+            if job.name not in self.surveyed:
+                self.check_stale(jobs, done)
+            self.runnable[job.name] = self.runnable_job(job, done)
+        return self.runnable[job.name]
+
+    # -- the check for stale parts ------------------------------------------------------------------------------
+
+    def survey(self, jobs: list[Job], done: dict[str, Part]) -> None:
+        """Go through every job not reached yet whose parts read are ``done`` or were found by this walk, in this
+        process, computing nothing (``SURVEY`` is set): a stale part found stands in for itself, so that the parts
+        made from it are checked too."""
+        found = dict(done)
         for job in jobs:
+            if job.name in self.surveyed or not all(name in found for name in job.reads):
+                continue
+            self.surveyed.add(job.name)
             try:
-                results[job.name] = job()
-            except NotCached:
-                missing = True
-        if missing:
-            raise NotCached(jobs)
-        return results
+                found[job.name] = self.runnable_job(job, found)()
+            except NotCached:  # not computed yet: the parts made from it have no record either
+                pass
 
-    def check_stale(self, parts) -> None:
-        """The check before the run (``parts``: ``run_parts``) and before each stage (``parts``: its jobs, which the
-        first check did not reach when a part they read was missing then): go through the recorded parts (nothing
-        is computed), list those made with another key, one line each, and stop unless ``recompute`` / ``reuse``
-        says what to do with each; do it, and add the lines to ``stale_parts``."""
-        survey = self.survey = Survey(self.cfg.recompute == "stale", self.cfg.reuse == "stale")
+    def check_stale(self, jobs: list[Job], done: dict[str, Part]) -> None:
+        """The check before the run, and before a job that it did not reach: go through the recorded parts
+        (``survey``), list those made with another key, one line each, and stop unless ``recompute`` / ``reuse`` says
+        what to do with each; do it, and add the lines to ``stale_parts``."""
+        survey = Survey(self.cfg.recompute == "stale", self.cfg.reuse == "stale")
         threads = torch.get_num_threads()
         torch.set_num_threads(self.cfg.threads)  # the count every part runs with, part of a CPU part's key
         token = SURVEY.set(survey)
         try:
-            parts()
-        except NotCached:  # a part not computed yet: the parts made from it have no record either
-            pass
+            self.survey(jobs, done)
         finally:
             SURVEY.reset(token)
-            self.survey = None
             torch.set_num_threads(threads)
         refusal = survey.refusal()
         if refusal:
@@ -731,56 +338,7 @@ class Benchmark:
         synchronize()
         self.stale_parts += [stale.line() for stale in survey.stale]
 
-    def slurm_task(self, job) -> SlurmTask:
-        return SlurmTask(job, self.finetune_cfg.device, self.cfg.threads, self.cfg.slurm.max_requeues)
-
-    def job_signature(self, job) -> str:
-        """What a recorded Slurm job must have run to stand for ``job``: the job itself, the code, the threads."""
-        return signature(job, code_fingerprint(), self.cfg.threads)
-
-    # -- parts ------------------------------------------------------------------------------------
-
-    def source_job(self, name: str, part: PartConfig) -> TrainJob:
-        return TrainJob(name, self.out / name, self.train_config(part, self.out / name, []),
-                        keep_training_state=self.cfg.keep_training_states)
-
-    def learngene_job(self, method: str, part: PartConfig, seed: int, teacher: Part,
-                      model: tuple[str, dict] | None = None) -> TrainJob:
-        """An Aux-Net, or (Simple-LG) a plain net whose timm ``model`` name and kwargs are given. With the teacher
-        cache, the SWS learngene of each seed records the teacher's outputs and the others of that seed replay
-        them: the cache folder is keyed by the teacher's weights (sha256) and the seed."""
-        path = self.out / "learngenes" / method / f"seed{seed}"
-        overrides = [f"seed={seed}", f"teacher.name=local-dir:{teacher.result['artifact']}"]
-        records = after = ()
-        if self.cfg.teacher_cache:
-            weights = file_sha256(Path(teacher.result["artifact"]) / "model.safetensors")[:16]
-            overrides.append(f"distill.teacher_cache={self.out / 'teacher_cache' / weights / f'seed{seed}'}")
-            records, after = method == "sws", (() if method == "sws" else (f"learngene sws seed{seed}",))
-        cfg = self.train_config(part, path, overrides)
-        if model is not None:
-            cfg.model.name, cfg.model.kwargs = model
-        return TrainJob(f"learngene {method} seed{seed}", path, cfg, (teacher.key,), after, bool(records),
-                        self.cfg.keep_training_states)
-
-    def trained_job(self, depth: int, seed: int, architecture: str, des_args: dict) -> TrainJob:
-        path = self.out / "trained" / f"depth{depth}" / f"seed{seed}"
-        cfg = self.train_config(self.cfg.trained, path, [f"seed={seed}"])
-        cfg.model.name, cfg.model.kwargs = architecture, {**des_args, "depth": depth}
-        return TrainJob(f"trained depth{depth} seed{seed}", path, cfg,
-                        keep_training_state=self.cfg.keep_training_states)
-
-    def des_model(self) -> tuple[str, dict]:
-        """The timm name and constructor arguments (without depth) of the SWS learngene's Des-Nets, from its
-        config (a meta-device Aux-Net: nothing is computed)."""
-        model_cfg = dataclasses.replace(self.train_config(self.cfg.sws_aux, self.out, []).model, pretrained=False,
-                                        checkpoint="")
-        with torch.device("meta"):
-            aux = build_student(model_cfg, self.info)
-        args = aux.des_model_args(1)
-        del args["depth"]
-        return des_architecture(model_cfg.name), args
-
-    # -- the whole pipeline -------------------------------------------------------------------------
+    # -- running the graph --------------------------------------------------------------------------------------
 
     def run(self) -> dict:
         """Run (or continue) the whole benchmark; write the CSVs, results.md and the plots."""
@@ -788,19 +346,66 @@ class Benchmark:
         threads = torch.get_num_threads()
         if self.workers == 1:
             torch.set_num_threads(self.cfg.threads)
+        start = time.perf_counter()
         try:
-            self.check_stale(self.run_parts)
-            return self.run_parts()
+            jobs = self.graph.jobs()
+            done = self.execute(jobs)
+            return self.write_results(jobs, done, time.perf_counter() - start)
         except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (signals.Terminated): stop the workers, keep what is done
             if self.pool is not None:
                 self.stop_workers()
             raise type(e)(f"the parts that finished are kept in {self.out} and a stopped training continues from "
                           "its last.pt: run the same command again to continue") from None
+        except LearngeneError:  # a stale part met during the run: the running jobs stop as on Ctrl-C
+            if self.pool is not None:
+                self.stop_workers()
+            raise
         finally:
             torch.set_num_threads(threads)
             if self.pool is not None:
                 self.pool.shutdown(cancel_futures=True)  # waits for the stopped workers to exit
             procs.close()
+
+    def execute(self, jobs: list[Job]) -> dict[str, Part]:
+        """Run ``jobs``, each as soon as the parts it reads are done, printing one line per finished part with the
+        run's progress and an estimate of the time left; return ``{job name: part}``."""
+        done: dict[str, Part] = {}
+        self.check_stale(jobs, done)
+        self.say(f"== {len(jobs)} parts on {self.context}, each started once the parts it reads are done")
+        start = time.perf_counter()
+
+        def finished(job: Job, part: Part) -> None:
+            done[job.name] = part
+            elapsed = time.perf_counter() - start
+            left = elapsed / len(done) * (len(jobs) - len(done))
+            self.say(f"[{len(done)}/{len(jobs)} parts, {duration(elapsed)} elapsed, ~{duration(left)} left] "
+                     f"{describe(job, part)}")
+
+        if self.slurm:
+            self.slurm.run(jobs, lambda job: SlurmTask(self.start(job, jobs, done), self.finetune_cfg.device,
+                                                       self.cfg.threads, self.cfg.slurm.max_requeues),
+                           finished, lambda job: signature(self.start(job, jobs, done), code_fingerprint(),
+                                                           self.cfg.threads),
+                           probe=lambda job: cached_result(self.start(job, jobs, done)))
+            return done
+        if self.workers == 1:
+            for job in jobs:  # in dependency order
+                finished(job, self.start(job, jobs, done)())
+            return done
+        context = multiprocessing.get_context("spawn")
+        self.stopping = context.Event()
+        self.pool = concurrent.futures.ProcessPoolExecutor(
+            self.workers, mp_context=context, initializer=worker_setup,
+            initargs=(self.cfg.threads, os.getpid(), self.stopping))
+        waiting, running = list(jobs), {}
+        while waiting or running:
+            for job in [j for j in waiting if all(name in done for name in j.reads)]:
+                waiting.remove(job)
+                running[self.pool.submit(run_job, self.start(job, jobs, done))] = job
+            finishing, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
+            for future in finishing:
+                finished(running.pop(future), future.result())
+        return done
 
     def stop_workers(self) -> None:
         """SIGTERM every worker: a running training saves ``last.pt`` and stops, any other job stops at once, an
@@ -809,268 +414,14 @@ class Benchmark:
         for process in multiprocessing.active_children():  # with a pool, the driver has no other children
             process.terminate()
 
-    @property
-    def learngene_seed_of(self) -> dict[int, int]:
-        """Replicate seed -> its learngene seed: ``seeds[r]`` uses ``learngene_seeds[r % n]``."""
-        cfg = self.cfg
-        return {s: cfg.learngene_seeds[r % len(cfg.learngene_seeds)] for r, s in enumerate(cfg.seeds)}
-
-    def run_upstream(self) -> Upstream:
-        """Stages 1 and 2: everything the Des-Nets are made from."""
-        cfg = self.cfg
-        architecture, des_args = self.architecture, self.des_args
-
-        # Stage 1: everything that needs no learngene: the ancestry, optional sources, the Trained references.
-        readers = {BENCHMARK_METHODS[m].source or m for m in cfg.methods}  # the methods whose sources are read
-        sources = [("ancestry", cfg.ancestry)] + [(f"sources/{method}", part) for method, part in (
-            ("weight-selection", cfg.weight_selection_parent), ("vanilla-lg", cfg.vanilla_lg_source))
-            if part.config and method in readers]
-        trained_keys = [(d, s) for d in sorted(cfg.trained_depths or cfg.depths, reverse=True) for s in cfg.seeds]
-        jobs = [self.source_job(name, part) for name, part in sources]
-        jobs += [self.trained_job(d, s, architecture, des_args) for d, s in trained_keys]
-        done = self.run_stage(1, "ancestry and Trained references", jobs)
-        ancestry = done["ancestry"]
-        sources = {name.split("/")[1]: done[name] for name, _ in sources[1:]}
-        trained = {(d, s): done[f"trained depth{d} seed{s}"] for d, s in trained_keys}
-
-        # Stage 2: the learngenes, every learngene seed: SWS's (the Des-Nets' architecture and the reference of the
-        # claims) and those of the run's methods.
-        used = {BENCHMARK_METHODS[m].learngene for m in cfg.methods}
-        trains = ["sws"] + [m for m in BENCHMARK_METHODS if m != "sws" and m in used]
-        jobs = [self.learngene_job("sws", cfg.sws_aux, s, ancestry) for s in cfg.learngene_seeds]
-        for s in cfg.learngene_seeds:
-            for m in trains[1:]:  # Simple-LG's learngene is a plain 5-layer net of the Des-Nets' architecture
-                model = (architecture, {**des_args, "depth": 5}) if m == "simple-lg" else None
-                jobs.append(self.learngene_job(m, getattr(cfg, BENCHMARK_METHODS[m].part), s, ancestry, model))
-        done = self.run_stage(2, "learngenes", jobs)
-        learngenes = {m: {s: done[f"learngene {m} seed{s}"] for s in cfg.learngene_seeds} for m in trains}
-        return Upstream(ancestry, sources, trained, learngenes)
-
-    def des_net_cells(self, up: Upstream):
-        """``(method, depth, width, init seed, fine-tune seeds, source part, initializer options)`` of every Des-Net,
-        at every (depth, width) cell each method can make. A learned method's Des-Net is initialized once per
-        learngene seed and fine-tuned with that seed's replicate seeds; other methods draw their own seed per
-        replicate."""
-        cfg, des_args, lg_of = self.cfg, self.des_args, self.learngene_seed_of
-        source_part = {m: up.sources.get(BENCHMARK_METHODS[m].source or m, up.ancestry) for m in cfg.methods}
-        widths = {m: self.method_widths(m, source_part[m], des_args) for m in cfg.methods}
-        for method in cfg.methods:
-            for depth in cfg.depths:
-                for width in widths[method]:
-                    options = self.width_options(method, width, des_args)
-                    if BENCHMARK_METHODS[method].learned:
-                        for lg in cfg.learngene_seeds:
-                            yield (method, depth, width, lg, [s for s in cfg.seeds if lg_of[s] == lg],
-                                   up.learngenes[BENCHMARK_METHODS[method].learngene][lg], options)
-                    else:
-                        for s in cfg.seeds:
-                            yield (method, depth, width, s, [s],
-                                   *self.source_of(method, depth, s, lg_of[s], up, source_part[method],
-                                                   options.get("model_args", des_args)))
-
-    def run_parts(self) -> dict:
-        up = self.run_upstream()
-        # Stage 3: the Des-Nets
-        jobs = [self.des_net_job(*cell) for cell in self.des_net_cells(up)]
-        done = self.run_stage(3, "Des-Nets", jobs)
-        if self.survey:
-            return {}
-
-        des_nets = [(job, done[job.name]) for job in jobs]
-        rows = self.result_rows(des_nets, up.trained, self.learngene_seed_of)
-        result = dict(wall_seconds=self.clock.seconds, results_md=str(self.out / "results.md"),
+    def write_results(self, jobs: list[Job], done: dict[str, Part], seconds: float) -> dict:
+        """Read the parts into the tables, results.md and the plots (``results``); write benchmark.json."""
+        up, des_nets = results.upstream(jobs, done), results.des_net_parts(jobs, done)
+        rows = results.result_rows(self, des_nets, up.trained)
+        result = dict(wall_seconds={"all parts": seconds}, results_md=str(self.out / "results.md"),
                       results_csv=str(self.out / "results.csv"),
                       **({"stale_parts": self.stale_parts} if self.stale_parts else {}))
         if rank() == 0:
-            result["console"] = self.write_reports(up.ancestry, up.learngenes, up.trained, rows, des_nets)
+            result["console"] = results.write_reports(self, up, rows, des_nets)
             atomic_write_text(json.dumps(result, indent=2) + "\n", self.out / "benchmark.json")
         return result
-
-    def des_net_job(self, method: str, depth: int, width: int, init_seed: int, finetune_seeds: list[int],
-                    source: Part | None, options: dict) -> DesNetJob:
-        cell = f"depth{depth}" if width == self.full_width else f"depth{depth}-width{width}"
-        return DesNetJob(f"{method} {cell.replace('-', ' ')} seed{init_seed}", self.out, method, depth, width,
-                         Path(method) / cell, init_seed, tuple(finetune_seeds), source, options, self.finetune_cfg,
-                         self.cfg.keep_training_states)
-
-    def method_widths(self, method: str, source: Part, des_args: dict) -> list[int]:
-        """The run's widths ``method`` makes (``BenchmarkMethod.widths``): every one, those below the learngene's,
-        those up to its parent's (IMwLM), or the learngene's width only."""
-        widths, rule = self.cfg.widths or [self.full_width], BENCHMARK_METHODS[method].widths
-        if rule == "all":
-            return widths
-        if rule == "narrower":
-            return [w for w in widths if w < self.full_width]
-        if rule == "parent" and self.cfg.widths:
-            config = json.loads((Path(source.result["artifact"]) / "config.json").read_text())
-            with torch.device("meta"):  # the parent's width (a pretrained timm model may record no arguments)
-                parent = timm.create_model(config["architecture"], **config.get("model_args", {}))
-            return [w for w in widths if w <= parent.embed_dim]
-        return [w for w in widths if w == self.full_width]
-
-    def width_options(self, method: str, width: int, des_args: dict) -> dict:
-        """The initializer options that make ``method``'s Des-Net ``width`` wide (the learngene's head dim)."""
-        if method == "sws-elastic":
-            return {"width": width}
-        if method == "sws-select":
-            return {"width": width, "elements": self.cfg.width_selection_elements}
-        return {} if width == self.full_width else {"model_args": self.width_args(width, des_args)}
-
-    def width_args(self, width: int, des_args: dict) -> dict:
-        """The Des-Net arguments ``des_args`` at ``width``, with the learngene's head dim."""
-        return {**des_args, "embed_dim": width, "num_heads": width // self.head_dim}
-
-    def source_of(self, method: str, depth: int, seed: int, lg: int, up: Upstream, source: Part,
-                  des_args: dict) -> tuple[Part | None, dict]:
-        """The source part and options of benchmark ``method`` (not a learned one) for the replicate of ``seed``,
-        whose learngene seed is ``lg``; ``source`` is the method's configured source (the ancestry when none)."""
-        cfg, architecture, trained = self.cfg, self.architecture, up.trained
-        if method == "sws-random":  # the learngene of its replicate, a random plan drawn with the replicate's seed
-            return up.learngenes["sws"][lg], {"strategy": "random"}
-        if method == "pf":  # the model pre-trained at this depth with this seed, as it is
-            return trained[depth, seed], {}
-        if method == "weight-selection":
-            return source, {"model": architecture, "model_args": des_args, "layers": cfg.weight_selection_layers,
-                            "elements": cfg.weight_selection_elements, "head_aware": cfg.weight_selection_head_aware,
-                            "select_head": cfg.weight_selection_select_head}
-        if method == "front":  # the released defaults
-            return source, {"model": architecture, "model_args": des_args, "class_token": cfg.front_class_token}
-        if method == "vanilla-lg":  # a configured source, or the deepest same-width model trained with this seed
-            if cfg.vanilla_lg_source.config:
-                return source, {"num_layers": cfg.vanilla_lg_layers}
-            deepest = max(d for d, _ in trained)
-            return trained[deepest, seed], {"num_layers": cfg.vanilla_lg_layers}
-        scratch = {"pos_embed_std": cfg.scratch_pos_embed_std} if cfg.scratch_pos_embed_std else {}
-        return None, {"model": architecture, "model_args": des_args, **scratch}  # scratch
-
-    # -- results ------------------------------------------------------------------------------------
-
-    def result_rows(self, des_nets: list[tuple[DesNetJob, tuple]], trained: dict, lg_of: dict) -> list[dict]:
-        """One row per measurement (see ``report.RESULT_FIELDS``), each with its per-image hits and its ``group``:
-        the index of its learngene seed for a method with a learngene, of its replicate for the others (whose
-        replicates share nothing)."""
-        cfg, rows = self.cfg, []
-        replicate = {s: r for r, s in enumerate(cfg.seeds)}
-
-        def row(method, depth, width, phase, lg, seed, part, params, stored, group):
-            r = part.result
-            rows.append(dict(method=method, depth=depth, width=width, phase=phase,
-                             learngene_seed="" if lg is None else lg,
-                             seed=seed, split="test", top1=r["test"]["top1"], top5=r["test"]["top5"],
-                             loss=r["test"]["loss"], params=params, params_stored=stored,
-                             epochs=r.get("epochs", 0), seconds=r.get("seconds", 0.0), correct=r["test"]["correct"],
-                             group=group))
-
-        for (depth, seed), part in trained.items():
-            row("trained", depth, self.full_width, "trained", None, seed, part, part.result["params"],
-                part.result["params"], replicate[seed])
-        for job, (init, tuned, _) in des_nets:
-            method, depth, width, init_seed = job.method, job.depth, job.width, job.init_seed
-            learned = BENCHMARK_METHODS[method].learned
-            lg = init_seed if learned else (lg_of[init_seed] if BENCHMARK_METHODS[method].learngene else None)
-            group = replicate[init_seed] if lg is None else cfg.learngene_seeds.index(lg)
-            params, stored = init.result["params"], init.result["params_stored"]
-            row(method, depth, width, "no-tune", lg, init_seed, init, params, stored, group)
-            for seed, part in zip(job.finetune_seeds, tuned):
-                row(method, depth, width, "fine-tuned", lg, seed, part, params, stored, group)
-        return rows
-
-    def source_rows(self, ancestry: Part, learngenes: dict) -> list[dict]:
-        """learngenes.csv: the ancestry and every learngene, measured on test, with charged training seconds."""
-        # Teacher seconds per epoch of the learngene of each seed that ran the teacher (the others replayed it).
-        teacher_rate = {s: max(parts[s].result.get("teacher_seconds", 0.0) / max(parts[s].result["epochs"], 1)
-                               for parts in learngenes.values()) for s in self.cfg.learngene_seeds}
-        sources = [report.source_row("ancestry", "", ancestry.result, 0.0)]
-        for method, parts in learngenes.items():
-            for s, part in parts.items():
-                r = part.result
-                # A learngene that replayed the teacher cache is charged the recording's teacher time per epoch.
-                charged = r["seconds"] - r.get("teacher_seconds", 0.0) + teacher_rate[s] * r["epochs"] \
-                    if self.cfg.teacher_cache else r["seconds"]
-                sources.append(report.source_row(method, s, r, charged))
-        return sources
-
-    def write_reports(self, ancestry: Part, learngenes: dict, trained: dict, rows: list[dict], des_nets: list) -> str:
-        cfg = self.cfg
-        sources = self.source_rows(ancestry, learngenes)
-        deepest = max(d for d, _ in trained)
-        summary = report.summarize(rows)
-        report.write_csv(rows, report.RESULT_FIELDS, self.out / "results.csv")
-        report.write_csv(summary, report.SUMMARY_FIELDS, self.out / "summary.csv")
-        report.write_csv(sources, report.SOURCE_FIELDS, self.out / "learngenes.csv")
-        reference = grid.REFERENCE if cfg.widths and grid.REFERENCE in cfg.methods else "sws"
-        analysis = report.Analysis(rows, cfg.depths, list(cfg.methods), self.full_width, reference)
-        report.write_csv(analysis.verdict_rows(), report.VERDICT_FIELDS, self.out / "verdicts.csv")
-        if cfg.widths:
-            return self.write_grid_report(analysis, summary, sources, learngenes, des_nets)
-        learngene_params = learngenes["sws"][cfg.learngene_seeds[0]].result["params"]
-        markdown, console = report.markdown_report(
-            analysis, summary, sources, trained_deepest=deepest, learngene_params=learngene_params,
-            des_params=self.des_params(), finetune_epochs=cfg.finetune_epochs, context=self.context,
-            teacher_cache=cfg.teacher_cache, at_chance=self.at_chance(),
-            title=f"SWS benchmark on {self.finetune_cfg.data.name} ({self.info.num_classes} classes, "
-                  f"{self.info.num_test} test images)")
-        atomic_write_text(markdown, self.out / "results.md")
-        for phase, name, title in (("no-tune", "no_tune.png", "no tuning after initialization"),
-                                   ("fine-tuned", "fine_tuned.png", f"after a {cfg.finetune_epochs}-epoch fine-tune")):
-            report.plot_accuracy(summary, cfg.depths, list(cfg.methods), phase, self.out / name, f"Des-Nets, {title}")
-        return console
-
-    def at_chance(self) -> dict[str, str]:
-        """The run's methods whose Des-Nets are at chance before tuning by construction, and why."""
-        chance = {m: BENCHMARK_METHODS[m].at_chance for m in self.cfg.methods if BENCHMARK_METHODS[m].at_chance}
-        if self.cfg.weight_selection_select_head:
-            chance.pop("weight-selection", None)
-        return chance
-
-    def growth_gaps(self, des_nets: dict) -> dict[tuple, float]:
-        """For every elastic Des-Net at an integer multiple of the learngene's width: the largest difference of its
-        test logits from those of the full-width Des-Net of its depth and learngene seed, over the largest logit."""
-        cfg, loader = self.cfg, build_eval_loader(self.finetune_cfg.data, "test")
-        device = resolve_device(self.finetune_cfg.device)
-        grown = [w for w in cfg.widths if w > self.full_width and w % self.full_width == 0]
-        gaps = {}
-        for (depth, width, lg), init in des_nets.items():
-            if width in grown:
-                full = des_nets[depth, self.full_width, lg]
-                gaps[depth, width, lg] = logit_gap(init.result["artifact"], full.result["artifact"], loader, device)
-        return gaps
-
-    def write_grid_report(self, analysis: report.Analysis, summary: list[dict], sources: list[dict],
-                          learngenes: dict, des_nets: list) -> str:
-        """results.md and one heatmap per method and phase for a depth x width grid; returns the console tables."""
-        cfg = self.cfg
-        heatmaps = []
-        for method in cfg.methods:
-            for phase in ("no-tune", "fine-tuned"):
-                if any(r["method"] == method and r["phase"] == phase for r in summary):
-                    name = grid.heatmap_name(method, phase)
-                    grid.plot_heatmap(summary, method, phase, cfg.depths, analysis.widths, self.out / name,
-                                      f"{method_info(method).label}, {phase}: test top-1 (%)")
-                    heatmaps.append(name)
-        reference = learngenes.get(analysis.reference, learngenes["sws"])
-        markdown, console = grid.grid_markdown(
-            analysis, summary, sources, heatmaps, learngene_params=reference[cfg.learngene_seeds[0]].result["params"],
-            plain_params=learngenes["sws"][cfg.learngene_seeds[0]].result["params"], des_params=self.cell_params(),
-            finetune_epochs=cfg.finetune_epochs, context=self.context, at_chance=self.at_chance(),
-            growth_gaps=self.growth_gaps({(job.depth, job.width, job.init_seed): init for job, (init, *_) in des_nets
-                                          if job.method == grid.REFERENCE}),
-            title=f"SWS depth x width grid on {self.finetune_cfg.data.name} ({self.info.num_classes} classes, "
-                  f"{self.info.num_test} test images)")
-        atomic_write_text(markdown, self.out / "results.md")
-        return console
-
-    def cell_params(self) -> dict[tuple[int, int], int]:
-        """Parameters of the Des-Net of every (depth, width) cell of the grid (counted on meta tensors)."""
-        architecture, des_args = self.architecture, self.des_args
-        with torch.device("meta"):
-            return {(d, w): count_parameters(timm.create_model(
-                        architecture, **self.width_args(w, des_args), depth=d).parameters())
-                    for d in self.cfg.depths for w in self.cfg.widths}
-
-    def des_params(self) -> dict[int, int]:
-        """Parameters of the Des-Net of every depth the paper's parameter claim counts (6-15) and of the run's."""
-        architecture, des_args = self.architecture, self.des_args
-        with torch.device("meta"):
-            return {d: count_parameters(timm.create_model(architecture, **des_args, depth=d).parameters())
-                    for d in sorted({*range(6, 16), *self.cfg.depths})}

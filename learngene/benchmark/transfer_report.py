@@ -15,7 +15,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Sequence
 
-from learngene.benchmark import report
+from learngene.benchmark import report, results
 from learngene.benchmark.config import task_depths
 from learngene.benchmark.report import ARITHMETIC, COST_MARGIN, Analysis, Claim, family_rule, family_verdict, \
     interval_evidence, label
@@ -207,19 +207,19 @@ def tta_rows(name: str, t: TaskAnalysis) -> list[dict]:
     return rows
 
 
-def stored_parameters(bench, des_nets) -> dict[str, int]:
+def stored_parameters(des_nets) -> dict[str, int]:
     """Parameters each method stores to initialize all the run's Des-Nets of one replicate (its first seed, on the
     first task): each distinct source once (a learngene or parent once, PF's pre-trained model of every size).
     SWS's learngenes saved at ``learngene_epochs`` are another experiment, not counted."""
-    first_task = des_nets[0][0].out
+    first_task = des_nets[0][0].task
     first_seed = {}
-    for job, _ in des_nets:
-        first_seed[job.method] = min(job.init_seed, first_seed.get(job.method, job.init_seed))
+    for des_net, _ in des_nets:
+        first_seed[des_net.method] = min(des_net.seed, first_seed.get(des_net.method, des_net.seed))
     sources = defaultdict(dict)
-    for job, (init, *_) in des_nets:
-        snapshot = job.method == "sws" and bench.learngene_epoch(job.source) is not None
-        if job.out == first_task and job.init_seed == first_seed[job.method] and not snapshot:
-            sources[job.method][job.source.path if job.source else None] = init.result["params_stored"]
+    for des_net, (init, *_) in des_nets:
+        if des_net.task == first_task and des_net.seed == first_seed[des_net.method] \
+                and des_net.learngene_epoch is None:
+            sources[des_net.method][des_net.source] = init.result["params_stored"]
     return {method: sum(stored.values()) for method, stored in sources.items()}
 
 
@@ -295,7 +295,7 @@ def write(bench, up, rows: list[dict], des_nets) -> str:
     """Write transfer.csv, the verdicts, time to accuracy, plots and results.md; return the console's summary."""
     cfg, out = bench.cfg, bench.out
     report.write_csv(rows, TRANSFER_FIELDS, out / "transfer.csv")
-    sources = bench.source_rows(up.ancestry, up.learngenes)
+    sources = results.source_rows(bench, up.ancestry, up.learngenes)
     report.write_csv(sources, report.SOURCE_FIELDS, out / "learngenes.csv")
     tasks, verdicts, ttas, plots = {}, [], [], []
     for task in bench.tasks:
@@ -313,7 +313,7 @@ def write(bench, up, rows: list[dict], des_nets) -> str:
                     plots.append(name)
     report.write_csv(verdicts, VERDICT_FIELDS, out / "transfer_verdicts.csv")
     report.write_csv(ttas, TTA_FIELDS, out / "time_to_accuracy.csv")
-    stored = stored_parameters(bench, des_nets)
+    stored = stored_parameters(des_nets)
     costs = upstream_costs(sources, up.trained, cfg.depths)
     claim_rows = claims(tasks, stored, costs)
     markdown, console = markdown_report(bench, tasks, verdicts, ttas, plots, claim_rows, stored, costs, rows)
