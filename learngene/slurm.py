@@ -5,10 +5,11 @@ GPU (``nodes x gpus_per_node`` tasks; one task on a CPU partition). The tasks fo
 engine builds under ``torchrun`` (submitit's torch.distributed environment: RANK, WORLD_SIZE, LOCAL_RANK,
 MASTER_ADDR, MASTER_PORT).
 
-The driver (this process) submits a job once every job whose outputs it reads has finished: waves, not Slurm
-dependencies. A part's inputs are only known when its sources are done (the benchmark builds a learngene's
-job from the ancestry's result, a Des-Net's from its learngene's), and a failed job must stop its dependants
-with a report, not leave them pending forever (``DependencyNeverSatisfied``).
+The driver (this process) submits a job as soon as every job whose outputs it reads has finished (the
+benchmark's job graph, learngene/benchmark/graph.py), not through Slurm dependencies. A part's inputs are only
+known when its sources are done (the benchmark builds a learngene's job from the ancestry's result, a Des-Net's
+from its learngene's), and a failed job must stop its dependants with a report, not leave them pending forever
+(``DependencyNeverSatisfied``).
 
 Stopped jobs resume, the way submitit means it: a job's task is a ``submitit.helpers.Checkpointable``. SIGTERM
 (preemption, ``scancel --signal=TERM``) or the time limit's warning (SIGUSR2, ``signal_delay_s`` before it), at

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import cloudpickle
 import pytest
@@ -187,10 +188,11 @@ def test_a_signal_during_the_final_evaluation_requeues_the_job_which_ends_with_t
     """A benchmark part: trained, then SIGTERM while its test split is evaluated; requeued, the part resumes from
     its own last.pt (nothing to train) and records what a run without the signal records."""
     local = TrainJob("trained", tmp_path / "local", tiny_training(tmp_path / "local" / "run"))()
-    job = TrainJob("trained", tmp_path / "part", tiny_training(tmp_path / "part" / "run"))
+    part = TrainJob("trained", tmp_path / "part", tiny_training(tmp_path / "part" / "run"))
     results = {}
-    run(driver(tmp_path / "slurm"), [job], results, lambda j: SlurmTask(
-        SignalDuring(j, "learngene.benchmark.runner", "test_metrics"), "cpu", threads=1, max_requeues=1))
+    # The driver schedules the graph's job (a name, what it waits for); the Slurm job runs the part it starts.
+    run(driver(tmp_path / "slurm"), [SimpleNamespace(name="trained", after=())], results, lambda job: SlurmTask(
+        SignalDuring(part, "learngene.benchmark.runner", "test_metrics"), "cpu", threads=1, max_requeues=1))
     assert len(requeues(tmp_path / "slurm")) == 1
     assert checkpoints(tmp_path / "part" / "console.log") == [
         "stopped by a signal: requeueing the job (1 of at most 1)"]
