@@ -56,11 +56,15 @@ HEAVY_MARKS = ("imagenet_tier", "slurm", "slow")
 def pytest_collection_modifyitems(config, items):
     """Group the tests for pytest-xdist's ``--dist loadgroup`` (.ci/run): every test of a module on one worker, so
     that its module-scoped fixtures (a trained Aux-Net, an ImageFolder) are built once, and every test of the real
-    Slurm on one worker, which starts one cluster (the ``slurm`` fixture is per session, so per worker)."""
+    Slurm on one worker, which starts one cluster (the ``slurm`` fixture is per session, so per worker). A test
+    with its own ``xdist_group`` mark keeps it."""
     group_of, weight_of = {}, {}
     for item in items:
-        group = group_of[item] = "slurm" if "slurm" in item.fixturenames else item.module.__name__
-        item.add_marker(pytest.mark.xdist_group(group))
+        own = item.get_closest_marker("xdist_group")  # a test that needs no fixture of its module's costly ones
+        group = group_of[item] = (own.args[0] if own else "slurm" if "slurm" in item.fixturenames
+                                  else item.module.__name__)
+        if not own:
+            item.add_marker(pytest.mark.xdist_group(group))
         marks = {mark.name for mark in item.iter_markers()}
         weight = next((i for i, mark in enumerate(HEAVY_MARKS) if mark in marks), len(HEAVY_MARKS))
         weight_of[group] = min(weight_of.get(group, weight), weight)

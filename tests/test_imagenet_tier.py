@@ -182,6 +182,9 @@ def run_benchmark(name: str, out: str, methods: list[str], *overrides: str) -> l
     return rows
 
 
+# The longest test of the suite, and it needs only the image folder: a group of its own runs it beside the
+# module's trainings (tests/conftest.py).
+@pytest.mark.xdist_group("imagenet_benchmarks")
 def test_imagenet_benchmarks_run_every_method_at_depth_6(work):
     out = "runs/benchmark/imagenet"
     run_benchmark("imagenet_des_b", out,
