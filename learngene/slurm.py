@@ -28,7 +28,6 @@ those still queued or running and submits only what is missing. Ctrl-C (or SIGTE
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
 import getpass
 import hashlib
@@ -620,9 +619,7 @@ class Training:
         (``resume=auto``), not again from the ``resume=`` it was started with."""
         if not (Path(self.cfg.output) / "last.pt").is_file():
             return self
-        cfg = copy.deepcopy(self.cfg)
-        cfg.resume = "auto"
-        return dataclasses.replace(self, cfg=cfg)
+        return dataclasses.replace(self, cfg=dataclasses.replace(self.cfg, resume="auto"))
 
 
 def run_training(cfg: TrainConfig, launch: LaunchConfig) -> int:
